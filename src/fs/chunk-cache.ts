@@ -1,0 +1,157 @@
+// Decoded, verified chunks by content digest: a memory LRU bounded in bytes over a content-addressed
+// disk cache shared by every layer, image and mount (a second mount of the same image fetches
+// nothing). Disk entries are written to a temp name and renamed, so a crash never leaves a partial
+// chunk under a digest; they are re-hashed when read back, so a damaged file is a miss, not bad bytes.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { digestHex, type Digest } from '../oci/digest.js';
+import { CacheCounters } from './metrics.js';
+
+export interface ChunkCacheOptions {
+  /** Cache directory (chunks under `<dir>/chunks`). */
+  dir: string;
+  /** Upper bound of the disk cache in bytes. */
+  diskBytes: number;
+  /** Upper bound of the memory LRU in bytes (0 disables it). */
+  memoryBytes: number;
+  counters?: CacheCounters;
+}
+
+let tmpCounter = 0;
+
+export class ChunkCache {
+  readonly counters: CacheCounters;
+  private readonly memory?: LRUCache<Digest, Buffer>;
+  /** Disk entries we know of and their sizes, least recently used first. */
+  private readonly diskIndex = new Map<Digest, number>();
+  private diskUsed = 0;
+  private evicting = false;
+  private readonly chunksDir: string;
+  private readonly tmpDir: string;
+
+  private constructor(private readonly opts: ChunkCacheOptions) {
+    this.counters = opts.counters ?? new CacheCounters();
+    if (opts.memoryBytes > 0) {
+      this.memory = new LRUCache<Digest, Buffer>({ maxSize: opts.memoryBytes, sizeCalculation: (b) => Math.max(1, b.length) });
+    }
+    this.chunksDir = join(opts.dir, 'chunks');
+    this.tmpDir = join(opts.dir, 'tmp');
+  }
+
+  static async open(opts: ChunkCacheOptions): Promise<ChunkCache> {
+    const cache = new ChunkCache(opts);
+    await mkdir(cache.chunksDir, { recursive: true });
+    await mkdir(cache.tmpDir, { recursive: true });
+    await cache.scan();
+    return cache;
+  }
+
+  /** Learns what an earlier process left on disk, oldest first, so eviction covers it too. */
+  private async scan(): Promise<void> {
+    const found: Array<{ digest: Digest; size: number; mtime: number }> = [];
+    for (const sub of await readdir(this.chunksDir)) {
+      const names = await readdir(join(this.chunksDir, sub)).catch(() => [] as string[]);
+      for (const name of names) {
+        if (!/^[0-9a-f]{64}$/.test(name)) continue;
+        const st = await stat(join(this.chunksDir, sub, name)).catch(() => undefined);
+        if (st) found.push({ digest: `sha256:${name}`, size: st.size, mtime: st.mtimeMs });
+      }
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const f of found) this.remember(f.digest, f.size);
+  }
+
+  private pathOf(digest: Digest): string {
+    const hex = digestHex(digest);
+    return join(this.chunksDir, hex.slice(0, 2), hex);
+  }
+
+  private remember(digest: Digest, size: number): void {
+    const old = this.diskIndex.get(digest);
+    if (old !== undefined) {
+      this.diskIndex.delete(digest);
+      this.diskUsed -= old;
+    }
+    this.diskIndex.set(digest, size);
+    this.diskUsed += size;
+  }
+
+  private forget(digest: Digest): void {
+    const old = this.diskIndex.get(digest);
+    if (old === undefined) return;
+    this.diskIndex.delete(digest);
+    this.diskUsed -= old;
+  }
+
+  get diskBytesUsed(): number {
+    return this.diskUsed;
+  }
+
+  getMemory(digest: Digest): Buffer | undefined {
+    const hit = this.memory?.get(digest);
+    if (hit) this.counters.memoryHits++;
+    else this.counters.memoryMisses++;
+    return hit;
+  }
+
+  putMemory(digest: Digest, data: Buffer): void {
+    this.memory?.set(digest, data);
+  }
+
+  /** The chunk from disk if present and intact; a damaged entry is removed and counts as a miss. */
+  async getDisk(digest: Digest): Promise<Buffer | undefined> {
+    const path = this.pathOf(digest);
+    let data: Buffer;
+    try {
+      data = await readFile(path);
+    } catch {
+      this.forget(digest);
+      this.counters.diskMisses++;
+      return undefined;
+    }
+    if (`sha256:${createHash('sha256').update(data).digest('hex')}` !== digest) {
+      this.forget(digest);
+      await rm(path, { force: true });
+      this.counters.diskMisses++;
+      return undefined;
+    }
+    this.remember(digest, data.length);
+    this.counters.diskHits++;
+    return data;
+  }
+
+  /** Stores a verified chunk on disk atomically, then evicts the least recently used entries over the bound. */
+  async putDisk(digest: Digest, data: Buffer): Promise<void> {
+    if (this.diskIndex.has(digest) || data.length > this.opts.diskBytes) return;
+    const path = this.pathOf(digest);
+    const tmp = join(this.tmpDir, `${process.pid}-${++tmpCounter}`);
+    await mkdir(join(path, '..'), { recursive: true });
+    try {
+      await writeFile(tmp, data);
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    this.remember(digest, data.length);
+    await this.evict();
+  }
+
+  private async evict(): Promise<void> {
+    if (this.evicting || this.diskUsed <= this.opts.diskBytes) return;
+    this.evicting = true;
+    try {
+      // Down to 90 % so eviction does not run on every single write near the bound.
+      const target = this.opts.diskBytes * 0.9;
+      for (const [digest] of this.diskIndex) {
+        if (this.diskUsed <= target) break;
+        this.forget(digest);
+        await rm(this.pathOf(digest), { force: true });
+      }
+    } finally {
+      this.evicting = false;
+    }
+  }
+}

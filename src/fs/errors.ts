@@ -1,0 +1,11 @@
+// Filesystem errors carry the errno name the FUSE adapter returns to the kernel.
+export type Errno = 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'EIO' | 'ENODATA' | 'EROFS' | 'EBADF' | 'EINVAL' | 'ENAMETOOLONG';
+
+export class FsError extends Error {
+  constructor(
+    readonly code: Errno,
+    message: string = code,
+  ) {
+    super(message);
+  }
+}

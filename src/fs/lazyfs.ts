@@ -1,0 +1,169 @@
+// The filesystem behaviour of a mount, with no FUSE inside (DESIGN.md seam): path lookups, attributes,
+// directory listings, links, xattrs and reads over an inode tree whose regular files are served
+// through each layer's ChunkReader. Everything but `read` is answered from memory.
+import { FsError } from './errors.js';
+import type { ChunkReader } from './chunk-reader.js';
+import type { Inode, Tree } from './tree.js';
+import type { MountMetrics } from './metrics.js';
+
+const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
+const BLOCK = 4096;
+/** Sequential reads grow the read-ahead window from the first to the last of these sizes. */
+const READ_AHEAD_MIN = 4 << 20;
+const READ_AHEAD_MAX = 64 << 20;
+
+export interface Stat {
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  rdev: number;
+  blksize: number;
+  blocks: number;
+  mtimeMs: number;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+/** Linux `makedev` (the encoding the kernel's FUSE attr carries). */
+export function makedev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+interface Handle {
+  node: Inode;
+  /** End of the previous read, to spot sequential reading (a first read at 0 counts). */
+  lastEnd: number;
+  readAheadEnd: number;
+  window: number;
+}
+
+export class LazyFs {
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+
+  constructor(
+    readonly tree: Tree,
+    /** Chunk readers by layer number (Inode.layer). */
+    private readonly readers: readonly ChunkReader[],
+    private readonly metrics: MountMetrics,
+  ) {}
+
+  /** The inode at an absolute path ('/' is the root). */
+  lookup(path: string): Inode {
+    let node = this.tree.root;
+    if (path === '/' || path === '') return node;
+    for (const part of path.split('/')) {
+      if (part === '') continue;
+      if (!node.children) throw new FsError('ENOTDIR', path);
+      const child = node.children.get(part);
+      if (!child) throw new FsError('ENOENT', path);
+      node = child;
+    }
+    return node;
+  }
+
+  statOf(node: Inode): Stat {
+    const e = node.entry;
+    const size = e.type === 'reg' ? e.size : e.type === 'symlink' ? Buffer.byteLength(e.linkName) : node.children ? BLOCK : 0;
+    return {
+      ino: node.ino,
+      mode: TYPE_BITS[e.type] | (e.mode & 0o7777),
+      nlink: node.nlink,
+      uid: e.uid,
+      gid: e.gid,
+      size,
+      rdev: e.type === 'char' || e.type === 'block' ? makedev(e.devMajor, e.devMinor) : 0,
+      blksize: BLOCK,
+      blocks: Math.ceil(size / 512),
+      mtimeMs: Math.max(0, e.mtimeMs),
+    };
+  }
+
+  getattr(path: string): Stat {
+    return this.statOf(this.lookup(path));
+  }
+
+  readdir(path: string): { names: string[]; stats: Stat[] } {
+    const node = this.lookup(path);
+    if (!node.children) throw new FsError('ENOTDIR', path);
+    const names = ['.', '..'];
+    const stats = [this.statOf(node), this.statOf(node)];
+    for (const [name, child] of node.children) {
+      names.push(name);
+      stats.push(this.statOf(child));
+    }
+    return { names, stats };
+  }
+
+  readlink(path: string): string {
+    const node = this.lookup(path);
+    if (node.entry.type !== 'symlink') throw new FsError('EINVAL', path);
+    return node.entry.linkName;
+  }
+
+  getxattr(path: string, name: string): Buffer {
+    const value = this.lookup(path).xattrs.get(name);
+    if (!value) throw new FsError('ENODATA', `${path}: ${name}`);
+    return value;
+  }
+
+  listxattr(path: string): string[] {
+    return [...this.lookup(path).xattrs.keys()];
+  }
+
+  /** Opens a regular file for reading; image content is read-only. */
+  open(path: string, flags: number): number {
+    const node = this.lookup(path);
+    if ((flags & 3) !== 0) throw new FsError('EROFS', path);
+    if (node.children) throw new FsError('EISDIR', path);
+    const fh = this.nextFh++;
+    this.handles.set(fh, { node, lastEnd: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
+    return fh;
+  }
+
+  release(fh: number): void {
+    this.handles.delete(fh);
+  }
+
+  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF', `file handle ${fh}`);
+    const e = h.node.entry;
+    if (e.type !== 'reg') return Buffer.alloc(0);
+    const reader = this.readers[h.node.layer];
+    if (!reader) throw new FsError('EIO', `no reader for layer ${h.node.layer}`);
+    const end = Math.min(e.size, offset + length);
+    if (offset === h.lastEnd && end < e.size) {
+      // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
+      // Refill only when less than half a window is left, so each refill is one large batch.
+      const target = Math.min(e.size, end + h.window);
+      if (h.readAheadEnd - end < h.window / 2 && target > h.readAheadEnd) {
+        reader.readAhead(e, Math.max(end, h.readAheadEnd), target);
+        h.readAheadEnd = target;
+        h.window = Math.min(READ_AHEAD_MAX, h.window * 2);
+      }
+    }
+    h.lastEnd = end;
+    const data = await reader.read(e, offset, length);
+    this.metrics.servedBytes += data.length;
+    return data;
+  }
+
+  statfs(): StatFs {
+    const blocks = Math.ceil(this.tree.totalBytes / BLOCK);
+    return { bsize: BLOCK, frsize: BLOCK, blocks, bfree: 0, bavail: 0, files: this.tree.inodeCount, ffree: 0, favail: 0, namemax: 255 };
+  }
+}

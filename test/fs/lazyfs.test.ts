@@ -1,0 +1,219 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ChunkCache } from '../../src/fs/chunk-cache.js';
+import { ChunkReader, type ChunkPath } from '../../src/fs/chunk-reader.js';
+import { CountingBlob } from '../../src/fs/counting-blob.js';
+import { FsError } from '../../src/fs/errors.js';
+import { Fetcher } from '../../src/fs/fetcher.js';
+import { indexLayer } from '../../src/fs/layer-index.js';
+import { LazyFs, makedev } from '../../src/fs/lazyfs.js';
+import { LayerMetrics, MountMetrics } from '../../src/fs/metrics.js';
+import { buildMergedTree } from '../../src/fs/tree.js';
+import { buildLayer, noise, type BuiltLayer } from './helpers/layer.js';
+
+const big = noise(1 << 20, 7);
+
+function image() {
+  return [
+    buildLayer([
+      { path: 'bin' },
+      { path: 'bin/tool', content: big, mode: 0o755, uid: 10, gid: 20, mtimeMs: 1_600_000_000_000 },
+      { path: 'bin/link', type: 'hardlink', linkName: 'bin/tool' },
+      { path: 'bin/sh', type: 'symlink', linkName: 'tool' },
+      { path: 'dev' },
+      { path: 'dev/null', type: 'char', devMajor: 1, devMinor: 3, mode: 0o666 },
+      { path: 'dev/sda', type: 'block', devMajor: 8, devMinor: 0 },
+      { path: 'dev/pipe', type: 'fifo' },
+      { path: 'etc' },
+      { path: 'etc/hosts', content: 'lower hosts\n' },
+      { path: 'etc/gone', content: 'gone\n' },
+      { path: 'empty', content: '' },
+    ]),
+    buildLayer([
+      { path: 'etc/.wh.gone', content: '' },
+      { path: 'etc/hosts', content: '127.0.0.1 upper\n', xattrs: { 'user.note': 'hi' } },
+      { path: 'etc/motd', content: 'x'.repeat(100_000) },
+    ]),
+  ];
+}
+
+async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number } = {}) {
+  const dir = opts.cacheDir ?? (await mkdtemp(join(tmpdir(), 'starling-fs-')));
+  const metrics = new MountMetrics();
+  const cache = await ChunkCache.open({ dir, diskBytes: 1 << 30, memoryBytes: opts.memoryBytes ?? 64 << 20, counters: metrics.cache });
+  const logs: string[] = [];
+  const path: ChunkPath = { cache, fetcher: new Fetcher(), inflight: new Map(), log: (m) => logs.push(m) };
+  const layerMetrics = layers.map(() => new LayerMetrics());
+  const readers = layers.map(
+    (l, i) =>
+      new ChunkReader(
+        { name: `layer${i}`, decodeChunk: l.toc.decodeChunk, blob: new CountingBlob(l.blob, layerMetrics[i]!, metrics.latency), metrics: layerMetrics[i]!, diskCache: true },
+        path,
+      ),
+  );
+  const tree = buildMergedTree(layers.map((l) => indexLayer(l.toc.entries, 'test')));
+  const fs = new LazyFs(tree, readers, metrics);
+  const readAll = async (p: string) => {
+    const fh = fs.open(p, 0);
+    try {
+      const parts: Buffer[] = [];
+      for (let off = 0; ; off += 128 * 1024) {
+        const b = await fs.read(fh, off, 128 * 1024);
+        if (b.length === 0) break;
+        parts.push(Buffer.from(b));
+      }
+      return Buffer.concat(parts);
+    } finally {
+      fs.release(fh);
+    }
+  };
+  return { fs, dir, metrics, layerMetrics, logs, readAll, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+test('attributes of every entry type, xattrs, symlinks, hardlinks, statfs', async () => {
+  const { fs, cleanup } = await setup(image());
+  try {
+    const tool = fs.getattr('/bin/tool');
+    assert.equal(tool.mode, 0o100755);
+    assert.equal(tool.uid, 10);
+    assert.equal(tool.gid, 20);
+    assert.equal(tool.size, big.length);
+    assert.equal(tool.mtimeMs, 1_600_000_000_000);
+    assert.equal(tool.nlink, 2);
+    assert.equal(fs.getattr('/bin/link').ino, tool.ino);
+    assert.equal(fs.getattr('/bin/sh').mode, 0o120644);
+    assert.equal(fs.getattr('/bin/sh').size, 4);
+    assert.equal(fs.readlink('/bin/sh'), 'tool');
+    assert.equal(fs.getattr('/dev/null').mode, 0o020666);
+    assert.equal(fs.getattr('/dev/null').rdev, makedev(1, 3));
+    assert.equal(fs.getattr('/dev/sda').mode & 0o170000, 0o060000);
+    assert.equal(fs.getattr('/dev/pipe').mode & 0o170000, 0o010000);
+    assert.equal(fs.getattr('/').mode, 0o040755);
+    assert.deepEqual(fs.readdir('/etc').names.sort(), ['.', '..', 'hosts', 'motd']);
+    assert.deepEqual(fs.listxattr('/etc/hosts'), ['user.note']);
+    assert.equal(fs.getxattr('/etc/hosts', 'user.note').toString(), 'hi');
+    assert.throws(() => fs.getxattr('/etc/hosts', 'user.none'), (e: FsError) => e.code === 'ENODATA');
+    assert.throws(() => fs.getattr('/etc/gone'), (e: FsError) => e.code === 'ENOENT');
+    assert.throws(() => fs.getattr('/etc/hosts/x'), (e: FsError) => e.code === 'ENOTDIR');
+    assert.throws(() => fs.readlink('/etc/hosts'), (e: FsError) => e.code === 'EINVAL');
+    assert.throws(() => fs.open('/etc/hosts', 1), (e: FsError) => e.code === 'EROFS');
+    const st = fs.statfs();
+    assert.equal(st.files, 12); // hardlinked names count once
+    assert.ok(st.blocks >= Math.ceil(big.length / 4096));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('reads return the right bytes at any offset, and fetch only the chunks they touch', async () => {
+  const { fs, layerMetrics, metrics, readAll, cleanup } = await setup(image());
+  try {
+    assert.equal((await readAll('/etc/hosts')).toString(), '127.0.0.1 upper\n');
+    assert.equal(layerMetrics[0]!.fetchedBytes, 0, 'the lower layer is untouched');
+    const fh = fs.open('/bin/tool', 0);
+    // a read straddling a chunk boundary (64 KiB chunks)
+    const piece = await fs.read(fh, 65_000, 2_000);
+    assert.deepEqual(piece, big.subarray(65_000, 67_000));
+    assert.equal(layerMetrics[0]!.requests, 1, 'two neighbouring chunks in one request');
+    assert.ok(layerMetrics[0]!.fetchedBytes < 2 * 70_000);
+    assert.deepEqual(await fs.read(fh, big.length - 10, 100), big.subarray(big.length - 10));
+    assert.equal((await fs.read(fh, big.length + 5, 100)).length, 0);
+    fs.release(fh);
+    assert.deepEqual(await readAll('/bin/link'), big);
+    assert.equal((await readAll('/empty')).length, 0);
+    assert.ok(metrics.servedBytes >= big.length);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('concurrent reads of the same chunk are fetched once; sequential reads trigger read-ahead', async () => {
+  const { fs, layerMetrics, readAll, cleanup } = await setup(image());
+  try {
+    const fh = fs.open('/etc/motd', 0);
+    const reads = await Promise.all([fs.read(fh, 0, 10), fs.read(fh, 5, 10), fs.read(fh, 20, 10)]);
+    assert.deepEqual(reads.map((b) => b.toString()), ['x'.repeat(10), 'x'.repeat(10), 'x'.repeat(10)]);
+    assert.equal(layerMetrics[1]!.requests, 1);
+    fs.release(fh);
+    // A sequential read of the 1 MiB file in 128 KiB steps: the read-ahead fetches far ahead in
+    // few large ranges instead of one request per 64 KiB chunk.
+    assert.deepEqual(await readAll('/bin/tool'), big);
+    assert.ok(layerMetrics[0]!.requests <= 3, `requests: ${layerMetrics[0]!.requests}`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('warm disk cache: a second mount over the same cache dir fetches nothing', async () => {
+  const layers = image();
+  const first = await setup(layers);
+  assert.deepEqual(await first.readAll('/bin/tool'), big);
+  await new Promise((r) => setTimeout(r, 50)); // disk writes follow the served read
+  const second = await setup(layers, { cacheDir: first.dir });
+  try {
+    assert.deepEqual(await second.readAll('/bin/tool'), big);
+    assert.equal(second.layerMetrics[0]!.fetchedBytes, 0);
+    assert.ok(second.metrics.cache.diskHits > 0);
+  } finally {
+    await first.cleanup();
+  }
+});
+
+test('a damaged disk cache entry is a miss and is fetched again, never served', async () => {
+  const layers = image();
+  const first = await setup(layers);
+  try {
+    await first.readAll('/etc/hosts');
+    await new Promise((r) => setTimeout(r, 50));
+    const sub = (await readdir(join(first.dir, 'chunks'))).filter((s) => s.length === 2);
+    for (const s of sub) for (const f of await readdir(join(first.dir, 'chunks', s))) await writeFile(join(first.dir, 'chunks', s, f), 'garbage');
+    const second = await setup(layers, { cacheDir: first.dir });
+    assert.equal((await second.readAll('/etc/hosts')).toString(), '127.0.0.1 upper\n');
+    assert.ok(second.layerMetrics[1]!.fetchedBytes > 0);
+  } finally {
+    await first.cleanup();
+  }
+});
+
+test('a tampered chunk gives EIO for reads that need it, logged once; other files and chunks still read', async () => {
+  const layers = image();
+  const tool = layers[0]!.toc.entries.find((e) => e.path === 'bin/tool')!;
+  const victim = tool.chunks[3]!;
+  layers[0]!.bytes[victim.start + 20] ^= 0xff;
+  const { fs, layerMetrics, logs, readAll, cleanup } = await setup(layers, { memoryBytes: 0 });
+  try {
+    const fh = fs.open('/bin/tool', 0);
+    await assert.rejects(fs.read(fh, victim.fileOffset + 5, 10), (e: FsError) => e.code === 'EIO');
+    await assert.rejects(fs.read(fh, victim.fileOffset, 10), (e: FsError) => e.code === 'EIO');
+    assert.deepEqual(await fs.read(fh, 0, 100), big.subarray(0, 100));
+    fs.release(fh);
+    assert.equal((await readAll('/etc/hosts')).toString(), '127.0.0.1 upper\n');
+    assert.ok(layerMetrics[0]!.verificationFailures >= 1);
+    assert.equal(logs.filter((l) => l.includes('bin/tool')).length, 1);
+    assert.match(logs[0]!, /layer0/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('disk cache stays within its size bound', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'starling-fs-'));
+  try {
+    const cache = await ChunkCache.open({ dir, diskBytes: 300_000, memoryBytes: 0 });
+    for (let i = 0; i < 10; i++) {
+      const data = noise(50_000, i + 1);
+      const { sha256 } = await import('../../src/oci/digest.js');
+      await cache.putDisk(sha256(data), data);
+    }
+    assert.ok(cache.diskBytesUsed <= 300_000);
+    let onDisk = 0;
+    for (const s of await readdir(join(dir, 'chunks'))) onDisk += (await readdir(join(dir, 'chunks', s))).length;
+    assert.equal(onDisk * 50_000, cache.diskBytesUsed);
+    assert.deepEqual(await readdir(join(dir, 'tmp')), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
