@@ -155,3 +155,35 @@ export function tocEntryFromTarHeader(h: TarHeader, names: OwnerNames): TocEntry
   if (xattrs) e.xattrs = xattrs;
   return e;
 }
+
+/**
+ * Go's cleanEntryName: path.Clean("/" + name) without the leading "/"; ".." at the root stays at the
+ * root. Used to match names the way the reference implementation does (duplicates, prioritised files).
+ */
+export function cleanEntryName(name: string): string {
+  const out: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop();
+    else out.push(part);
+  }
+  return out.join('/');
+}
+
+/**
+ * Normalises an untrusted entry path relative to the layer root: absolute paths become relative,
+ * '.' and empty components go; '' is the root. Throws TarEntryError for NUL or a '..' that would
+ * leave the root (`what` names the source in the message).
+ */
+export function normalizeEntryPath(name: string, what = 'entry'): string {
+  if (name.includes('\0')) throw new TarEntryError(`${what} path ${JSON.stringify(name)} contains a NUL byte`);
+  const out: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) throw new TarEntryError(`${what} path ${JSON.stringify(name)} escapes the layer root`);
+      out.pop();
+    } else out.push(part);
+  }
+  return out.join('/');
+}
