@@ -1,0 +1,51 @@
+// Serialises a TOC as Go's json.MarshalIndent(toc, "", "\t") does in stargz-snapshotter: keys in
+// TOCEntry field order, zero values omitted (omitempty), <, >, & and U+2028/9 escaped, \b and \f as
+// \u escapes. Identical formatting keeps our TOC bytes comparable with Go-built ones.
+import type { Toc, TocEntry } from '../toc.js';
+
+const KEY_ORDER: readonly (keyof TocEntry)[] = [
+  'name',
+  'type',
+  'size',
+  'modtime',
+  'linkName',
+  'mode',
+  'uid',
+  'gid',
+  'userName',
+  'groupName',
+  'offset',
+  'devMajor',
+  'devMinor',
+  'xattrs',
+  'digest',
+  'chunkOffset',
+  'chunkSize',
+  'chunkDigest',
+];
+
+const GO_ESCAPES: Record<string, string> = {
+  '<': '\\u003c',
+  '>': '\\u003e',
+  '&': '\\u0026',
+  '\u2028': '\\u2028',
+  '\u2029': '\\u2029',
+  '\\b': '\\u0008',
+  '\\f': '\\u000c',
+};
+
+function ordered(e: TocEntry): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const k of KEY_ORDER) {
+    const v = e[k];
+    if (v === undefined || v === 0 || v === '') continue;
+    if (k === 'name' || k === 'type' || typeof v !== 'object' || Object.keys(v).length > 0) o[k] = v;
+  }
+  if (o.name === undefined) o.name = e.name;
+  return { name: o.name, type: e.type, ...o };
+}
+
+export function tocJson(toc: Toc): Buffer {
+  const text = JSON.stringify({ version: toc.version, entries: toc.entries.map(ordered) }, null, '\t');
+  return Buffer.from(text.replace(/\\.|[<>&\u2028\u2029]/g, (m) => GO_ESCAPES[m] ?? m), 'utf8');
+}
