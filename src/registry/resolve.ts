@@ -1,0 +1,60 @@
+// From a reference's root (manifest or index) to one platform's image: picks the best match by
+// containerd's ordered platform rules, skips attestation manifests, refuses artifacts that are not
+// images. Works on any ImageSource (docker:// or oci:).
+import { MediaType } from '../oci/mediatypes.js';
+import { formatPlatform, hostPlatform, isAttestationManifest, normalizePlatform, platformMatcher } from '../oci/platform.js';
+import type { ImageSource } from '../oci/store.js';
+import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
+import { parseConfig, parseManifestOrIndex } from '../oci/validate.js';
+
+export class ResolveError extends Error {}
+
+export interface ResolvedImage {
+  /** The index the manifest was picked from, when the reference named one. */
+  index?: Descriptor;
+  manifestDescriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  configBytes: Buffer;
+}
+
+const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
+// Nested indexes are allowed, but not without end.
+const MAX_DEPTH = 4;
+
+/** Resolves `source`'s root to the manifest for `platform` (default: the host). */
+export async function resolveImage(source: ImageSource, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
+  const root = await source.resolveRoot();
+  return pick(source, root.descriptor, root.bytes, normalizePlatform(platform), undefined, 0);
+}
+
+async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platform: Platform, index: Descriptor | undefined, depth: number): Promise<ResolvedImage> {
+  const doc = parseManifestOrIndex(bytes, desc.mediaType, `${source.description} ${desc.digest}`);
+  if (doc.kind === 'manifest') {
+    const m = doc.manifest;
+    const artifact = m.artifactType ?? (IMAGE_CONFIG_TYPES.has(m.config.mediaType) ? undefined : m.config.mediaType);
+    if (artifact !== undefined) {
+      throw new ResolveError(`${source.description}: ${desc.digest} is an artifact of type ${artifact}, not a container image`);
+    }
+    const configBytes = await source.fetchJSONBytes(m.config);
+    const config = parseConfig(configBytes, `${source.description} config ${m.config.digest}`);
+    if (config.rootfs.diff_ids.length !== m.layers.length) {
+      throw new ResolveError(`${source.description}: manifest ${desc.digest} has ${m.layers.length} layers but its config lists ${config.rootfs.diff_ids.length} diff_ids`);
+    }
+    return { ...(index ? { index } : {}), manifestDescriptor: desc, manifest: m, config, configBytes };
+  }
+  if (depth >= MAX_DEPTH) throw new ResolveError(`${source.description}: indexes nested more than ${MAX_DEPTH} deep`);
+  const matcher = platformMatcher(platform);
+  const candidates = doc.index.manifests.filter((d) => !isAttestationManifest(d) && d.platform && matcher.matches(d.platform));
+  candidates.sort((a, b) => matcher.rank(a.platform!) - matcher.rank(b.platform!));
+  const chosen = candidates[0];
+  if (!chosen) {
+    const available = doc.index.manifests.filter((d) => !isAttestationManifest(d) && d.platform).map((d) => formatPlatform(d.platform!));
+    const artifacts = doc.index.manifests.filter((d) => d.artifactType).map((d) => d.artifactType);
+    throw new ResolveError(
+      `${source.description}: no image for platform ${formatPlatform(platform)} (available: ${available.length ? available.join(', ') : 'none'}${artifacts.length ? `; artifacts: ${[...new Set(artifacts)].join(', ')}` : ''})`,
+    );
+  }
+  const childBytes = await source.fetchJSONBytes(chosen);
+  return pick(source, chosen, childBytes, platform, index ?? desc, depth + 1);
+}
