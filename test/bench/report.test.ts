@@ -1,0 +1,85 @@
+// Report generation: percentiles, per-cell summaries with speed-up against full, the Markdown table
+// and the SVG chart (bar lengths proportional to the medians).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { markdownReport, markdownTable, percentile, summarise, svgChart, type Results, type Sample } from '../../bench/startup/report.js';
+
+function sample(image: string, mode: Sample['mode'], index: number, pullMs: number, runMs: number, bytes: number, error?: string): Sample {
+  return { image, mode, index, pullMs, runMs, pullBytes: bytes, runBytes: bytes / 10, ...(error ? { error } : {}) };
+}
+
+const samples: Sample[] = [
+  ...[10_000, 12_000, 11_000, 30_000, 10_500].map((p, i) => sample('gcc', 'full', i, p, 1000, 400e6)),
+  ...[500, 600, 400, 450, 550].map((p, i) => sample('gcc', 'lazy', i, p, 2000 + i * 100, 1e6)),
+  sample('gcc', 'lazy-optimised', 0, 300, 900, 1e6),
+  sample('gcc', 'lazy-optimised', 1, 0, 0, 0, 'mount failed: EIO'),
+  sample('python', 'lazy', 0, 100, 200, 5e5),
+];
+
+test('percentile is nearest-rank', () => {
+  assert.equal(percentile([5, 1, 4, 2, 3], 0.5), 3);
+  assert.equal(percentile([5, 1, 4, 2, 3], 0.95), 5);
+  assert.equal(percentile([7], 0.95), 7);
+  assert.equal(percentile([1, 2, 3, 4], 0.5), 2);
+  assert.throws(() => percentile([], 0.5));
+});
+
+test('summarise: medians and p95 per cell, failures counted apart, speed-up against full', () => {
+  const summary = summarise(samples);
+  assert.deepEqual(
+    summary.map((c) => `${c.image}/${c.mode}`),
+    ['gcc/full', 'gcc/lazy', 'gcc/lazy-optimised', 'python/lazy'],
+  );
+  const full = summary[0]!;
+  assert.deepEqual(full.pullMs, { p50: 11_000, p95: 30_000 });
+  assert.equal(full.totalMs.p50, 12_000);
+  assert.equal(full.totalBytes, 440e6);
+  const lazy = summary[1]!;
+  assert.deepEqual(lazy.runMs, { p50: 2200, p95: 2400 });
+  assert.equal(lazy.totalMs.p50, 2700); // totals are summarised per sample, not summed medians
+  assert.equal(lazy.speedupVsFull, 12_000 / 2700);
+  const opt = summary[2]!;
+  assert.equal(opt.samples, 1);
+  assert.equal(opt.failures, 1);
+  assert.equal(opt.totalMs.p50, 1200);
+  assert.equal(summary[3]!.speedupVsFull, undefined); // no full run of python
+});
+
+test('markdown table and report name every cell with its figures', () => {
+  const summary = summarise(samples);
+  const table = markdownTable(summary);
+  const rows = table.split('\n');
+  assert.equal(rows.length, 2 + summary.length);
+  assert.match(rows[3]!, /^\| gcc \| lazy \| 0\.50 \(0\.60\) \| 2\.20 \(2\.40\) \| 2\.70 \(2\.95\) \| 1\.0 \+ 0\.1 \| 4\.44× \| 5 \|$/);
+  assert.match(rows[4]!, /\| 1 \(1 failed\) \|$/);
+  const results: Results = {
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:10:00.000Z',
+    machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 24, kernel: '6.1', node: 'v20' },
+    link: { profile: { rttMs: 20, rateMbit: 100 }, check: { rttMs: 21.5, throughputMbit: 97.1, probeBytes: 50e6, probeSeconds: 4.1 } },
+    samplesPerCell: 5,
+    images: [{ name: 'gcc', description: 'd', workload: ['sh', '-c', 'gcc x.c'], layerBytes: [1e9, 2e8], formBytes: { gzip: 4e8, estargz: 4.4e8 }, readBytes: 5e7 }],
+    samples,
+    summary,
+    notes: ['a note'],
+  };
+  const md = markdownReport(results, 'chart.svg');
+  assert.match(md, /20 ms RTT, 100 Mbit\/s \(checked: 21\.5 ms RTT, 97\.1 Mbit\/s/);
+  assert.match(md, /!\[[^\]]*\]\(chart\.svg\)/);
+  assert.match(md, /\| gcc \| `sh -c gcc x\.c` \| 1200\.0 MB \| 400\.0 \| 440\.0 \| 50\.0 MB \|/);
+  assert.match(md, /- a note/);
+});
+
+test('SVG chart: one pull and one run bar per successful cell, lengths proportional to the medians', () => {
+  const summary = summarise(samples);
+  const svg = svgChart(summary, 'gcc & python <test>');
+  assert.ok(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>'));
+  assert.match(svg, /gcc &amp; python &lt;test&gt;/);
+  const bars = [...svg.matchAll(/<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="16" fill="(#4e79a7|#f28e2b)"><title>(pull|run) ([\d.]+) s<\/title>/g)];
+  assert.equal(bars.length, 2 * summary.length);
+  // Pixels per second is the same for every bar.
+  const scales = bars.map((b) => Number(b[2]) / Number(b[5])).filter((s) => Number.isFinite(s) && s > 0);
+  for (const s of scales) assert.ok(Math.abs(s - scales[0]!) / scales[0]! < 0.02, `bar scale ${s} vs ${scales[0]}`);
+  // Run bars start where their pull bar ends.
+  for (let i = 0; i < bars.length; i += 2) assert.ok(Math.abs(Number(bars[i]![1]) + Number(bars[i]![2]) - Number(bars[i + 1]![1])) < 0.2);
+});
