@@ -25,6 +25,8 @@ export function regularFileHeader(name: string, size: number): Buffer {
   octal(block, 0, 136, 12); // mtime
   block.write('0', 156, 1, 'latin1');
   block.write('ustar\0' + '00', 257, 8, 'latin1');
+  octal(block, 0, 329, 8); // devmajor
+  octal(block, 0, 337, 8); // devminor
   block.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of block) sum += b;

@@ -1,0 +1,300 @@
+// eStargz reader: footer → TOC member → verified, validated LayerToc (formats.md §1a.2–1a.7).
+// Every byte of the TOC is untrusted: sizes are bounded, paths normalised (escapes rejected),
+// chunks checked to cover each file exactly and to lie before the TOC, and each chunk is later
+// decoded with a streaming gunzip that stops after the bytes it needs and checks its digest.
+import { Readable } from 'node:stream';
+import { createGunzip, gunzip } from 'node:zlib';
+import type { BlobSource } from '../../blob/source.js';
+import { isDigest, sha256, type Digest } from '../../oci/digest.js';
+import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
+import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
+import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
+import { TarReader } from './tar-reader.js';
+
+/** Largest TOC accepted, compressed or uncompressed. */
+export const MAX_TOC_BYTES = 150 << 20;
+
+export interface OpenEstargzOptions {
+  /** The TOC digest from the layer descriptor's annotation; the TOC is refused if it differs. */
+  tocDigest?: Digest;
+}
+
+const ENTRY_TYPES: ReadonlySet<string> = new Set<EntryType>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
+
+function gunzipLimited(data: Buffer, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => gunzip(data, { maxOutputLength: limit }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+/** The JSON bytes of the TOC member: gunzip, then the payload of its first tar entry, which must be stargz.index.json. */
+async function tocJsonBytes(compressed: Buffer, where: string): Promise<Buffer> {
+  let tar: Buffer;
+  try {
+    tar = await gunzipLimited(compressed, MAX_TOC_BYTES + 2048);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new TocError(`${where}: TOC is larger than ${MAX_TOC_BYTES} bytes uncompressed`);
+    throw new TocError(`${where}: TOC member does not decompress: ${(err as Error).message}`);
+  }
+  const reader = new TarReader(Readable.from([tar]));
+  try {
+    const entry = await reader.next();
+    if (!entry) throw new TocError(`${where}: TOC member holds no tar entry`);
+    if (entry.header.name !== TOC_TAR_NAME) throw new TocError(`${where}: TOC tar entry is named ${JSON.stringify(entry.header.name)}, not ${TOC_TAR_NAME}`);
+    if (entry.payloadSize > MAX_TOC_BYTES) throw new TocError(`${where}: TOC is larger than ${MAX_TOC_BYTES} bytes`);
+    const parts: Buffer[] = [];
+    for (let p = await reader.readPayload(entry.payloadSize); p; p = await reader.readPayload(entry.payloadSize)) parts.push(p);
+    return Buffer.concat(parts);
+  } catch (err) {
+    if (err instanceof TocError) throw err;
+    throw new TocError(`${where}: TOC member is not a valid tar: ${(err as Error).message}`);
+  }
+}
+
+/** Reads the footer and the TOC of an eStargz (or legacy stargz) blob and validates every entry. */
+export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {}): Promise<LayerToc> {
+  const where = blob.description;
+  const tailSize = Math.min(blob.size, ESTARGZ_FOOTER_SIZE);
+  let footer;
+  try {
+    footer = parseFooter(await blob.read(blob.size - tailSize, tailSize));
+  } catch (err) {
+    throw new TocError(`${where}: ${(err as Error).message}`);
+  }
+  const tocEnd = blob.size - footer.footerSize;
+  if (footer.tocOffset >= tocEnd) throw new TocError(`${where}: TOC offset ${footer.tocOffset} is outside the blob (size ${blob.size})`);
+  if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new TocError(`${where}: compressed TOC of ${tocEnd - footer.tocOffset} bytes exceeds ${MAX_TOC_BYTES}`);
+  const json = await tocJsonBytes(await blob.read(footer.tocOffset, tocEnd - footer.tocOffset), where);
+  const tocDigest = sha256(json);
+  if (opts.tocDigest !== undefined && tocDigest !== opts.tocDigest) {
+    throw new TocError(`${where}: TOC digest mismatch: the layer descriptor says ${opts.tocDigest}, the TOC hashes to ${tocDigest}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json.toString('utf8'));
+  } catch (err) {
+    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
+  }
+  const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
+  return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validates the TOC JSON and turns it into normalised FileEntries with resolved chunks. */
+export function buildEntries(toc: unknown, tocOffset: number, where: string): { entries: FileEntry[]; prefetchEnd?: number } {
+  if (!isObject(toc)) throw new TocError(`${where}: TOC is not a JSON object`);
+  if (toc.version !== 1) throw new TocError(`${where}: TOC version ${JSON.stringify(toc.version)} is not supported (want 1)`);
+  if (!Array.isArray(toc.entries)) throw new TocError(`${where}: TOC has no entries array`);
+  const raw: unknown[] = toc.entries;
+
+  const fail = (i: number, msg: string): never => {
+    const e = raw[i];
+    const name = isObject(e) && typeof e.name === 'string' ? ` (${JSON.stringify(e.name)})` : '';
+    throw new TocError(`${where}: TOC entry ${i}${name}: ${msg}`);
+  };
+  const int = (e: Json, i: number, key: string): number => {
+    const v = e[key];
+    if (v === undefined || v === null) return 0;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(i, `${key} ${JSON.stringify(v)} is not a non-negative integer`);
+    return v as number;
+  };
+  const str = (e: Json, i: number, key: string): string => {
+    const v = e[key];
+    if (v === undefined || v === null) return '';
+    if (typeof v !== 'string') fail(i, `${key} is not a string`);
+    return v as string;
+  };
+
+  // Compressed end of each data entry: the offset of the next member start (formats.md §1a.4).
+  const nextOffset: number[] = new Array(raw.length);
+  let last = tocOffset;
+  for (let i = raw.length - 1; i >= 0; i--) {
+    const e = raw[i];
+    if (!isObject(e)) fail(i, 'not a JSON object');
+    const { offset, innerOffset } = e as Json;
+    nextOffset[i] = last;
+    if (typeof offset === 'number' && offset > 0 && !innerOffset) last = offset;
+  }
+
+  const userNames = new Map<number, string>();
+  const groupNames = new Map<number, string>();
+  const files: (FileEntry | undefined)[] = [];
+  const byPath = new Map<string, number>();
+  let prefetchEnd: number | undefined;
+  let current: { file: FileEntry; index: number } | undefined;
+
+  const addChunk = (file: FileEntry, e: Json, i: number, fileDigest: string) => {
+    const offset = int(e, i, 'offset');
+    const fileOffset = int(e, i, 'chunkOffset');
+    const size = int(e, i, 'chunkSize') || file.size - fileOffset;
+    const innerOffset = int(e, i, 'innerOffset');
+    const chunkDigest = str(e, i, 'chunkDigest');
+    if (offset === 0) fail(i, 'data entry has no offset');
+    if (size <= 0) fail(i, `chunk at ${fileOffset} is empty or beyond the file size ${file.size}`);
+    const end = nextOffset[i]!;
+    if (offset >= end || end > tocOffset) fail(i, `compressed range ${offset}..${end} is empty or runs into the TOC at ${tocOffset}`);
+    const digest = chunkDigest || fileDigest;
+    if (!isDigest(digest)) fail(i, chunkDigest ? `chunkDigest ${JSON.stringify(chunkDigest)} is not a sha256 digest` : 'no chunkDigest: the chunk cannot be verified');
+    file.chunks.push({ fileOffset, size, start: offset, end, innerOffset, digest: digest as Digest, zeros: false });
+  };
+
+  for (let i = 0; i < raw.length; i++) {
+    const e = raw[i] as Json;
+    const type = str(e, i, 'type');
+    if (!ENTRY_TYPES.has(type)) fail(i, `unknown type ${JSON.stringify(type)}`);
+    if (type === 'chunk') {
+      if (!current || current.file.type !== 'reg') fail(i, 'chunk entry does not follow a regular file');
+      addChunk(current!.file, e, i, '');
+      continue;
+    }
+    const name = str(e, i, 'name');
+    let path: string;
+    try {
+      path = normalizeEntryPath(name, 'TOC entry');
+    } catch (err) {
+      if (err instanceof TarEntryError) fail(i, err.message);
+      throw err;
+    }
+    const uid = int(e, i, 'uid');
+    const gid = int(e, i, 'gid');
+    let userName = str(e, i, 'userName');
+    if (userName) userNames.set(uid, userName);
+    else userName = userNames.get(uid) ?? '';
+    let groupName = str(e, i, 'groupName');
+    if (groupName) groupNames.set(gid, groupName);
+    else groupName = groupNames.get(gid) ?? '';
+    const modtime = str(e, i, 'modtime');
+    const mtimeMs = modtime ? Date.parse(modtime) : 0;
+    if (Number.isNaN(mtimeMs)) fail(i, `modtime ${JSON.stringify(modtime)} is not an RFC 3339 time`);
+    const xattrs = new Map<string, Buffer>();
+    if (e.xattrs !== undefined && e.xattrs !== null) {
+      if (!isObject(e.xattrs)) fail(i, 'xattrs is not an object');
+      for (const [k, v] of Object.entries(e.xattrs as Json)) {
+        if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) fail(i, `xattr ${JSON.stringify(k)} is not base64`);
+        xattrs.set(k, Buffer.from(v as string, 'base64'));
+      }
+    }
+    const digest = str(e, i, 'digest');
+    if (digest && !isDigest(digest)) fail(i, `digest ${JSON.stringify(digest)} is not a sha256 digest`);
+    let linkName = str(e, i, 'linkName');
+    if (type === 'hardlink') {
+      try {
+        linkName = normalizeEntryPath(linkName, 'hardlink target');
+      } catch (err) {
+        if (err instanceof TarEntryError) fail(i, err.message);
+        throw err;
+      }
+    }
+    const file: FileEntry = {
+      path,
+      type: type as FileType,
+      mode: int(e, i, 'mode') & 0o7777,
+      uid,
+      gid,
+      userName: userName || undefined,
+      groupName: groupName || undefined,
+      mtimeMs,
+      size: type === 'reg' ? int(e, i, 'size') : 0,
+      linkName: type === 'symlink' || type === 'hardlink' ? linkName : '',
+      devMajor: int(e, i, 'devMajor'),
+      devMinor: int(e, i, 'devMinor'),
+      xattrs,
+      digest: digest ? (digest as Digest) : undefined,
+      chunks: [],
+    };
+    if (path === '' && type !== 'dir') fail(i, `the root must be a directory, not ${type}`);
+    current = { file, index: i };
+    if (type === 'reg' && file.size > 0) addChunk(file, e, i, digest);
+    const hidden = path === TOC_TAR_NAME || path === PREFETCH_LANDMARK || path === NO_PREFETCH_LANDMARK;
+    if (path === PREFETCH_LANDMARK && file.chunks[0]) prefetchEnd = file.chunks[0].start;
+    if (hidden) continue;
+    const earlier = byPath.get(path);
+    if (earlier !== undefined) files[earlier] = undefined; // a later duplicate wins, as in Go's reader
+    byPath.set(path, files.length);
+    files.push(file);
+  }
+
+  const entries = files.filter((f): f is FileEntry => f !== undefined);
+  for (const f of entries) {
+    if (f.type === 'reg') checkCoverage(f, where);
+    if (f.type === 'hardlink') {
+      const target = byPath.get(f.linkName);
+      if (target === undefined || files[target] === undefined) throw new TocError(`${where}: hardlink ${JSON.stringify(f.path)} points to ${JSON.stringify(f.linkName)}, which is not in the layer`);
+    }
+  }
+  return { entries, prefetchEnd };
+}
+
+/** Throws unless the chunks of `f` cover [0, size) in order without gaps or overlaps. */
+function checkCoverage(f: FileEntry, where: string): void {
+  let pos = 0;
+  for (const c of f.chunks) {
+    if (c.fileOffset !== pos) throw new TocError(`${where}: ${JSON.stringify(f.path)}: chunk at ${c.fileOffset}, expected one at ${pos}`);
+    pos += c.size;
+  }
+  if (pos !== f.size) throw new TocError(`${where}: ${JSON.stringify(f.path)}: chunks cover ${pos} bytes of ${f.size}`);
+}
+
+/** Inflates `compressed` (one or more gzip members) but stops once `want` bytes have come out. */
+function inflatePrefix(compressed: Buffer, want: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const gz = createGunzip({ chunkSize: 64 * 1024 });
+    const parts: Buffer[] = [];
+    let got = 0;
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      gz.destroy();
+      if (err) reject(err);
+      else resolve(Buffer.concat(parts, Math.min(got, want)).subarray(0, want));
+    };
+    gz.on('data', (d: Buffer) => {
+      parts.push(d);
+      got += d.length;
+      if (got >= want) finish();
+    });
+    gz.once('end', () => finish(got >= want ? undefined : new ChunkVerifyError(`chunk decompresses to ${got} bytes, expected at least ${want}`)));
+    gz.once('error', (err) => finish(new ChunkVerifyError(`chunk does not decompress: ${err.message}`)));
+    gz.end(compressed);
+  });
+}
+
+async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer> {
+  if (compressed.length !== chunk.end - chunk.start) {
+    throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end}: got ${compressed.length} compressed bytes`);
+  }
+  const plain = await inflatePrefix(compressed, chunk.innerOffset + chunk.size);
+  const data = plain.subarray(chunk.innerOffset);
+  const actual = sha256(data);
+  if (actual !== chunk.digest) {
+    throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} (file offset ${chunk.fileOffset}): digest ${actual}, TOC says ${chunk.digest}`);
+  }
+  return data;
+}
+
+/**
+ * Reads `length` bytes at `offset` of a regular file (or a hardlink to one) through the layer's
+ * chunks, fetching from `blob` and verifying each chunk; fewer bytes at the end of the file.
+ */
+export async function readFileRange(layer: LayerToc, blob: BlobSource, entry: FileEntry, offset: number, length: number): Promise<Buffer> {
+  let file = entry;
+  if (file.type === 'hardlink') {
+    const target = layer.entries.find((f) => f.path === entry.linkName && f.type !== 'hardlink');
+    if (!target) throw new TocError(`hardlink ${JSON.stringify(entry.path)}: target ${JSON.stringify(entry.linkName)} not found`);
+    file = target;
+  }
+  if (file.type !== 'reg') throw new TocError(`${JSON.stringify(entry.path)} is not a regular file`);
+  const end = Math.min(file.size, offset + length);
+  const pieces: Buffer[] = [];
+  for (const c of file.chunks) {
+    if (c.fileOffset + c.size <= offset || c.fileOffset >= end) continue;
+    const data = await layer.decodeChunk(c, await blob.read(c.start, c.end - c.start));
+    pieces.push(data.subarray(Math.max(0, offset - c.fileOffset), Math.min(c.size, end - c.fileOffset)));
+  }
+  return Buffer.concat(pieces);
+}
