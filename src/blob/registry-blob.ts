@@ -16,7 +16,7 @@
 import type { Readable } from 'node:stream';
 import { sha256, type Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import { header, type RegistryClient, type RegistryRequest, type RegistryResponse } from '../registry/client.js';
+import { discard, header, type RegistryClient, type RegistryRequest, type RegistryResponse } from '../registry/client.js';
 import { RegistryError, TransientError, type RegistryContext } from '../registry/errors.js';
 import { byterangesBoundary, MultipartError, parseContentRange, parseMultipartByteranges } from '../registry/multipart.js';
 import { checkRange, type BlobSource, type ByteRange } from './source.js';
@@ -134,7 +134,7 @@ export class RegistryBlob implements BlobSource {
       range,
       async (res) => {
         if (res.status === 400 || res.status === 501 || res.status === 200) {
-          res.body.destroy();
+          discard(res.body);
           this.multiRange = 'no';
           return undefined;
         }
@@ -201,14 +201,14 @@ export class RegistryBlob implements BlobSource {
     if (res.status === 206) {
       const cr = parseContentRange(header(res.headers, 'content-range'));
       if (!cr || cr.start !== offset || cr.end !== offset + length - 1 || (cr.total !== undefined && cr.total !== this.size)) {
-        res.body.destroy();
+        discard(res.body);
         throw new RegistryError(this.ctx, `asked for bytes ${offset}-${offset + length - 1}/${this.size}, got Content-Range ${JSON.stringify(header(res.headers, 'content-range') ?? '')}`);
       }
       return this.body(res, length);
     }
     // 200: the Range header was ignored and the whole blob is coming.
     if (length !== this.size && this.size > this.smallBlobBytes) {
-      res.body.destroy();
+      discard(res.body);
       throw new RegistryError(this.ctx, `answered a Range request for ${length} bytes at ${offset} with 200 and the whole ${this.size}-byte blob (range requests unsupported?); refusing to download it all`, 200);
     }
     const whole = await this.body(res, this.size);
@@ -224,7 +224,7 @@ export class RegistryBlob implements BlobSource {
     for await (const chunk of res.body as Readable as AsyncIterable<Buffer>) {
       this.stats.bytes += chunk.length;
       if (n + chunk.length > length) {
-        res.body.destroy();
+        discard(res.body);
         throw new RegistryError(this.ctx, `response body longer than the ${length} bytes asked for`);
       }
       chunk.copy(buf, n);

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { Sha256Counter } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import { header, type RegistryClient } from './client.js';
+import { discard, header, type RegistryClient } from './client.js';
 import { RegistryError, TransientError } from './errors.js';
 import { parseContentRange } from './multipart.js';
 import { backoffMs, isNetworkError, sleep } from './retry.js';
@@ -67,7 +67,7 @@ async function* download(client: RegistryClient, repository: string, desc: Pick<
       failures++;
       await sleep(backoffMs(client.retry, failures));
     } finally {
-      body?.destroy();
+      if (body) discard(body);
     }
   }
   const actual = hash.digest();

@@ -159,7 +159,7 @@ export class RegistryClient {
           try {
             return await consume(res);
           } finally {
-            if (!res.body.destroyed) res.body.destroy();
+            discard(res.body);
           }
         }
         if ((res.status === 401 || (res.status === 403 && fromRegistry)) && !reauthed) {
@@ -318,6 +318,13 @@ export function describeUrl(url: URL): string {
   return `${url.origin}${url.pathname}`;
 }
 
+/** Drops a response body that will not be read (without an unhandled 'error' from undici's abort). */
+export function discard(body: Readable): void {
+  if (body.destroyed) return;
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** Reads a body of at most `limit` bytes. */
 export async function readLimited(body: Readable, limit: number, ctx: RegistryContext): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -325,7 +332,7 @@ export async function readLimited(body: Readable, limit: number, ctx: RegistryCo
   for await (const chunk of body as AsyncIterable<Buffer>) {
     n += chunk.length;
     if (n > limit) {
-      body.destroy();
+      discard(body);
       throw new RegistryError(ctx, `response larger than the ${limit}-byte limit`);
     }
     chunks.push(chunk);

@@ -73,10 +73,10 @@ function fromAuthEntry(e: AuthEntry, where: string): Credential | undefined {
 }
 
 /** Runs `docker-credential-<helper> get` with the server URL on stdin. */
-async function fromHelper(helper: string, domain: string): Promise<Credential | undefined> {
+async function fromHelper(helper: string, domain: string, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
   const bin = `docker-credential-${helper}`;
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -100,9 +100,9 @@ async function fromHelper(helper: string, domain: string): Promise<Credential | 
   return { kind: 'basic', username: parsed.Username ?? '', password: parsed.Secret };
 }
 
-async function fromConfig(cfg: DockerConfig, domain: string, where: string): Promise<Credential | undefined> {
+async function fromConfig(cfg: DockerConfig, domain: string, where: string, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
   const helper = entryFor(cfg.credHelpers, domain) ?? cfg.credsStore;
-  if (helper) return fromHelper(helper, domain);
+  if (helper) return fromHelper(helper, domain, env);
   const entry = entryFor(cfg.auths, domain);
   return entry ? fromAuthEntry(entry, `${where}: auths entry for ${domain}`) : undefined;
 }
@@ -122,7 +122,7 @@ export function dockerConfigCredentials(env: NodeJS.ProcessEnv = process.env): C
   return {
     async get(domain) {
       if (env.DOCKER_AUTH_CONFIG) {
-        const c = await fromConfig(parseConfig(env.DOCKER_AUTH_CONFIG, 'DOCKER_AUTH_CONFIG'), domain, 'DOCKER_AUTH_CONFIG');
+        const c = await fromConfig(parseConfig(env.DOCKER_AUTH_CONFIG, 'DOCKER_AUTH_CONFIG'), domain, 'DOCKER_AUTH_CONFIG', env);
         if (c) return c;
       }
       const path = join(env.DOCKER_CONFIG ?? join(env.HOME ?? homedir(), '.docker'), 'config.json');
@@ -133,7 +133,7 @@ export function dockerConfigCredentials(env: NodeJS.ProcessEnv = process.env): C
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw new CredentialError(`${path}: ${(err as Error).message}`);
       }
-      return fromConfig(parseConfig(text, path), domain, path);
+      return fromConfig(parseConfig(text, path), domain, path, env);
     },
   };
 }
