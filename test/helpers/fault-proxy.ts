@@ -220,6 +220,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const host = `127.0.0.1:${port}`;
   const storageUrl = `http://127.0.0.1:${storagePort}`;
 
+  function resume(): void {
+    const waiting = paused ?? [];
+    paused = undefined;
+    for (const w of waiting) w();
+  }
+
   return {
     host,
     url: `http://${host}`,
@@ -241,13 +247,9 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     pause() {
       paused ??= [];
     },
-    resume() {
-      const waiting = paused ?? [];
-      paused = undefined;
-      for (const w of waiting) w();
-    },
+    resume,
     async stop() {
-      this.resume();
+      resume();
       for (const s of sockets) s.destroy();
       await Promise.all([server, storage].map((s) => new Promise<void>((r) => s.close(() => r()))));
     },
