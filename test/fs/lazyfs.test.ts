@@ -4,74 +4,10 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkCache } from '../../src/fs/chunk-cache.js';
-import { ChunkReader, type ChunkPath } from '../../src/fs/chunk-reader.js';
-import { CountingBlob } from '../../src/fs/counting-blob.js';
-import { FsError } from '../../src/fs/errors.js';
-import { Fetcher } from '../../src/fs/fetcher.js';
-import { indexLayer } from '../../src/fs/layer-index.js';
-import { LazyFs, makedev } from '../../src/fs/lazyfs.js';
-import { LayerMetrics, MountMetrics } from '../../src/fs/metrics.js';
-import { buildMergedTree } from '../../src/fs/tree.js';
-import { buildLayer, noise, type BuiltLayer } from './helpers/layer.js';
-
-const big = noise(1 << 20, 7);
-
-function image() {
-  return [
-    buildLayer([
-      { path: 'bin' },
-      { path: 'bin/tool', content: big, mode: 0o755, uid: 10, gid: 20, mtimeMs: 1_600_000_000_000 },
-      { path: 'bin/link', type: 'hardlink', linkName: 'bin/tool' },
-      { path: 'bin/sh', type: 'symlink', linkName: 'tool' },
-      { path: 'dev' },
-      { path: 'dev/null', type: 'char', devMajor: 1, devMinor: 3, mode: 0o666 },
-      { path: 'dev/sda', type: 'block', devMajor: 8, devMinor: 0 },
-      { path: 'dev/pipe', type: 'fifo' },
-      { path: 'etc' },
-      { path: 'etc/hosts', content: 'lower hosts\n' },
-      { path: 'etc/gone', content: 'gone\n' },
-      { path: 'empty', content: '' },
-    ]),
-    buildLayer([
-      { path: 'etc/.wh.gone', content: '' },
-      { path: 'etc/hosts', content: '127.0.0.1 upper\n', xattrs: { 'user.note': 'hi' } },
-      { path: 'etc/motd', content: 'x'.repeat(100_000) },
-    ]),
-  ];
-}
-
-async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number } = {}) {
-  const dir = opts.cacheDir ?? (await mkdtemp(join(tmpdir(), 'starling-fs-')));
-  const metrics = new MountMetrics();
-  const cache = await ChunkCache.open({ dir, diskBytes: 1 << 30, memoryBytes: opts.memoryBytes ?? 64 << 20, counters: metrics.cache });
-  const logs: string[] = [];
-  const path: ChunkPath = { cache, fetcher: new Fetcher(), inflight: new Map(), log: (m) => logs.push(m) };
-  const layerMetrics = layers.map(() => new LayerMetrics());
-  const readers = layers.map(
-    (l, i) =>
-      new ChunkReader(
-        { name: `layer${i}`, decodeChunk: l.toc.decodeChunk, blob: new CountingBlob(l.blob, layerMetrics[i]!, metrics.latency), metrics: layerMetrics[i]!, diskCache: true },
-        path,
-      ),
-  );
-  const tree = buildMergedTree(layers.map((l) => indexLayer(l.toc.entries, 'test')));
-  const fs = new LazyFs(tree, readers, metrics);
-  const readAll = async (p: string) => {
-    const fh = fs.open(p, 0);
-    try {
-      const parts: Buffer[] = [];
-      for (let off = 0; ; off += 128 * 1024) {
-        const b = await fs.read(fh, off, 128 * 1024);
-        if (b.length === 0) break;
-        parts.push(Buffer.from(b));
-      }
-      return Buffer.concat(parts);
-    } finally {
-      fs.release(fh);
-    }
-  };
-  return { fs, dir, metrics, layerMetrics, logs, readAll, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
+import type { FsError } from '../../src/fs/errors.js';
+import { makedev } from '../../src/fs/lazyfs.js';
+import { big, image, setup } from './helpers/fixture.js';
+import { noise } from './helpers/layer.js';
 
 test('attributes of every entry type, xattrs, symlinks, hardlinks, statfs', async () => {
   const { fs, cleanup } = await setup(image());

@@ -1,0 +1,92 @@
+// The FUSE adapter: the only file that touches fuse-native. It translates path-based callbacks to
+// LazyFs calls and errors to errnos, nothing more. All callbacks answer asynchronously on the JS main
+// thread; nothing here blocks it.
+import Fuse from 'fuse-native';
+import { FsError } from './errors.js';
+import type { LazyFs, Stat } from './lazyfs.js';
+
+/** A day: image content never changes, so the kernel may keep entries, attributes and pages. */
+const CACHE_SECONDS = 86_400;
+
+class StarlingFuse extends Fuse {
+  // use_ino: report our inode numbers (hardlinks share one); ro: image content is immutable.
+  // fuse-native has no options for these, and libfuse takes them from the same -o string.
+  protected override _fuseOptions(): string {
+    const base = super._fuseOptions();
+    const extra = `use_ino,ro,negative_timeout=${CACHE_SECONDS}`;
+    return base ? `${base},${extra}` : `-o${extra}`;
+  }
+}
+
+function errno(err: unknown): number {
+  const code = err instanceof FsError ? err.code : 'EIO';
+  return (Fuse as unknown as Record<string, number>)[code] ?? (Fuse as unknown as Record<string, number>).EIO!;
+}
+
+function fuseStat(st: Stat) {
+  return { ...st, atime: st.mtimeMs, mtime: st.mtimeMs, ctime: st.mtimeMs };
+}
+
+export interface FuseMount {
+  readonly mountpoint: string;
+  unmount(): Promise<void>;
+}
+
+export interface FuseMountOptions {
+  /** Per-operation timeout in ms before the kernel gets an error (size it for slow networks). */
+  timeoutMs: number;
+  /** Name shown in /proc/mounts. */
+  fsname: string;
+  /** Called when a read fails with something other than a plain FsError. */
+  log(message: string): void;
+}
+
+export async function mountFuse(mountpoint: string, fs: LazyFs, opts: FuseMountOptions): Promise<FuseMount> {
+  const sync = <T>(fn: () => T, cb: (err: number, value?: T) => void) => {
+    let value: T;
+    try {
+      value = fn();
+    } catch (err) {
+      return cb(errno(err));
+    }
+    cb(0, value);
+  };
+  const fuse = new StarlingFuse(
+    mountpoint,
+    {
+      getattr: (path, cb) => sync(() => fuseStat(fs.getattr(path)), cb),
+      readdir: (path, cb) =>
+        sync(() => fs.readdir(path), (err, v) => (err ? cb(err) : cb(0, v!.names, v!.stats.map(fuseStat)))),
+      readlink: (path, cb) => sync(() => fs.readlink(path), cb),
+      getxattr: (path, name, _pos, cb) => sync(() => fs.getxattr(path, name), cb),
+      listxattr: (path, cb) => sync(() => fs.listxattr(path), cb),
+      open: (path, flags, cb) => sync(() => fs.open(path, flags), cb),
+      release: (_path, fd, cb) => sync(() => fs.release(fd), (err) => cb(err)),
+      statfs: (_path, cb) => sync(() => ({ ...fs.statfs() }) as unknown as Record<string, number>, cb),
+      read: (_path, fd, buf, len, pos, cb) => {
+        fs.read(fd, pos, len).then(
+          (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
+          (err) => {
+            if (!(err instanceof FsError)) opts.log(`read ${_path}: ${(err as Error).stack ?? err}`);
+            cb(errno(err));
+          },
+        );
+      },
+    },
+    {
+      timeout: opts.timeoutMs,
+      allowOther: true,
+      defaultPermissions: true,
+      kernelCache: true,
+      entryTimeout: CACHE_SECONDS,
+      attrTimeout: CACHE_SECONDS,
+      fsname: opts.fsname,
+      subtype: 'starling',
+    },
+  );
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  return {
+    mountpoint,
+    unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+  };
+}
