@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { buildImage } from '../../test/fixtures/image.js';
 import type { ImageRecipe, GeneratedLayer } from './images.js';
 import { selectLayer, Selection, type SelectedEntry } from './rootfs.js';
@@ -68,7 +68,9 @@ async function writeConcatenated(out: string, sources: SelectedEntry[], bytes: n
     if (left === 0) break;
     const take = Math.min(left, src.size);
     if (take === 0) continue;
-    await pipeline(createReadStream(`/${src.path}`, { start: 0, end: take - 1 }), sink, { end: false });
+    for await (const chunk of createReadStream(`/${src.path}`, { start: 0, end: take - 1 })) {
+      if (!sink.write(chunk)) await once(sink, 'drain');
+    }
     left -= take;
   }
   await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
