@@ -81,3 +81,18 @@ export function serializeToc(entries: readonly TocEntry[], tarSplitDigest: strin
   const tail = tarSplitDigest ? `,"tarSplitDigest":${goJsonString(tarSplitDigest)}` : '';
   return `{"version":1,"entries":[${body}]${tail}}`;
 }
+
+/** Parses an RFC 3339 time as Go writes it (any offset, up to 9 fractional digits); undefined if malformed. */
+export function parseGoTime(s: string): TarTime | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(s);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, sec, frac, zone] = m;
+  let ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec));
+  if (Number.isNaN(ms) || Number(mo) > 12 || Number(d) > 31 || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 60) return undefined;
+  if (Number(y) < 100) ms = new Date(ms).setUTCFullYear(Number(y)); // Date.UTC maps years 0-99 to 1900-1999
+  if (zone !== 'Z') {
+    const sign = zone![0] === '-' ? -1 : 1;
+    ms -= sign * (Number(zone!.slice(1, 3)) * 60 + Number(zone!.slice(4, 6))) * 60_000;
+  }
+  return { sec: ms / 1000, nsec: Number(((frac ?? '') + '000000000').slice(0, 9)) };
+}
