@@ -28,7 +28,11 @@ const MAX_FRAME = 32 * MAX_BLOCK;
 const ZERO_PIECE = Buffer.alloc(MAX_FRAME);
 
 export interface ZstdChunkedWriteOptions {
-  /** zstd level (default 10, as containers/storage). */
+  /**
+   * zstd level (default 10, as containers/storage). NOTE: @mongodb-js/zstd 1.2.2 ignores the level it
+   * is given and always compresses at zstd's default (3); the value is passed through so a binding
+   * that honours it needs no change here.
+   */
   level?: number;
   /** Uncompressed bytes allowed in flight in the compressor pool (default 32 MiB). */
   maxInflightBytes?: number;
