@@ -1,0 +1,41 @@
+// The Starling the benchmark measures: a snapshot of src/ compiled once per run into
+// bench/out/engine (so edits in the working tree during a run change nothing, and no TypeScript
+// is compiled inside a timed phase), started as `node bench/out/engine/starling.mjs …`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { exists, runTool } from './build.js';
+
+export interface Engine {
+  /** argv prefix that runs the snapshot's CLI. */
+  argv: string[];
+}
+
+export async function buildEngine(repoRoot: string, outDir: string): Promise<Engine> {
+  const dir = join(outDir, 'engine');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  // tsc emits even when some file has type errors; the run's commands fail loudly if it matters.
+  const tscErrors = await runTool(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(repoRoot, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).then(
+    () => '',
+    (err: Error) => err.message,
+  );
+  if (!(await exists(join(dir, 'dist/cli/main.js')))) throw new Error(`could not compile Starling for the benchmark: ${tscErrors}`);
+  const launcher = join(dir, 'starling.mjs');
+  await writeFile(launcher, "import { main } from './dist/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n");
+  // Resolve packages from the repository's node_modules.
+  await rm(join(dir, 'node_modules'), { force: true });
+  await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
+  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
+  return { argv: [process.execPath, launcher] };
+}
+
+/** Runs a Starling command to completion; rejects with its stderr on failure. */
+export function starling(engine: Engine, args: string[]): Promise<string> {
+  return runTool(engine.argv[0]!, [...engine.argv.slice(1), ...args]);
+}
+
+/** Starts a long-running Starling command (a mount daemon) without waiting for it. */
+export function spawnStarling(engine: Engine, args: string[]): ChildProcess {
+  return spawn(engine.argv[0]!, [...engine.argv.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}

@@ -1,0 +1,304 @@
+// The start-up benchmark (HelloBench-style): builds the images, pushes every form to a real
+// registry behind the emulated link, checks the link, then times pull/mount and run for every
+// image × mode sample in shuffled order, and writes results.json, results.md and chart.svg.
+import { open, mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
+import { cpus, totalmem, release } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { runInRootfs } from '../../src/cli/_workload.js';
+import { parseFooter } from '../../src/format/estargz/footer.js';
+import { parseManifestPosition } from '../../src/format/zstdchunked/footer.js';
+import { Annotation } from '../../src/oci/mediatypes.js';
+import type { ImageConfig, ImageManifest } from '../../src/oci/types.js';
+import { assertLinkMatches, checkLink, startEmulatedRegistry, type EmulatedRegistry } from '../net/link.js';
+import type { LinkProfile } from '../net/relay.js';
+import { buildBenchImage, exists, runTool, type BuiltBenchImage } from './build.js';
+import { buildEngine, starling, type Engine } from './engine.js';
+import { imageRecipe } from './images.js';
+import { MODE_FORM, prepare, type Form, type Prepared } from './modes.js';
+import { markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+export interface BenchOptions {
+  images: string[];
+  modes: Mode[];
+  profile: LinkProfile;
+  samples: number;
+  out: string;
+  cacheDir: string;
+  /** Seed of the shuffle of (image, mode) samples, recorded in the results. */
+  seed: number;
+  /** Size of the link check's timed download. */
+  probeBytes: number;
+  log(msg: string): void;
+}
+
+/** A small seeded PRNG (mulberry32): the run order is reproducible from the recorded seed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  const next = rng(seed);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+interface LayoutImage {
+  manifest: ImageManifest;
+  config: ImageConfig;
+  blobPath(digest: string): string;
+}
+
+async function readLayout(dir: string): Promise<LayoutImage> {
+  const blobPath = (d: string) => join(dir, 'blobs', 'sha256', d.slice('sha256:'.length));
+  const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const manifest = JSON.parse(await readFile(blobPath(index.manifests[0]!.digest), 'utf8')) as ImageManifest;
+  const config = JSON.parse(await readFile(blobPath(manifest.config.digest), 'utf8')) as ImageConfig;
+  return { manifest, config, blobPath };
+}
+
+/** Bytes of the layers' TOCs (what a lazy mount must fetch before serving anything). */
+async function tocBytes(img: LayoutImage): Promise<number> {
+  let total = 0;
+  for (const layer of img.manifest.layers) {
+    const pos = layer.annotations?.[Annotation.zstdChunkedManifestPosition];
+    if (pos) {
+      total += parseManifestPosition(pos, Annotation.zstdChunkedManifestPosition).length;
+      continue;
+    }
+    const fh = await open(img.blobPath(layer.digest), 'r');
+    try {
+      const tail = Buffer.alloc(Math.min(51, layer.size));
+      await fh.read(tail, 0, tail.length, layer.size - tail.length);
+      total += layer.size - parseFooter(tail).tocOffset;
+    } finally {
+      await fh.close();
+    }
+  }
+  return total;
+}
+
+const layersSize = (img: LayoutImage) => img.manifest.layers.reduce((n, l) => n + l.size, 0);
+
+async function convert(engine: Engine, from: string, to: string, format: 'estargz' | 'zstd:chunked', extra: string[] = []): Promise<void> {
+  await rm(to, { recursive: true, force: true });
+  await starling(engine, ['convert', `oci:${from}:latest`, `oci:${to}:latest`, '--format', format, '--json', ...extra]);
+}
+
+async function push(layout: string, directHost: string, repo: string, tag: string): Promise<void> {
+  await runTool('skopeo', ['copy', '-q', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:latest`, `docker://${directHost}/${repo}:${tag}`]);
+}
+
+interface PreparedImage {
+  built: BuiltBenchImage;
+  config: ImageConfig;
+  info: ImageInfo;
+  tocBytes: Partial<Record<Form, number>>;
+}
+
+/** Converts (cached), records the trace for the optimised form (cached) and pushes every form the modes need. */
+async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg: EmulatedRegistry, opts: BenchOptions): Promise<PreparedImage> {
+  const recipe = imageRecipe(name);
+  const built = await buildBenchImage(recipe, opts.cacheDir, opts.log);
+  const layout = (f: Form) => join(built.dir, f);
+  const repo = `bench/${name}`;
+  const info: ImageInfo = { name, description: recipe.description, workload: recipe.workload.cmd, layerBytes: built.layerBytes, formBytes: {} };
+  const tocs: PreparedImage['tocBytes'] = {};
+  const need = new Set(forms);
+  if (need.has('estargz-opt')) need.add('estargz');
+  for (const form of ['gzip', 'estargz', 'zstdchunked', 'estargz-opt'] as const) {
+    if (!need.has(form)) continue;
+    if (!(await exists(join(layout(form), 'index.json')))) {
+      opts.log(`${name}: converting to ${form}`);
+      if (form === 'estargz') await convert(engine, layout('gzip'), layout(form), 'estargz');
+      if (form === 'zstdchunked') await convert(engine, layout('gzip'), layout(form), 'zstd:chunked');
+      if (form === 'estargz-opt') await convert(engine, layout('gzip'), layout(form), 'estargz', ['--prioritize-file', join(built.dir, 'trace.txt')]);
+    }
+    await push(layout(form), reg.directHost, repo, form);
+    const img = await readLayout(layout(form));
+    info.formBytes[form] = layersSize(img);
+    if (form !== 'gzip') tocs[form] = await tocBytes(img);
+    // The optimised form needs the workload's trace, recorded on a lazy mount of the plain eStargz.
+    if (form === 'estargz' && need.has('estargz-opt')) {
+      const summaryFile = join(built.dir, 'trace.json');
+      if (!(await exists(summaryFile))) {
+        opts.log(`${name}: recording the workload's file accesses`);
+        const out = await starling(engine, ['record', `docker://${reg.directHost}/${repo}:estargz`, '--out', join(built.dir, 'trace.txt'), '--json', '--', ...recipe.workload.cmd]);
+        await writeFile(summaryFile, out.trim().split('\n').pop()!);
+      }
+      info.readBytes = (JSON.parse(await readFile(summaryFile, 'utf8')) as { bytes: number }).bytes;
+    }
+  }
+  return { built, config: (await readLayout(layout('gzip'))).config, info, tocBytes: tocs };
+}
+
+let active: Prepared | undefined;
+
+/** On SIGINT/SIGTERM the sample in progress is unmounted and removed before exiting. */
+function cleanupOnSignal(): () => void {
+  const handler = (sig: NodeJS.Signals) => {
+    void (active?.cleanup() ?? Promise.resolve()).finally(() => process.kill(process.pid, sig));
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+async function runSample(image: PreparedImage, mode: Mode, index: number, engine: Engine, reg: EmulatedRegistry, workRoot: string): Promise<Sample & { stdout: string }> {
+  const recipe = image.built.recipe;
+  const work = await mkdtemp(join(workRoot, `${recipe.name}-${mode}-`));
+  const bytes = () => {
+    const c = reg.relay.counters();
+    return c.bytesUp + c.bytesDown;
+  };
+  const sample = { image: recipe.name, mode, index, pullMs: NaN, runMs: NaN, pullBytes: NaN, runBytes: NaN, stdout: '' };
+  const b0 = bytes();
+  const t0 = performance.now();
+  let prepared: Prepared | undefined;
+  try {
+    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}:${MODE_FORM[mode]}`, work });
+    sample.pullMs = performance.now() - t0;
+    const b1 = bytes();
+    sample.pullBytes = b1 - b0;
+    const res = await runInRootfs(prepared.rootfs, image.config, recipe.workload.cmd, { readyLine: recipe.workload.readyLine });
+    sample.runBytes = bytes() - b1;
+    sample.runMs = res.readyMs ?? res.exitMs;
+    sample.stdout = res.stdout;
+    if (res.exitCode !== 0 || res.readyMs === undefined) {
+      throw new Error(`workload exited ${res.exitCode ?? res.signal}${res.readyMs === undefined ? ' without its ready line' : ''}: ${res.stderr.trim().slice(-500)}`);
+    }
+    return sample;
+  } catch (err) {
+    return { ...sample, error: (err as Error).message };
+  } finally {
+    active = undefined;
+    if (prepared) await prepared.cleanup().catch(() => undefined);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function machine(): Results['machine'] {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+  };
+}
+
+export async function runBench(opts: BenchOptions): Promise<Results> {
+  const startedAt = new Date().toISOString();
+  await mkdir(opts.out, { recursive: true });
+  const workRoot = await mkdtemp(join(opts.out, 'work-'));
+  const stopSignals = cleanupOnSignal();
+  const reg = await startEmulatedRegistry(opts.profile);
+  try {
+    opts.log('compiling a snapshot of Starling for this run');
+    const engine = await buildEngine(REPO_ROOT, workRoot);
+    opts.log(`checking the link (${opts.profile.rttMs} ms RTT, ${opts.profile.rateMbit} Mbit/s)`);
+    const check = await checkLink(reg, opts.probeBytes);
+    opts.log(`link: ${check.rttMs} ms RTT, ${check.throughputMbit} Mbit/s`);
+    assertLinkMatches(opts.profile, check);
+
+    const forms = new Set(opts.modes.map((m) => MODE_FORM[m]));
+    const images = new Map<string, PreparedImage>();
+    for (const name of opts.images) images.set(name, await prepareImage(name, forms, engine, reg, opts));
+
+    const plan = shuffled(
+      opts.images.flatMap((image) => opts.modes.flatMap((mode) => Array.from({ length: opts.samples }, (_, index) => ({ image, mode, index })))),
+      opts.seed,
+    );
+    const samples: Sample[] = [];
+    const reference = new Map<string, string>();
+    for (const [i, step] of plan.entries()) {
+      const s = await runSample(images.get(step.image)!, step.mode, step.index, engine, reg, workRoot);
+      // Every start of an image must print the same thing: a lazy read of wrong bytes shows here.
+      if (s.error === undefined) {
+        const ref = reference.get(s.image);
+        if (ref === undefined) reference.set(s.image, s.stdout);
+        else if (ref !== s.stdout) s.error = `output differs from the image's other runs: ${JSON.stringify(s.stdout.slice(0, 200))}`;
+      }
+      const { stdout: _stdout, ...sample } = s;
+      samples.push(sample);
+      opts.log(
+        `[${i + 1}/${plan.length}] ${s.image} ${s.mode} #${s.index}: ` +
+          (s.error ? `FAILED: ${s.error}` : `pull ${(s.pullMs / 1000).toFixed(2)} s, run ${(s.runMs / 1000).toFixed(2)} s, ${((s.pullBytes + s.runBytes) / 1e6).toFixed(1)} MB`),
+      );
+    }
+
+    const notes = [
+      `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
+      ...[...images.values()].map((img) => {
+        const parts = Object.entries(img.tocBytes).map(([f, b]) => `${f} ${(b! / 1e6).toFixed(2)} MB`);
+        return `${img.info.name}: TOC bytes per form: ${parts.join(', ') || '—'}.`;
+      }),
+    ];
+    const results: Results = {
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: machine(),
+      link: { profile: opts.profile, check },
+      samplesPerCell: opts.samples,
+      images: [...images.values()].map((i) => i.info),
+      samples,
+      summary: summarise(samples),
+      notes,
+    };
+    await writeReport(results, opts.out);
+    return results;
+  } finally {
+    stopSignals();
+    await reg.stop();
+    await rm(workRoot, { recursive: true, force: true });
+  }
+}
+
+export async function writeReport(results: Results, out: string): Promise<void> {
+  const title = `Start-up time, ${results.link.profile.rttMs} ms RTT / ${results.link.profile.rateMbit} Mbit/s (median of ${results.samplesPerCell})`;
+  await writeFile(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  await writeFile(join(out, 'chart.svg'), svgChart(results.summary, title));
+  await writeFile(join(out, 'results.md'), markdownReport(results, 'chart.svg'));
+}
+
+const README_MARK = '## Start-up benchmark';
+
+/** Copies the report to bench/startup/latest/ and replaces the README's benchmark section with it. */
+export async function publishToReadme(out: string): Promise<void> {
+  const latest = join(REPO_ROOT, 'bench/startup/latest');
+  await mkdir(latest, { recursive: true });
+  for (const f of ['results.json', 'results.md', 'chart.svg']) await copyFile(join(out, f), join(latest, f));
+  const md = (await readFile(join(out, 'results.md'), 'utf8')).replace('](chart.svg)', '](bench/startup/latest/chart.svg)');
+  const readmePath = join(REPO_ROOT, 'README.md');
+  const readme = await readFile(readmePath, 'utf8');
+  const at = readme.indexOf(`\n${README_MARK}\n`);
+  const head = at >= 0 ? readme.slice(0, at) : readme.trimEnd();
+  const section = [
+    '',
+    README_MARK,
+    '',
+    'Cold start of a container from a registry behind an emulated link (`npm run bench`; `starling bench --help`):',
+    'pull (or mount) then run until the workload prints its ready line. Latest run:',
+    '',
+    md.trimEnd(),
+    '',
+  ].join('\n');
+  await writeFile(readmePath, `${head}\n${section}`);
+}

@@ -1,0 +1,84 @@
+// `starling bench`: the start-up benchmark (bench/startup/harness.ts). The harness is TypeScript
+// outside src/, so this command parses the options and runs it under tsx (a dev dependency: the
+// benchmark is run from a checkout).
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseCommandArgs, parseIntArg } from './args.js';
+import { UserError, type Command } from './command.js';
+
+const IMAGES = ['python', 'gcc', 'data'];
+const MODES = ['full', 'lazy', 'lazy-optimised', 'lazy-zstdchunked', 'skopeo'];
+const DEFAULT_MODES = ['full', 'lazy', 'lazy-optimised', 'lazy-zstdchunked'];
+
+const usage = `usage: starling bench [options]
+
+Start-up benchmark: cold start of a container (pull or mount, then run until the workload's ready
+line) from a real registry behind an emulated link, for every image × mode, in shuffled order.
+Writes results.json, results.md (table) and chart.svg to --out. Needs root (FUSE, overlayfs, chroot).
+
+options:
+  --images A,B       ${IMAGES.join(', ')} (default: all)
+  --modes A,B        ${MODES.join(', ')} (default: ${DEFAULT_MODES.join(', ')})
+  --rtt MS           round-trip time of the link (default 20)
+  --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
+  --samples N        samples per image × mode (default 5)
+  --out DIR          where the report goes (default bench/out/startup)
+  --cache-dir DIR    built and converted images are kept here (default bench/out/cache)
+  --seed N           seed of the run order shuffle (default: random, recorded)
+  --probe-mb N       size of the link check's timed download in MB (default 50)
+  --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
+
+function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
+  if (value === undefined) return fallback;
+  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const i of items) if (!known.includes(i)) throw new UserError(`${what}: unknown ${JSON.stringify(i)} (known: ${known.join(', ')})`, 2);
+  if (items.length === 0) throw new UserError(`${what}: empty list`, 2);
+  return [...new Set(items)];
+}
+
+export const command: Command = {
+  summary: 'Start-up benchmark: lazy against full pull over an emulated network',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        images: { type: 'string' },
+        modes: { type: 'string' },
+        rtt: { type: 'string' },
+        rate: { type: 'string' },
+        samples: { type: 'string' },
+        out: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        seed: { type: 'string' },
+        'probe-mb': { type: 'string' },
+        readme: { type: 'boolean' },
+      },
+      usage,
+    );
+    if (positionals.length > 0) throw new UserError(`unexpected argument ${JSON.stringify(positionals[0])}\n\n${usage}`, 2);
+    const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+    const options = {
+      images: list(values.images, IMAGES, IMAGES, '--images'),
+      modes: list(values.modes, MODES, DEFAULT_MODES, '--modes'),
+      profile: { rttMs: values.rtt === undefined ? 20 : parseIntArg(values.rtt, '--rtt', 0, 10_000), rateMbit: values.rate === undefined ? 100 : parseIntArg(values.rate, '--rate', 1, 100_000) },
+      samples: values.samples === undefined ? 5 : parseIntArg(values.samples, '--samples', 1, 1000),
+      out: resolve(values.out ?? join(root, 'bench/out/startup')),
+      cacheDir: resolve(values['cache-dir'] ?? join(root, 'bench/out/cache')),
+      seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : parseIntArg(values.seed, '--seed', 0, 2 ** 31 - 1),
+      probeBytes: (values['probe-mb'] === undefined ? 50 : parseIntArg(values['probe-mb'], '--probe-mb', 1, 10_000)) * 1e6,
+      readme: values.readme === true,
+    };
+    if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });
+    // The harness unmounts what it mounted on SIGINT/SIGTERM; give it the chance.
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    const code = await new Promise<number>((r) => child.once('close', (c) => r(c ?? 1)));
+    process.off('SIGINT', forward);
+    process.off('SIGTERM', forward);
+    return code;
+  },
+};
