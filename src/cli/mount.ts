@@ -1,0 +1,146 @@
+// `starling mount REF MOUNTPOINT`: lazy mount. Without --foreground it starts a detached daemon
+// (this same program with --foreground) and returns once the daemon reports the mount usable.
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { mountPaths } from '../fs/control.js';
+import { runMountDaemon } from '../fs/daemon.js';
+import { parsePlatform } from '../oci/platform.js';
+import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
+import { UserError, type Command } from './command.js';
+import { asUserError } from './convert.js';
+
+const usage = `usage: starling mount REF MOUNTPOINT [options]
+
+Mounts the image REF read-only at MOUNTPOINT, fetching file contents only when they are read
+(eStargz and zstd:chunked layers; other layers are fetched whole). Returns once the mount is usable
+and keeps serving it from a background daemon; 'starling umount MOUNTPOINT' stops it.
+REF is docker://[HOST[:PORT]/]NAME[:TAG][@DIGEST] or oci:DIR[:TAG].
+
+options:
+  --platform P          os/arch[/variant] to pick from an index (default: this machine's)
+  --cache-dir DIR       chunk cache shared by all mounts (default $STARLING_CACHE_DIR or /var/cache/starling)
+  --cache-size SIZE     disk cache bound (default 10GiB)
+  --memory-cache SIZE   memory cache bound (default 128MiB)
+  --no-prefetch         do not fetch the prioritised files (eStargz landmark / --prefetch-list) first
+  --no-background-fetch do not fill the rest of the layers in the background
+  --prefetch-list FILE  paths in the image (one per line) to fetch first
+  --mode merged|overlay one FUSE mount of the merged layers (default), or one per layer stacked
+                        by kernel overlayfs
+  --upper DIR           writable overlayfs on top (DIR/upper, DIR/work)
+  --fuse-timeout SECS   per-operation FUSE timeout (default 120)
+  --foreground          serve in this process until SIGINT/SIGTERM or umount
+  --plain-http          talk http:// to the registry`;
+
+interface DaemonMessage {
+  ready?: boolean;
+  error?: string;
+}
+
+export const command: Command = {
+  summary: 'mount an image lazily (FUSE): contents are fetched when read',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        platform: { type: 'string' },
+        'cache-dir': { type: 'string' },
+        'cache-size': { type: 'string' },
+        'memory-cache': { type: 'string' },
+        'no-prefetch': { type: 'boolean' },
+        'no-background-fetch': { type: 'boolean' },
+        'prefetch-list': { type: 'string' },
+        mode: { type: 'string' },
+        upper: { type: 'string' },
+        'fuse-timeout': { type: 'string' },
+        foreground: { type: 'boolean' },
+        'plain-http': { type: 'boolean' },
+      },
+      usage,
+    );
+    if (positionals.length !== 2) throw new UserError(`expected REF and MOUNTPOINT\n\n${usage}`, 2);
+    const [ref, mnt] = positionals as [string, string];
+    const mode = values.mode ?? 'merged';
+    if (mode !== 'merged' && mode !== 'overlay') throw new UserError(`--mode: expected merged or overlay, got ${JSON.stringify(mode)}`, 2);
+    let platform;
+    try {
+      platform = values.platform ? parsePlatform(values.platform) : undefined;
+    } catch (err) {
+      throw new UserError(`--platform: ${(err as Error).message}`, 2);
+    }
+    const cacheBytes = parseSize(values['cache-size'] ?? '10GiB', '--cache-size');
+    const memoryCacheBytes = parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache');
+    const fuseTimeoutMs = parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000;
+    let prefetchList: string[] | undefined;
+    if (values['prefetch-list']) {
+      try {
+        prefetchList = (await readFile(values['prefetch-list'], 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+      } catch (err) {
+        throw new UserError(`--prefetch-list: ${(err as Error).message}`, 2);
+      }
+    }
+    const mountpoint = resolve(mnt);
+    if (!values.foreground) return startDaemon(argv, mountpoint);
+
+    const daemonChild = typeof process.send === 'function';
+    const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
+    try {
+      await runMountDaemon(
+        {
+          ref,
+          mountpoint,
+          ...(platform ? { platform } : {}),
+          ...(values['plain-http'] ? { plainHttp: true } : {}),
+          cacheDir: resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling'),
+          cacheBytes,
+          memoryCacheBytes,
+          prefetch: !values['no-prefetch'],
+          background: !values['no-background-fetch'],
+          ...(prefetchList ? { prefetchList } : {}),
+          mode,
+          ...(values.upper ? { upper: resolve(values.upper) } : {}),
+          fuseTimeoutMs,
+          log,
+        },
+        () => {
+          log(`mounted ${ref} (pid ${process.pid})`);
+          if (daemonChild) {
+            process.send!({ ready: true } satisfies DaemonMessage);
+            process.disconnect();
+          }
+        },
+      );
+    } catch (err) {
+      if (daemonChild && process.connected) process.send!({ error: (err as Error).message } satisfies DaemonMessage);
+      throw asUserError(err);
+    }
+    return 0;
+  },
+};
+
+/** Runs this program again as a detached `--foreground` daemon and waits for it to report. */
+async function startDaemon(argv: string[], mountpoint: string): Promise<number> {
+  const paths = mountPaths(mountpoint);
+  await mkdir(paths.dir, { recursive: true });
+  const logFile = await open(paths.log, 'a');
+  // Keep the loader flags (tsx in tests), not the test runner's.
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--test'));
+  const child = spawn(process.execPath, [...execArgv, process.argv[1]!, 'mount', ...argv, '--foreground'], {
+    detached: true,
+    cwd: '/',
+    stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
+  });
+  await logFile.close();
+  const outcome = await new Promise<DaemonMessage>((resolvePromise) => {
+    child.on('message', (m: DaemonMessage) => resolvePromise(m));
+    child.on('exit', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
+    child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
+  });
+  child.removeAllListeners();
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (!outcome.ready) throw new UserError(outcome.error ?? 'mount failed');
+  process.stderr.write(`mounted at ${mountpoint} (daemon pid ${child.pid}; log ${paths.log})\n`);
+  return 0;
+}

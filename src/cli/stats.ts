@@ -1,0 +1,56 @@
+// `starling stats MOUNTPOINT [--json]`: what a mount's daemon has fetched, served and cached.
+import { resolve } from 'node:path';
+import { control, ControlUnreachable, mountPaths } from '../fs/control.js';
+import type { StatsReport } from '../fs/image-mount.js';
+import { formatBytes } from './_progress.js';
+import { parseCommandArgs } from './args.js';
+import { UserError, type Command } from './command.js';
+
+const usage = `usage: starling stats MOUNTPOINT [--json]
+
+Per layer: digest, format, lazy or not (and why not), size, bytes fetched, requests, prefetch and
+background progress. Totals: bytes fetched and served, requests, cache hits and misses, fetch
+latency percentiles, verification failures.
+
+options:
+  --json   one JSON object {layers: [...], totals: {...}}`;
+
+function human(s: StatsReport): string {
+  const pct = (p: { total: number; done: number; state: string }) => (p.state === 'off' ? 'off' : `${p.state} ${p.total ? Math.round((100 * p.done) / p.total) : 100}%`);
+  const lines = [`${s.ref} at ${s.mountpoint} (${s.mode}, daemon pid ${s.pid})`];
+  for (const l of s.layers) {
+    lines.push(
+      `  ${l.digest.slice(0, 19)}  ${l.format.padEnd(12)} ${l.lazy ? 'lazy   ' : 'whole  '} size ${formatBytes(l.size)}, fetched ${formatBytes(l.fetchedBytes)} in ${l.requests} requests, prefetch ${pct(l.prefetch)}, background ${pct(l.background)}` +
+        (l.verificationFailures ? `, ${l.verificationFailures} verification failures` : '') +
+        (l.reason ? `\n      not lazy: ${l.reason}` : ''),
+    );
+  }
+  const t = s.totals;
+  const c = t.cache;
+  lines.push(
+    `  total: fetched ${formatBytes(t.fetchedBytes)} (${formatBytes(t.metadataBytes)} image metadata) in ${t.requests} requests, served ${formatBytes(t.servedBytes)}`,
+    `  cache: memory ${c.memoryHits} hits / ${c.memoryMisses} misses, disk ${c.diskHits} hits / ${c.diskMisses} misses, ${formatBytes(c.diskBytes)} on disk`,
+    `  fetch latency: p50 ${t.fetchLatencyMs.p50.toFixed(1)} ms, p95 ${t.fetchLatencyMs.p95.toFixed(1)} ms, p99 ${t.fetchLatencyMs.p99.toFixed(1)} ms (${t.fetchLatencyMs.count} requests)`,
+    `  verification failures: ${t.verificationFailures}`,
+  );
+  return lines.join('\n');
+}
+
+export const command: Command = {
+  summary: 'show what a lazy mount has fetched, served and cached',
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, usage);
+    if (positionals.length !== 1) throw new UserError(`expected MOUNTPOINT\n\n${usage}`, 2);
+    const mountpoint = resolve(positionals[0]!);
+    let report: StatsReport;
+    try {
+      report = (await control(mountPaths(mountpoint).socket, { op: 'stats' })) as StatsReport;
+    } catch (err) {
+      if (err instanceof ControlUnreachable) throw new UserError(`${mountpoint}: no running starling daemon (${err.message})`);
+      throw err;
+    }
+    process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${human(report)}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,83 @@
+// Where a mount's daemon can be reached: a run directory per mountpoint (hash of its real path)
+// holding the control socket and the daemon's private mounts, and a one-line JSON protocol over
+// that socket: {"op":"stats"} → the stats report, {"op":"stop"} → unmount and exit.
+import { createHash } from 'node:crypto';
+import { createConnection, createServer, type Server } from 'node:net';
+import { join, resolve } from 'node:path';
+
+export const DEFAULT_RUN_DIR = '/run/starling';
+
+export interface MountPaths {
+  dir: string;
+  socket: string;
+  /** JSON {pid, ref, mountpoint} of the daemon, for `umount --force`. */
+  info: string;
+  log: string;
+}
+
+export function mountPaths(mountpoint: string, runDir = process.env.STARLING_RUN_DIR ?? DEFAULT_RUN_DIR): MountPaths {
+  const id = createHash('sha256').update(resolve(mountpoint)).digest('hex').slice(0, 16);
+  const dir = join(runDir, id);
+  return { dir, socket: join(dir, 'control.sock'), info: join(dir, 'daemon.json'), log: join(dir, 'daemon.log') };
+}
+
+export type ControlRequest = { op: 'stats' } | { op: 'stop' };
+
+export class ControlUnreachable extends Error {}
+
+/** Sends one request and resolves with the daemon's JSON answer. */
+export function control(socket: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolvePromise, reject) => {
+    const conn = createConnection(socket);
+    let data = '';
+    const timer = setTimeout(() => {
+      conn.destroy();
+      reject(new ControlUnreachable(`${socket}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
+    conn.on('data', (d) => (data += d.toString()));
+    conn.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new ControlUnreachable(`${socket}: ${err.message}`));
+    });
+    conn.on('end', () => {
+      clearTimeout(timer);
+      try {
+        const answer = JSON.parse(data) as { error?: string };
+        if (answer.error) reject(new Error(answer.error));
+        else resolvePromise(answer);
+      } catch {
+        reject(new ControlUnreachable(`${socket}: bad answer ${JSON.stringify(data.slice(0, 200))}`));
+      }
+    });
+  });
+}
+
+/** Serves control requests; `handle` answers a request (a thrown error becomes {"error"}). */
+export async function serveControl(socket: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
+  const server = createServer((conn) => {
+    let buf = '';
+    conn.on('data', (d) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(buf.slice(0, nl)) as ControlRequest;
+      } catch {
+        conn.end(`${JSON.stringify({ error: 'bad request' })}\n`);
+        return;
+      }
+      handle(req).then(
+        (answer) => conn.end(`${JSON.stringify(answer)}\n`),
+        (err: Error) => conn.end(`${JSON.stringify({ error: err.message })}\n`),
+      );
+    });
+    conn.on('error', () => {});
+  });
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(socket, () => res());
+  });
+  return server;
+}

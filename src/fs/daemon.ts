@@ -1,0 +1,69 @@
+// The life of a mount daemon: recover a stale mount left by a crashed daemon on the same path, mount
+// the image, answer control requests, and unmount on `umount`, SIGINT, SIGTERM or a fatal error.
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { control, ControlUnreachable, mountPaths, serveControl } from './control.js';
+import { ImageMount, type ImageMountOptions } from './image-mount.js';
+import { detachAll } from './stale.js';
+
+export class MountError extends Error {}
+
+/**
+ * Mounts and serves until stopped. `onReady` is called once the mount is usable; the returned
+ * promise settles when the daemon has unmounted everything (rejects if it never got mounted).
+ */
+export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, onReady: () => void): Promise<void> {
+  const paths = mountPaths(opts.mountpoint);
+  await mkdir(paths.dir, { recursive: true });
+  await recoverStale(opts.mountpoint, paths, opts.log);
+  const st = await stat(opts.mountpoint).catch(() => undefined);
+  if (!st?.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
+
+  const mount = await ImageMount.open({ ...opts, workDir: paths.dir });
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const stop = (why: string) => {
+    stopping ??= (async () => {
+      opts.log(`stopping (${why})`);
+      server.close();
+      try {
+        await mount.close();
+      } catch (err) {
+        opts.log((err as Error).message);
+      }
+      await rm(paths.socket, { force: true });
+      await rm(paths.info, { force: true });
+      resolveDone();
+    })();
+    return stopping;
+  };
+  const server = await serveControl(paths.socket, async (req) => {
+    if (req.op === 'stats') return mount.stats();
+    if (req.op === 'stop') {
+      setImmediate(() => void stop('umount'));
+      return { ok: true };
+    }
+    throw new Error(`unknown request ${JSON.stringify(req)}`);
+  });
+  await writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig));
+  process.on('uncaughtException', (err) => {
+    opts.log(`fatal: ${err.stack ?? err}`);
+    void stop('fatal error').finally(() => process.exit(1));
+  });
+  onReady();
+  await done;
+}
+
+/** A live daemon on the path is an error; a dead one's mounts are detached and its files removed. */
+async function recoverStale(mountpoint: string, paths: ReturnType<typeof mountPaths>, log: (m: string) => void): Promise<void> {
+  try {
+    const s = (await control(paths.socket, { op: 'stats' }, 5_000)) as { pid: number; ref: string };
+    throw new MountError(`${mountpoint} is already mounted (${s.ref}, daemon pid ${s.pid}); run starling umount first`);
+  } catch (err) {
+    if (!(err instanceof ControlUnreachable)) throw err;
+  }
+  const detached = await detachAll([mountpoint], paths.dir);
+  if (detached.length) log(`recovered stale mounts of a previous daemon: ${detached.join(', ')}`);
+  await rm(paths.socket, { force: true });
+}

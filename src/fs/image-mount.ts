@@ -1,0 +1,304 @@
+// Mounts one image: resolve the reference, open every layer (lazily when it has a usable TOC,
+// whole otherwise), build the tree(s), mount FUSE — one merged mount, or one per layer stacked by
+// kernel overlayfs (--mode overlay) — optionally under a writable overlay (--upper), then start
+// prefetch. `close()` undoes all of it in reverse order.
+import { execFile } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { BlobSource } from '../blob/source.js';
+import type { ChunkRef, FileEntry } from '../format/toc.js';
+import type { Digest } from '../oci/digest.js';
+import { layerCompression } from '../oci/mediatypes.js';
+import type { ImageSource } from '../oci/store.js';
+import type { Platform } from '../oci/types.js';
+import { resolveImage } from '../registry/resolve.js';
+import { openImageSource } from '../registry/transport.js';
+import { ChunkCache } from './chunk-cache.js';
+import { ChunkReader, type ChunkPath } from './chunk-reader.js';
+import { CountingBlob } from './counting-blob.js';
+import { Fetcher } from './fetcher.js';
+import { mountFuse, type FuseMount } from './fuse.js';
+import { indexLayer, type LayerIndex } from './layer-index.js';
+import { openLazyLayer } from './layer-open.js';
+import { LazyFs } from './lazyfs.js';
+import { LayerMetrics, MountMetrics } from './metrics.js';
+import { Prefetcher } from './prefetcher.js';
+import { buildLayerTree, buildMergedTree, type Tree } from './tree.js';
+import { openWholeLayer } from './whole-layer.js';
+
+const run = promisify(execFile);
+
+export interface ImageMountOptions {
+  ref: string;
+  mountpoint: string;
+  /** Private directory of this mount (FUSE mounts below an overlay, the empty lower dir). */
+  workDir: string;
+  platform?: Platform;
+  plainHttp?: boolean;
+  cacheDir: string;
+  cacheBytes: number;
+  memoryCacheBytes: number;
+  prefetch: boolean;
+  background: boolean;
+  /** Absolute paths inside the image to fetch first (instead of the eStargz landmark prefix). */
+  prefetchList?: string[];
+  mode: 'merged' | 'overlay';
+  upper?: string;
+  /** FUSE per-operation timeout in ms. */
+  fuseTimeoutMs: number;
+  log(message: string): void;
+}
+
+export interface MountedLayer {
+  index: number;
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  format: string;
+  lazy: boolean;
+  reason?: string;
+  entries: FileEntry[];
+  prefetchEnd?: number;
+  reader: ChunkReader;
+  blob: BlobSource;
+  metrics: LayerMetrics;
+}
+
+export interface StatsReport {
+  ref: string;
+  mountpoint: string;
+  mode: 'merged' | 'overlay';
+  pid: number;
+  layers: Array<{
+    digest: Digest;
+    mediaType: string;
+    format: string;
+    lazy: boolean;
+    reason: string | null;
+    size: number;
+    fetchedBytes: number;
+    requests: number;
+    verificationFailures: number;
+    prefetch: { state: string; total: number; done: number };
+    background: { state: string; total: number; done: number };
+  }>;
+  totals: {
+    fetchedBytes: number;
+    metadataBytes: number;
+    servedBytes: number;
+    requests: number;
+    cache: { memoryHits: number; memoryMisses: number; diskHits: number; diskMisses: number; diskBytes: number };
+    fetchLatencyMs: { p50: number; p95: number; p99: number; count: number };
+    verificationFailures: number;
+  };
+}
+
+/** Mounts an overlay; `lowers` top first. */
+async function mountOverlay(target: string, lowers: string[], upper: { upperdir: string; workdir: string } | undefined): Promise<void> {
+  for (const p of [...lowers, upper?.upperdir ?? '', upper?.workdir ?? '']) {
+    if (/[,:\\]/.test(p)) throw new Error(`overlay: path ${JSON.stringify(p)} contains ',' ':' or '\\', which overlayfs options cannot carry`);
+  }
+  const opts = [`lowerdir=${lowers.join(':')}`];
+  if (upper) opts.push(`upperdir=${upper.upperdir}`, `workdir=${upper.workdir}`);
+  await run('mount', ['-t', 'overlay', 'starling-overlay', '-o', opts.join(','), target]);
+}
+
+export class ImageMount {
+  private readonly fuseMounts: FuseMount[] = [];
+  private overlayMounted = false;
+  private prefetcher?: Prefetcher;
+  private source?: ImageSource;
+  readonly layers: MountedLayer[] = [];
+  readonly metrics = new MountMetrics();
+  private cache?: ChunkCache;
+  private readonly fetcher = new Fetcher();
+
+  private constructor(readonly opts: ImageMountOptions) {}
+
+  /** Mounts the image; on any failure, whatever was mounted is unmounted before the error is thrown. */
+  static async open(opts: ImageMountOptions): Promise<ImageMount> {
+    const m = new ImageMount(opts);
+    try {
+      await m.setUp();
+      return m;
+    } catch (err) {
+      await m.close().catch((e) => opts.log(`cleanup after failed mount: ${(e as Error).message}`));
+      throw err;
+    }
+  }
+
+  private async setUp(): Promise<void> {
+    const { opts } = this;
+    this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}) });
+    const image = await resolveImage(this.source, opts.platform);
+    this.metrics.metadataBytes = image.manifestDescriptor.size + image.configBytes.length + (image.index?.size ?? 0);
+    this.metrics.metadataRequests = image.index ? 3 : 2;
+    this.cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
+    const path: ChunkPath = { cache: this.cache, fetcher: this.fetcher, inflight: new Map(), log: opts.log };
+    const source = this.source;
+    const opened = await Promise.all(
+      image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
+        const metrics = new LayerMetrics();
+        const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
+        const lazy = await openLazyLayer(remote, desc);
+        const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
+        if (lazy.ok) {
+          const reader = new ChunkReader({ name: desc.digest, decodeChunk: lazy.toc.decodeChunk, blob: remote, metrics, diskCache: true }, path);
+          return { ...base, format: lazy.toc.format, lazy: true, entries: lazy.toc.entries, prefetchEnd: lazy.toc.prefetchEnd, reader, blob: remote };
+        }
+        await remote.close();
+        const whole = await openWholeLayer(source, desc, opts.cacheDir);
+        if (whole.fetched) {
+          metrics.fetchedBytes += desc.size;
+          metrics.requests++;
+        }
+        const reader = new ChunkReader({ name: desc.digest, decodeChunk: whole.decodeChunk, blob: whole.blob, metrics, diskCache: false }, path);
+        const format = layerCompression(desc.mediaType) ?? 'unknown';
+        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, entries: whole.entries, reader, blob: whole.blob };
+      }),
+    );
+    this.layers.push(...opened);
+    const indexes: LayerIndex[] = opened.map((l) => indexLayer(l.entries, `layer ${l.digest}`));
+    const readers = opened.map((l) => l.reader);
+    const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
+    await mkdir(opts.workDir, { recursive: true });
+    const upper = opts.upper ? { upperdir: join(opts.upper, 'upper'), workdir: join(opts.upper, 'work') } : undefined;
+    if (upper) {
+      await mkdir(upper.upperdir, { recursive: true });
+      await mkdir(upper.workdir, { recursive: true });
+    }
+    let mergedTree: Tree | undefined;
+    if (opts.mode === 'merged') {
+      mergedTree = buildMergedTree(indexes, opts.log);
+      const target = upper ? join(opts.workDir, 'lower') : opts.mountpoint;
+      await mkdir(target, { recursive: true });
+      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, readers, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
+      if (upper) {
+        await mountOverlay(opts.mountpoint, [target], upper);
+        this.overlayMounted = true;
+      }
+    } else {
+      const lowers: string[] = [];
+      for (const [i, index] of indexes.entries()) {
+        const target = join(opts.workDir, 'layers', String(i));
+        await mkdir(target, { recursive: true });
+        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), readers, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
+        lowers.unshift(target);
+      }
+      if (!upper && lowers.length < 2) {
+        // overlayfs without an upper layer needs two lower layers.
+        const empty = join(opts.workDir, 'empty');
+        await mkdir(empty, { recursive: true });
+        lowers.push(empty);
+      }
+      await mountOverlay(opts.mountpoint, lowers, upper);
+      this.overlayMounted = true;
+    }
+    this.startPrefetch(mergedTree);
+  }
+
+  private startPrefetch(mergedTree: Tree | undefined): void {
+    const { opts } = this;
+    const listed = new Map<number, ChunkRef[]>();
+    for (const p of opts.prefetchList ?? []) {
+      const node = this.findListed(p, mergedTree);
+      if (!node) {
+        opts.log(`prefetch list: ${p}: not in the image`);
+        continue;
+      }
+      if (!listed.has(node.layer)) listed.set(node.layer, []);
+      listed.get(node.layer)!.push(...node.entry.chunks);
+    }
+    this.prefetcher = new Prefetcher(
+      this.layers.map((l) => ({
+        reader: l.reader,
+        entries: l.entries,
+        priority: opts.prefetchList
+          ? (listed.get(l.index) ?? [])
+          : l.lazy && l.prefetchEnd !== undefined
+            ? l.entries.flatMap((e) => e.chunks.filter((c) => c.start < l.prefetchEnd!))
+            : [],
+        background: l.lazy,
+        prefetch: l.metrics.prefetch,
+        backgroundProgress: l.metrics.background,
+      })),
+      this.fetcher,
+      { prefetch: opts.prefetch, background: opts.background },
+    );
+    for (const l of this.layers) {
+      if (opts.prefetch) l.metrics.prefetch.state = 'pending';
+      if (opts.background && l.lazy) l.metrics.background.state = 'pending';
+    }
+    this.prefetcher.start();
+  }
+
+  /** The file a --prefetch-list path names: top-most layer holding it (merged tree when there is one). */
+  private findListed(p: string, tree: Tree | undefined): { layer: number; entry: FileEntry } | undefined {
+    const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+    if (tree) {
+      let node = tree.root;
+      for (const part of parts) {
+        const next = node.children?.get(part);
+        if (!next) return undefined;
+        node = next;
+      }
+      return node.entry.type === 'reg' ? { layer: node.layer, entry: node.entry } : undefined;
+    }
+    const want = parts.join('/');
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const entry = this.layers[i]!.entries.find((e) => e.path === want && e.type === 'reg');
+      if (entry) return { layer: i, entry };
+    }
+    return undefined;
+  }
+
+  stats(): StatsReport {
+    const layers = this.layers.map((l) => ({
+      digest: l.digest,
+      mediaType: l.mediaType,
+      format: l.format,
+      lazy: l.lazy,
+      reason: l.reason ?? null,
+      size: l.size,
+      fetchedBytes: l.metrics.fetchedBytes,
+      requests: l.metrics.requests,
+      verificationFailures: l.metrics.verificationFailures,
+      prefetch: { ...l.metrics.prefetch },
+      background: { ...l.metrics.background },
+    }));
+    const sum = (f: (l: (typeof layers)[number]) => number) => layers.reduce((n, l) => n + f(l), 0);
+    return {
+      ref: this.opts.ref,
+      mountpoint: this.opts.mountpoint,
+      mode: this.opts.mode,
+      pid: process.pid,
+      layers,
+      totals: {
+        fetchedBytes: this.metrics.metadataBytes + sum((l) => l.fetchedBytes),
+        metadataBytes: this.metrics.metadataBytes,
+        servedBytes: this.metrics.servedBytes,
+        requests: this.metrics.metadataRequests + sum((l) => l.requests),
+        cache: { ...this.metrics.cache, diskBytes: this.cache?.diskBytesUsed ?? 0 },
+        fetchLatencyMs: this.metrics.latency.percentiles(),
+        verificationFailures: sum((l) => l.verificationFailures),
+      },
+    };
+  }
+
+  /** Unmounts in reverse order (overlay, then FUSE), stops prefetch, closes blobs. Safe to call twice. */
+  async close(): Promise<void> {
+    this.prefetcher?.stop();
+    const errors: string[] = [];
+    if (this.overlayMounted) {
+      await run('umount', [this.opts.mountpoint]).catch(() => run('umount', ['-l', this.opts.mountpoint]).catch((e: Error) => errors.push(e.message)));
+      this.overlayMounted = false;
+    }
+    for (const f of this.fuseMounts.splice(0).reverse()) await f.unmount().catch((e: Error) => errors.push(`${f.mountpoint}: ${e.message}`));
+    for (const l of this.layers.splice(0)) await l.blob.close().catch(() => {});
+    await this.source?.close().catch(() => {});
+    this.source = undefined;
+    if (errors.length === 0) await rm(join(this.opts.workDir, 'layers'), { recursive: true, force: true }).catch(() => {});
+    if (errors.length) throw new Error(`unmount: ${errors.join('; ')}`);
+  }
+}
