@@ -22,10 +22,23 @@ const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.docke
 // Nested indexes are allowed, but not without end.
 const MAX_DEPTH = 4;
 
-/** Resolves `source`'s root to the manifest for `platform` (default: the host). */
-export async function resolveImage(source: ImageSource, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
+/**
+ * Resolves `source`'s root to the manifest for `platform`. Without a platform the host's picks
+ * from an index and a single manifest is taken whatever its platform; with one, a single
+ * manifest whose config names another platform is refused.
+ */
+export async function resolveImage(source: ImageSource, platform?: Platform): Promise<ResolvedImage> {
   const root = await source.resolveRoot();
-  return pick(source, root.descriptor, root.bytes, normalizePlatform(platform), undefined, 0);
+  const want = normalizePlatform(platform ?? hostPlatform());
+  const img = await pick(source, root.descriptor, root.bytes, want, undefined, 0);
+  if (platform && !img.index) {
+    const c = img.config;
+    const have: Platform = { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}), ...(c['os.features'] ? { 'os.features': c['os.features'] } : {}) };
+    if (!platformMatcher(want).matches(have)) {
+      throw new ResolveError(`${source.description}: the image is for ${formatPlatform(normalizePlatform(have))}, not ${formatPlatform(want)}`);
+    }
+  }
+  return img;
 }
 
 async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platform: Platform, index: Descriptor | undefined, depth: number): Promise<ResolvedImage> {

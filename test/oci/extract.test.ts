@@ -9,24 +9,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { pack, type Headers } from 'tar-stream';
+import { pack, type Header } from 'tar-stream';
 import { sha256 } from '../../src/oci/digest.js';
 import { extractLayer } from '../../src/oci/extract.js';
 import { realTar } from '../fixtures/real-tar.js';
 
 const run = promisify(execFile);
 
-type Entry = Headers & { content?: string };
+type Entry = Partial<Header> & { name: string; content?: string };
 
 /** A tar built entry by entry, names taken literally (tar-stream does not sanitise them). */
 async function tarOf(entries: Entry[]): Promise<Readable> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.once('end', r));
+  const done = (async () => {
+    for await (const c of p) chunks.push(c as Buffer);
+  })();
   for (const { content, ...h } of entries) {
-    const body = content === undefined ? undefined : Buffer.from(content);
-    p.entry({ mode: h.type === 'directory' ? 0o755 : 0o644, mtime: new Date('2024-05-06T07:08:09Z'), ...h, ...(body ? { size: body.length } : {}) }, body);
+    const header = { mode: h.type === 'directory' ? 0o755 : 0o644, mtime: new Date('2024-05-06T07:08:09Z'), ...h };
+    if (content === undefined) p.entry(header);
+    else p.entry({ ...header, size: Buffer.byteLength(content) }, content);
   }
   p.finalize();
   await done;
