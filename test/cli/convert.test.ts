@@ -77,7 +77,8 @@ test('convert --json prints one summary line; the human summary names every plat
   assert.equal(code, 0);
   const lines = out.trim().split('\n');
   assert.equal(lines.length, 1);
-  const summary = JSON.parse(lines[0]!) as { format: string; root: { digest: string }; layersConverted: number; manifests: Array<{ platform: string }>; source: string; destination: string };
+  const summary = JSON.parse(lines[0]!) as { format: string; root: { digest: string }; layersConverted: number; manifests: Array<{ platform: string; source: string }>; source: string; destination: string };
+  assert.deepEqual(summary.manifests.map((m) => m.source), built.manifests.map((m) => m.descriptor.digest));
   assert.equal(summary.format, 'estargz');
   assert.equal(summary.layersConverted, 2);
   assert.deepEqual(summary.manifests.map((m) => m.platform), ['linux/amd64', 'linux/arm64']);
