@@ -81,7 +81,7 @@ type fileBlob struct{ data []byte }
 
 func (b fileBlob) GetBlobAt(chunks []chunked.ImageSourceChunk) (chan io.ReadCloser, chan error, error) {
 	streams := make(chan io.ReadCloser, len(chunks))
-	errs := make(chan error, 1)
+	errs := make(chan error)
 	for _, c := range chunks {
 		if c.Offset+c.Length > uint64(len(b.data)) || c.Offset+c.Length < c.Offset {
 			return nil, nil, fmt.Errorf("range %d+%d outside blob of %d bytes", c.Offset, c.Length, len(b.data))
@@ -89,7 +89,8 @@ func (b fileBlob) GetBlobAt(chunks []chunked.ImageSourceChunk) (chan io.ReadClos
 		streams <- io.NopCloser(bytes.NewReader(b.data[c.Offset : c.Offset+c.Length]))
 	}
 	close(streams)
-	close(errs)
+	// errs stays open: 1.43's reader selects on both channels, and a closed errs would win half the
+	// time with a nil error (an empty manifest).
 	return streams, errs, nil
 }
 
