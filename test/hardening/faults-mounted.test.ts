@@ -1,0 +1,126 @@
+// Faults while mounted: a real Distribution behind the fault proxy, an eStargz image mounted by the
+// `starling mount` daemon through the proxy (no prefetch, no background fill, so every read goes to
+// the network), files read by child processes. Each fault either is ridden out by bounded retries
+// (the bytes are right), or the read fails with EIO — never wrong bytes — and the same file reads
+// correctly once the registry behaves again. The mount survives every case.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { StatsReport } from '../../src/fs/image-mount.js';
+import { childDigest, digestOf, run, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+
+let env: MountEnv;
+let mnt: string;
+let next = 0;
+const BLOB_GET = { method: 'GET', path: '/blobs/sha256:', range: true };
+
+/** A data file no earlier case has read (so nothing of it is cached). */
+function freshFile(): { path: string; digest: string } {
+  const name = `data/f${String(next++).padStart(3, '0')}.bin`;
+  return { path: join(mnt, name), digest: digestOf(env.files.get(name)!) };
+}
+
+async function expectEio(path: string): Promise<void> {
+  await assert.rejects(run('cat', [path], { encoding: 'buffer', maxBuffer: 8 << 20 }), /Input\/output error/);
+}
+
+async function mountAlive(): Promise<void> {
+  const { stdout } = await run('cat', [join(mnt, 'etc/conf3.txt')]);
+  assert.equal(stdout, env.files.get('etc/conf3.txt')!.toString());
+}
+
+before(async () => {
+  env = await startMountEnv({ files: testFiles(24, 200_000), images: { img: 'estargz' }, proxy: true });
+  mnt = join(env.work, 'mnt');
+  await env.mount(env.ref('img'), mnt, '--cache-dir', join(env.work, 'cache'), '--no-prefetch', '--no-background-fetch', '--fuse-timeout', '60');
+});
+
+after(async () => {
+  await env?.cleanup();
+});
+
+test('connection resets mid-body are retried: right bytes', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'reset-mid-body', times: 2, match: BLOB_GET });
+  assert.equal(await childDigest(f.path), f.digest);
+  assert.ok(env.proxy!.log.some((r) => r.fault === 'reset-mid-body'));
+  await mountAlive();
+});
+
+test('a short 503 storm is retried: right bytes', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'status', status: 503, times: 3, match: BLOB_GET });
+  assert.equal(await childDigest(f.path), f.digest);
+  assert.equal(env.proxy!.pending(), 0);
+});
+
+test('429 with Retry-After is waited for: right bytes', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'retry-after', seconds: 1, match: BLOB_GET });
+  const t0 = Date.now();
+  assert.equal(await childDigest(f.path), f.digest);
+  assert.ok(Date.now() - t0 >= 1000, 'waited for Retry-After');
+});
+
+test('a 500 storm past the retry budget is EIO; once it ends the same file reads right', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'status', status: 500, times: Infinity, match: BLOB_GET });
+  const t0 = Date.now();
+  await expectEio(f.path);
+  const waited = Date.now() - t0;
+  env.proxy!.clear();
+  assert.ok(waited < 30_000, `EIO after ${waited} ms: bounded retries, well inside the FUSE timeout`);
+  assert.equal(await childDigest(f.path), f.digest);
+  await mountAlive();
+});
+
+test('registry stops mid-read and comes back within the retries: the read waits and succeeds', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'reset', times: Infinity, match: BLOB_GET });
+  const reading = childDigest(f.path);
+  await new Promise((r) => setTimeout(r, 700));
+  env.proxy!.clear();
+  assert.equal(await reading, f.digest);
+  assert.ok(env.proxy!.log.some((r) => r.fault === 'reset'));
+});
+
+test('registry hangs (requests unanswered) for 2 s, then answers: the read waits and succeeds', async () => {
+  const f = freshFile();
+  env.proxy!.pause();
+  const t0 = Date.now();
+  const reading = childDigest(f.path);
+  await new Promise((r) => setTimeout(r, 2000));
+  env.proxy!.resume();
+  assert.equal(await reading, f.digest);
+  assert.ok(Date.now() - t0 >= 2000);
+});
+
+test('registry down past the deadline: EIO; back up: the same file reads right', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'reset', times: Infinity, match: BLOB_GET });
+  await expectEio(f.path);
+  await expectEio(f.path); // a failure is not cached as success, nor does it wedge the mount
+  env.proxy!.clear();
+  assert.equal(await childDigest(f.path), f.digest);
+  await mountAlive();
+});
+
+test('altered bytes are EIO, never wrong bytes; correct bytes later are served', async () => {
+  const f = freshFile();
+  const before = JSON.parse((await env.starling('stats', mnt, '--json')).stdout) as StatsReport;
+  env.proxy!.inject({ kind: 'alter-bytes', offset: 100, times: Infinity, match: BLOB_GET });
+  await expectEio(f.path);
+  env.proxy!.clear();
+  const after = JSON.parse((await env.starling('stats', mnt, '--json')).stdout) as StatsReport;
+  assert.ok(after.totals.verificationFailures > before.totals.verificationFailures, 'the bad chunk was counted');
+  assert.equal(await childDigest(f.path), f.digest);
+});
+
+test('a registry that ignores Range for a large blob is refused (EIO), not downloaded whole', async () => {
+  const f = freshFile();
+  env.proxy!.inject({ kind: 'ignore-range', times: Infinity, match: BLOB_GET });
+  await expectEio(f.path);
+  env.proxy!.clear();
+  assert.equal(await childDigest(f.path), f.digest);
+  await mountAlive();
+});
