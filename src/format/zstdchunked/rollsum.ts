@@ -33,87 +33,120 @@ export class ContentChunker {
 
   constructor(private readonly sink: ChunkSink) {}
 
-  /** Feeds the next payload bytes. Bytes of an unfinished zero run are held back (as a count). */
+  /**
+   * Feeds the next payload bytes. Bytes of a zero run that reaches the end of `buf` are held back
+   * (as a count) until the run's end tells whether it is data or a hole. Data goes to the sink as
+   * subarrays of `buf`, one per chunk piece, so the sink sees few calls.
+   */
   push(buf: Uint8Array): void {
     const n = buf.length;
-    let dataStart = 0; // start of bytes in buf classified as data but not yet handed to the sink
     let i = 0;
+    if (this.pendingZeros > 0 || this.inHole) {
+      // A zero run carried over from the previous buffer: see whether it ends here.
+      while (i < n && buf[i] === 0) i++;
+      if (i === n) {
+        this.addZeros(n);
+        return;
+      }
+      const total = this.pendingZeros + i;
+      if (this.inHole || total >= HOLE_THRESHOLD) {
+        if (!this.inHole) this.sink.cut();
+        this.pendingZeros = 0;
+        this.inHole = false;
+        this.hole(total);
+      } else {
+        // A short run: the carried zeros are data (the rest of the run, buf[0, i), is rolled below).
+        this.rollCarriedZeros();
+        i = 0;
+      }
+    }
+    let dataStart = i; // bytes of buf from here on not yet handed to the sink
+    let s1 = this.s1;
+    let s2 = this.s2;
+    let wofs = this.wofs;
+    const window = this.window;
     while (i < n) {
-      if (buf[i] === 0) {
-        // Zero run: flush data before it, then count the run (it may continue into the next buffer).
-        if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
-        let j = i;
+      const b = buf[i]!;
+      if (b === 0) {
+        let j = i + 1;
         while (j < n && buf[j] === 0) j++;
-        this.addZeros(j - i);
-        i = j;
-        dataStart = i;
-        continue;
-      }
-      if (this.pendingZeros > 0 || this.inHole) {
-        this.endZeroRun();
-      }
-      // Roll data bytes until a cut or a zero byte.
-      let s1 = this.s1;
-      let s2 = this.s2;
-      let wofs = this.wofs;
-      const window = this.window;
-      for (; i < n; i++) {
-        const b = buf[i]!;
-        if (b === 0) break;
-        const drop = window[wofs]!;
-        window[wofs] = b;
-        wofs = (wofs + 1) & (WINDOW - 1);
-        s1 = (s1 + b - drop) | 0;
-        s2 = (s2 + s1 - ((drop + CHAR_OFFSET) << 6)) | 0;
-        if ((s2 & SPLIT_MASK) === SPLIT_MASK) {
-          i++;
+        if (j === n) {
+          // The run reaches the end of buf: hold it back until its length is known.
           this.s1 = s1;
           this.s2 = s2;
           this.wofs = wofs;
-          this.sink.data(buf.subarray(dataStart, i));
-          this.sink.cut();
-          dataStart = i;
-          break;
+          if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
+          this.addZeros(n - i);
+          return;
         }
+        if (j - i >= HOLE_THRESHOLD) {
+          this.s1 = s1;
+          this.s2 = s2;
+          this.wofs = wofs;
+          if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
+          this.sink.cut();
+          this.hole(j - i);
+          s1 = this.s1;
+          s2 = this.s2;
+          wofs = this.wofs;
+          i = j;
+          dataStart = j;
+          continue;
+        }
+        // A short zero run is data: fall through and roll its bytes like any other.
       }
-      this.s1 = s1;
-      this.s2 = s2;
-      this.wofs = wofs;
+      const drop = window[wofs]!;
+      window[wofs] = b;
+      wofs = (wofs + 1) & (WINDOW - 1);
+      s1 = (s1 + b - drop) | 0;
+      s2 = (s2 + s1 - ((drop + CHAR_OFFSET) << 6)) | 0;
+      i++;
+      if ((s2 & SPLIT_MASK) === SPLIT_MASK) {
+        this.sink.data(buf.subarray(dataStart, i));
+        this.sink.cut();
+        dataStart = i;
+      }
     }
+    this.s1 = s1;
+    this.s2 = s2;
+    this.wofs = wofs;
     if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
   }
 
   /** Ends the payload: classifies a pending zero run and cuts the last chunk. */
   finish(): void {
-    if (this.pendingZeros > 0 || this.inHole) this.endZeroRun();
+    if (this.inHole) {
+      const count = this.pendingZeros;
+      this.pendingZeros = 0;
+      this.inHole = false;
+      this.hole(count);
+    } else if (this.pendingZeros > 0) {
+      this.rollCarriedZeros();
+    }
     this.sink.cut();
   }
 
   private addZeros(count: number): void {
-    if (this.inHole) {
-      this.pendingZeros += count;
-      return;
-    }
+    const wasHole = this.inHole;
     this.pendingZeros += count;
-    if (this.pendingZeros >= HOLE_THRESHOLD) {
+    if (!wasHole && this.pendingZeros >= HOLE_THRESHOLD) {
       // A hole: the data chunk before it ends here.
       this.inHole = true;
       this.sink.cut();
     }
   }
 
-  /** A zero run ended (by a non-zero byte or the end of the payload). */
-  private endZeroRun(): void {
+  /** A whole hole of `count` zeros: rolled into the checksum, handed out, and cut. */
+  private hole(count: number): void {
+    this.rollZeros(count);
+    this.sink.zeros(count);
+    this.sink.cut();
+  }
+
+  /** Held-back zeros that turned out to be a short run: data, each rolled with a cut check. */
+  private rollCarriedZeros(): void {
     const count = this.pendingZeros;
     this.pendingZeros = 0;
-    if (this.inHole) {
-      this.inHole = false;
-      this.rollZeros(count);
-      this.sink.zeros(count);
-      this.sink.cut();
-      return;
-    }
-    // A short run is ordinary data: roll each zero and check for a cut after it.
     let from = 0;
     for (let k = 0; k < count; k++) {
       if (this.rollZeroChecked()) {
