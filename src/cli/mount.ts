@@ -124,8 +124,11 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   const paths = mountPaths(mountpoint);
   await mkdir(paths.dir, { recursive: true });
   const logFile = await open(paths.log, 'a');
-  // Keep the loader flags (tsx in tests), not the test runner's.
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--test'));
+  // Keep the loader flags (tsx in tests), not the test runner's; the daemon runs in '/', so a bare
+  // `--import NAME` is resolved here first.
+  const execArgv = process.execArgv
+    .filter((a) => !a.startsWith('--test'))
+    .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
   const child = spawn(process.execPath, [...execArgv, process.argv[1]!, 'mount', ...argv, '--foreground'], {
     detached: true,
     cwd: '/',
@@ -134,7 +137,8 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   await logFile.close();
   const outcome = await new Promise<DaemonMessage>((resolvePromise) => {
     child.on('message', (m: DaemonMessage) => resolvePromise(m));
-    child.on('exit', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
+    // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
+    child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
     child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
   });
   child.removeAllListeners();

@@ -1,0 +1,256 @@
+// starling mount / stats / umount end to end: images converted and pushed to a real Distribution,
+// mounted through real FUSE (merged and overlay modes), every path compared with `starling pull` of
+// the same image; laziness measured through stats; a tampered blob gives EIO for that file only.
+// All reads of a mount happen in child processes; every mount is unmounted in `after`, even on failure.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { FileBlob } from '../../src/blob/source.js';
+import { CountingBlob } from '../../src/fs/counting-blob.js';
+import { openLazyLayer } from '../../src/fs/layer-open.js';
+import { LatencyRecorder, LayerMetrics } from '../../src/fs/metrics.js';
+import type { StatsReport } from '../../src/fs/image-mount.js';
+import { detachAll } from '../../src/fs/stale.js';
+import { digestHex, type Digest } from '../../src/oci/digest.js';
+import type { Descriptor, ImageManifest } from '../../src/oci/types.js';
+import { buildImage } from '../fixtures/image.js';
+import { realTar } from '../fixtures/real-tar.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+const here = fileURLToPath(new URL('.', import.meta.url));
+const cli = join(here, '../fs/helpers/starling.ts');
+const dump = join(here, '../fs/helpers/tree-dump.mjs');
+
+let registry: RunningRegistry;
+let work: string;
+const mounted = new Set<string>();
+const pulled = new Map<string, string>();
+
+async function starling(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, ['--import', 'tsx', cli, ...args], { maxBuffer: 64 << 20, env: { ...process.env, STARLING_RUN_DIR: join(work, 'run') } });
+}
+
+async function mount(ref: string, mnt: string, ...opts: string[]): Promise<void> {
+  await mkdir(mnt, { recursive: true });
+  mounted.add(mnt);
+  try {
+    await starling('mount', ref, mnt, ...opts);
+  } catch (err) {
+    const logs = await readdir(join(work, 'run')).then((ds) => Promise.all(ds.map((d) => readFile(join(work, 'run', d, 'daemon.log'), 'utf8').catch(() => ''))));
+    throw new Error(`${(err as Error).message}\ndaemon logs:\n${logs.join('\n')}`);
+  }
+}
+
+async function umount(mnt: string): Promise<void> {
+  await starling('umount', mnt);
+  mounted.delete(mnt);
+}
+
+async function stats(mnt: string): Promise<StatsReport> {
+  return JSON.parse((await starling('stats', mnt, '--json')).stdout) as StatsReport;
+}
+
+async function treeDump(root: string): Promise<string[]> {
+  const { stdout } = await run(process.execPath, [dump, root], { maxBuffer: 64 << 20 });
+  return stdout.trim().split('\n');
+}
+
+/**
+ * Same lines apart from mtimes, which may differ by one second: an eStargz TOC rounds to whole
+ * seconds (formats.md §1a.4) while the tar a pull extracts keeps the PAX sub-second time.
+ */
+function assertSameTree(got: string[], want: string[]): void {
+  const split = (l: string) => {
+    const m = / mtime=(\d+)/.exec(l);
+    return { line: l.replace(/ mtime=\d+/, ''), mtime: m ? Number(m[1]) : undefined };
+  };
+  const g = got.map(split);
+  const w = want.map(split);
+  assert.deepEqual(g.map((x) => x.line), w.map((x) => x.line));
+  g.forEach((x, i) => assert.ok(x.mtime === w[i]!.mtime || Math.abs(x.mtime! - w[i]!.mtime!) <= 1, `${x.line}: mtime ${x.mtime} vs ${w[i]!.mtime}`));
+}
+
+const ref = (name: string) => `docker://${registry.host}/test/${name}:v1`;
+
+async function pullDump(name: string): Promise<string[]> {
+  let dir = pulled.get(name);
+  if (!dir) {
+    dir = join(work, `pulled-${name}`);
+    await starling('pull', ref(name), dir);
+    pulled.set(name, dir);
+  }
+  return treeDump(dir);
+}
+
+/** The manifest as the registry stores it, and the path of a blob in its storage directory. */
+async function manifestOf(name: string): Promise<ImageManifest> {
+  const res = await fetch(`${registry.url}/v2/test/${name}/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  return (await res.json()) as ImageManifest;
+}
+const blobPath = (d: Digest) => join(registry.dir, 'data/docker/registry/v2/blobs/sha256', digestHex(d).slice(0, 2), digestHex(d), 'data');
+
+/** Bytes our layer opener reads from a blob to get its footer and TOC (measured on the stored blob). */
+async function openCost(desc: Descriptor): Promise<number> {
+  const metrics = new LayerMetrics();
+  const blob = new CountingBlob(await FileBlob.open(blobPath(desc.digest)), metrics, new LatencyRecorder());
+  const r = await openLazyLayer(blob, desc);
+  await blob.close();
+  assert.ok(r.ok, `layer ${desc.digest} opens lazily`);
+  return metrics.fetchedBytes;
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'starling-mount-test-'));
+  registry = await startRegistry();
+  const src = join(work, 'src');
+  await buildImage(
+    src,
+    {
+      layers: [
+        { tar: await realTar('pax') },
+        { files: { 'etc/.wh.hostname': '', 'names/.wh..wh..opq': '', 'names/new.txt': 'new\n', 'etc/added.conf': 'added\n', 'small/one.txt': 'one small file\n' } },
+      ],
+    },
+    'v1',
+  );
+  // The plain image (gzip layers, fetched whole) and both lazy formats.
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/gzip:v1`]);
+  await starling('convert', `oci:${src}:v1`, ref('estargz'), '--format', 'estargz', '--chunk-size', '1048576');
+  await starling('convert', `oci:${src}:v1`, ref('zstd'), '--format', 'zstd:chunked');
+});
+
+after(async () => {
+  for (const mnt of mounted) await starling('umount', mnt, '--force').catch(() => {});
+  await detachAll([], join(work, 'run')).catch(() => {});
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+for (const [name, mode] of [
+  ['estargz', 'merged'],
+  ['zstd', 'merged'],
+  ['gzip', 'merged'],
+  ['estargz', 'overlay'],
+  ['zstd', 'overlay'],
+] as const) {
+  test(`${name} image, ${mode} mode: every path matches starling pull`, async () => {
+    const mnt = join(work, `mnt-${name}-${mode}`);
+    await mount(ref(name), mnt, '--mode', mode, '--cache-dir', join(work, `cache-${name}-${mode}`), '--no-background-fetch');
+    try {
+      const got = await treeDump(mnt);
+      // A full pull extracts the eStargz landmark and TOC entry as files (as docker pull does); a mount hides them.
+      const want = (await pullDump(name)).filter((l) => !/^(\.no\.prefetch\.landmark|\.prefetch\.landmark|stargz\.index\.json) /.test(l));
+      assertSameTree(got.slice(1), want.slice(1)); // the root line: mount root vs a fresh directory
+      assert.ok(got.some((l) => l.startsWith('names/new.txt ')));
+      assert.ok(!got.some((l) => l.startsWith('etc/hostname ')));
+      const s = await stats(mnt);
+      assert.equal(s.layers.length, 2);
+      for (const l of s.layers) {
+        assert.equal(l.lazy, name !== 'gzip', JSON.stringify(l));
+        if (name === 'gzip') assert.match(l.reason!, /without a TOC/);
+      }
+      assert.equal(s.totals.verificationFailures, 0);
+    } finally {
+      await umount(mnt);
+    }
+  });
+}
+
+test('laziness: mount fetches only metadata and TOCs, one small file costs its chunk, a warm remount fetches no chunk', async () => {
+  const m = await manifestOf('estargz');
+  const tocCost = await Promise.all(m.layers.map(openCost));
+  const cache = join(work, 'cache-lazy');
+  const mnt = join(work, 'mnt-lazy');
+  await mount(ref('estargz'), mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch');
+  try {
+    let s = await stats(mnt);
+    assert.deepEqual(s.layers.map((l) => l.fetchedBytes), tocCost);
+    assert.equal(s.totals.fetchedBytes, s.totals.metadataBytes + tocCost[0]! + tocCost[1]!);
+    assert.ok(tocCost[0]! < m.layers[0]!.size / 10, 'the TOC is a small part of the layer');
+    assert.equal((await run('cat', [join(mnt, 'small/one.txt')])).stdout, 'one small file\n');
+    s = await stats(mnt);
+    const delta = s.layers[1]!.fetchedBytes - tocCost[1]!;
+    assert.ok(delta > 0 && delta < 1024, `one small file fetched ${delta} bytes`);
+    assert.equal(s.layers[0]!.fetchedBytes, tocCost[0]);
+    await treeDump(mnt); // reads everything: fills the disk cache
+  } finally {
+    await umount(mnt);
+  }
+  await mount(ref('estargz'), mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch');
+  try {
+    await treeDump(mnt);
+    const s = await stats(mnt);
+    assert.deepEqual(s.layers.map((l) => l.fetchedBytes), tocCost, 'warm: only footers and TOCs fetched');
+    assert.ok(s.totals.cache.diskHits > 0);
+  } finally {
+    await umount(mnt);
+  }
+});
+
+test('a tampered chunk in the registry gives EIO on that file, correct bytes elsewhere, and the mount survives', async () => {
+  const m = await manifestOf('estargz');
+  const layer = m.layers[0]!;
+  const pulledDir = pulled.get('estargz') ?? join(work, 'pulled-estargz');
+  if (!pulled.has('estargz')) await pullDump('estargz');
+  // Flip a byte in the middle of the big file's data: find its chunks through our own opener.
+  const blob = await FileBlob.open(blobPath(layer.digest));
+  const r = await openLazyLayer(blob, layer);
+  await blob.close();
+  assert.ok(r.ok);
+  const victim = r.toc.entries.find((e) => e.path === 'data/big.bin')!;
+  const chunk = victim.chunks[1]!;
+  const bytes = await readFile(blobPath(layer.digest));
+  bytes[Math.floor((chunk.start + chunk.end) / 2)] ^= 0x55;
+  await writeFile(blobPath(layer.digest), bytes);
+  const mnt = join(work, 'mnt-tampered');
+  try {
+    await mount(ref('estargz'), mnt, '--cache-dir', join(work, 'cache-tampered'), '--no-prefetch', '--no-background-fetch');
+    await assert.rejects(run('cat', [join(mnt, 'data/big.bin')], { encoding: 'buffer', maxBuffer: 64 << 20 }), /Input\/output error/);
+    const head = await run('head', ['-c', String(chunk.fileOffset), join(mnt, 'data/big.bin')], { encoding: 'buffer', maxBuffer: 64 << 20 });
+    assert.deepEqual(head.stdout, (await readFile(join(pulledDir, 'data/big.bin'))).subarray(0, chunk.fileOffset));
+    assert.equal((await run('cat', [join(mnt, 'etc/added.conf')])).stdout, 'added\n');
+    const s = await stats(mnt);
+    assert.ok(s.layers[0]!.verificationFailures >= 1);
+    const log = await readdir(join(work, 'run'));
+    assert.ok(log.length > 0);
+  } finally {
+    bytes[Math.floor((chunk.start + chunk.end) / 2)] ^= 0x55;
+    await writeFile(blobPath(layer.digest), bytes);
+    if (mounted.has(mnt)) await umount(mnt);
+  }
+});
+
+test('--upper gives a writable root over the lazy mount; umount --force recovers a killed daemon', async () => {
+  const mnt = join(work, 'mnt-upper');
+  const upper = join(work, 'upper');
+  await mount(ref('zstd'), mnt, '--upper', upper, '--cache-dir', join(work, 'cache-upper'));
+  await run('sh', ['-c', `echo written > ${mnt}/etc/added.conf && mkdir ${mnt}/newdir && rm ${mnt}/small/one.txt`]);
+  assert.equal((await run('cat', [join(mnt, 'etc/added.conf')])).stdout, 'written\n');
+  assert.equal(await readFile(join(upper, 'upper/etc/added.conf'), 'utf8'), 'written\n');
+  assert.deepEqual((await run('ls', [join(mnt, 'small')])).stdout, '');
+  const { pid } = await stats(mnt);
+  process.kill(pid, 'SIGKILL');
+  await assert.rejects(starling('umount', mnt), /no running starling daemon/);
+  await starling('umount', mnt, '--force');
+  mounted.delete(mnt);
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!info.includes(mnt), 'nothing left mounted');
+  // and the path can be mounted again
+  await mount(ref('zstd'), mnt, '--cache-dir', join(work, 'cache-upper'));
+  assert.equal((await run('cat', [join(mnt, 'etc/added.conf')])).stdout, 'added\n');
+  await umount(mnt);
+});
+
+test('a bad reference fails with a clear message and leaves nothing mounted', async () => {
+  const mnt = join(work, 'mnt-bad');
+  await mkdir(mnt, { recursive: true });
+  await assert.rejects(starling('mount', `docker://${registry.host}/test/missing:v1`, mnt), (err: { stderr: string }) => /missing/.test(err.stderr));
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!info.includes(mnt));
+});
