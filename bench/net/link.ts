@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { startRegistry, type RunningRegistry } from '../../test/helpers/registry.js';
 import { sha256 } from '../../src/oci/digest.js';
-import { DelayRelay, type LinkProfile } from './relay.js';
+import type { LinkProfile } from './relay.js';
+import { RelayProcess } from './relay-process.js';
 
 export const PROFILES = {
   /** The default: 20 ms RTT, 100 Mbit/s. */
@@ -29,17 +30,18 @@ export interface EmulatedRegistry {
   host: string;
   /** The registry itself, for pushing images without going through the link. */
   directHost: string;
-  relay: DelayRelay;
+  /** The link emulator, in its own process; its counters are the ground truth of bytes moved. */
+  relay: RelayProcess;
   registry: RunningRegistry;
   stop(): Promise<void>;
 }
 
 export async function startEmulatedRegistry(profile: LinkProfile): Promise<EmulatedRegistry> {
   const registry = await startRegistry();
-  let relay: DelayRelay;
+  let relay: RelayProcess;
   try {
     const [host, port] = registry.host.split(':');
-    relay = await DelayRelay.start({ host: host!, port: Number(port) }, profile);
+    relay = await RelayProcess.start({ host: host!, port: Number(port) }, profile);
   } catch (err) {
     await registry.stop();
     throw err;

@@ -28,6 +28,11 @@ export interface LinkCounters {
 
 /** Segments larger than this are split so that serialisation delay accrues smoothly. */
 const SEGMENT = 16 * 1024;
+/**
+ * Timers fire at 1 ms granularity and never early: wake up to this much before a segment is due and
+ * deliver what is due by then, so delivery is on time on average instead of ~1 ms late.
+ */
+const EARLY_MS = 0.5;
 
 interface Segment {
   deliverAt: number;
@@ -93,7 +98,7 @@ class Direction {
 
   private schedule(): void {
     if (this.timer || this.head >= this.queue.length) return;
-    const wait = Math.max(0, this.queue[this.head]!.deliverAt - performance.now());
+    const wait = Math.max(0, this.queue[this.head]!.deliverAt - performance.now() - EARLY_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.deliverDue();
@@ -101,8 +106,7 @@ class Direction {
   }
 
   private deliverDue(): void {
-    // Timers fire at 1 ms granularity: deliver what is due within half a millisecond.
-    const now = performance.now() + 0.5;
+    const now = performance.now() + EARLY_MS;
     const touched = new Set<Pipe>();
     while (this.head < this.queue.length && this.queue[this.head]!.deliverAt <= now) {
       const seg = this.queue[this.head++]!;

@@ -1,7 +1,6 @@
 // The Starling the benchmark measures: a snapshot of src/ compiled once per run into
 // bench/out/engine (so edits in the working tree during a run change nothing, and no TypeScript
 // is compiled inside a timed phase), started as `node bench/out/engine/starling.mjs …`.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists, runTool } from './build.js';
@@ -33,9 +32,4 @@ export async function buildEngine(repoRoot: string, outDir: string): Promise<Eng
 /** Runs a Starling command to completion; rejects with its stderr on failure. */
 export function starling(engine: Engine, args: string[]): Promise<string> {
   return runTool(engine.argv[0]!, [...engine.argv.slice(1), ...args]);
-}
-
-/** Starts a long-running Starling command (a mount daemon) without waiting for it. */
-export function spawnStarling(engine: Engine, args: string[]): ChildProcess {
-  return spawn(engine.argv[0]!, [...engine.argv.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }

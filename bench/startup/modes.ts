@@ -5,7 +5,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mode } from './report.js';
 import { runTool } from './build.js';
-import { spawnStarling, starling, type Engine } from './engine.js';
+import { isMountpoint } from '../../src/fs/stale.js';
+import { starling, type Engine } from './engine.js';
 
 /** The image forms pushed to the registry, by tag. */
 export type Form = 'gzip' | 'estargz' | 'estargz-opt' | 'zstdchunked';
@@ -30,45 +31,24 @@ export interface ModeContext {
   ref: string;
   /** An empty directory of this sample. */
   work: string;
+  /** Extra options of `starling mount` (e.g. --no-background-fetch). */
+  mountArgs: string[];
 }
 
-/** Mounts and stops a lazy mount daemon: `starling mount` stays in the foreground until unmounted. */
+/** `starling mount` returns once its daemon serves the mount; `starling umount` stops it. */
 async function lazyMount(ctx: ModeContext): Promise<Prepared> {
   const mnt = join(ctx.work, 'rootfs');
-  const upper = join(ctx.work, 'upper');
-  const cache = join(ctx.work, 'cache');
   await mkdir(mnt, { recursive: true });
-  const daemon = spawnStarling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', upper, '--cache-dir', cache]);
-  let stderr = '';
-  daemon.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  daemon.stdout!.resume();
-  const exited = new Promise<number | null>((resolve) => daemon.once('exit', (code) => resolve(code)));
-  // Ready when the mount point is a mount (the daemon mounts FUSE and the overlay before that).
-  for (;;) {
-    if (daemon.exitCode !== null) throw new Error(`starling mount exited (${daemon.exitCode}): ${stderr.trim()}`);
-    if (await isMountPoint(mnt)) break;
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...ctx.mountArgs]);
   return {
     rootfs: mnt,
     async cleanup() {
-      try {
-        if (daemon.exitCode === null) await starling(ctx.engine, ['umount', mnt]);
-      } finally {
-        const timer = setTimeout(() => daemon.kill('SIGKILL'), 20_000);
-        await exited;
-        clearTimeout(timer);
-        if (await isMountPoint(mnt)) await runTool('umount', ['-l', mnt]);
-        await rm(ctx.work, { recursive: true, force: true });
-      }
+      await starling(ctx.engine, ['umount', mnt]).catch(() => starling(ctx.engine, ['umount', '--force', mnt]));
+      // Never remove the work directory through a mount that is still there.
+      if (await isMountpoint(mnt)) throw new Error(`${mnt} is still mounted after umount`);
+      await rm(ctx.work, { recursive: true, force: true });
     },
   };
-}
-
-/** True when `path` is the mount point of a mount (listed in /proc/self/mountinfo). */
-export async function isMountPoint(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => line.split(' ')[4] === path);
 }
 
 async function fullPull(ctx: ModeContext): Promise<Prepared> {

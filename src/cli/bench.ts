@@ -27,6 +27,8 @@ options:
   --cache-dir DIR    built and converted images are kept here (default bench/out/cache)
   --seed N           seed of the run order shuffle (default: random, recorded)
   --probe-mb N       size of the link check's timed download in MB (default 50)
+  --background-fetch let lazy mounts fill the whole image in the background during the run
+                     (default off: only what the workload reads, plus the prefetch list)
   --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
 
 function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
@@ -54,6 +56,7 @@ export const command: Command = {
         seed: { type: 'string' },
         'probe-mb': { type: 'string' },
         readme: { type: 'boolean' },
+        'background-fetch': { type: 'boolean' },
       },
       usage,
     );
@@ -69,6 +72,7 @@ export const command: Command = {
       seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : parseIntArg(values.seed, '--seed', 0, 2 ** 31 - 1),
       probeBytes: (values['probe-mb'] === undefined ? 50 : parseIntArg(values['probe-mb'], '--probe-mb', 1, 10_000)) * 1e6,
       readme: values.readme === true,
+      backgroundFetch: values['background-fetch'] === true,
     };
     if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });

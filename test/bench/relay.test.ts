@@ -1,5 +1,8 @@
 // The link emulator must really apply its delay and its rate: these are correctness tests of the
 // relay (what the benchmark's figures rest on), measured against a plain TCP server on 127.0.0.1.
+// Lower bounds are tight (the delay and the rate limit are really applied); upper bounds leave room
+// for a busy machine, which can only make a user-space relay slower, yet they stay far below what a
+// relay without queueing (one RTT per read) or without the limit would give.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -72,12 +75,12 @@ test('relay: a new connection pays the handshake plus one RTT, a kept-alive one 
     const sock = await open(relay.port);
     const first = await exchange(sock, '10', 10);
     const firstMs = performance.now() - t0;
-    assert.ok(firstMs >= 118 && firstMs < 170, `first exchange took ${firstMs.toFixed(1)} ms, want ~120 (handshake + RTT)`);
+    assert.ok(firstMs >= 118 && firstMs < 190, `first exchange took ${firstMs.toFixed(1)} ms, want ~120 (handshake + RTT)`);
     const rtts: number[] = [];
     for (let i = 0; i < 5; i++) rtts.push((await exchange(sock, '10', 10)).ms);
     rtts.sort((a, b) => a - b);
     const median = rtts[2]!;
-    assert.ok(median >= 59 && median < 85, `round trip ${median.toFixed(1)} ms, want ~60`);
+    assert.ok(median >= 59 && median < 95, `round trip ${median.toFixed(1)} ms, want ~60`);
     assert.deepEqual(first.data, pattern(10));
     sock.destroy();
   } finally {
@@ -96,7 +99,7 @@ test('relay: throughput is the configured rate, shared by concurrent connections
     await exchange(a, '1', 1); // connection established: measure the transfer alone
     const one = await exchange(a, String(size), size);
     const expectMs = (size * 8) / (rateMbit * 1000) + 20;
-    assert.ok(one.ms > expectMs * 0.93 && one.ms < expectMs * 1.15, `${size} B took ${one.ms.toFixed(0)} ms, want ~${expectMs.toFixed(0)}`);
+    assert.ok(one.ms > expectMs * 0.93 && one.ms < expectMs * 1.4, `${size} B took ${one.ms.toFixed(0)} ms, want ~${expectMs.toFixed(0)}`);
     assert.ok(one.data.equals(pattern(size)), 'bytes changed on the way');
 
     // Two connections at once share the one bottleneck: together they take as long as one would for both.
@@ -105,7 +108,7 @@ test('relay: throughput is the configured rate, shared by concurrent connections
     const t0 = performance.now();
     await Promise.all([exchange(a, String(size / 2), size / 2), exchange(b, String(size / 2), size / 2)]);
     const bothMs = performance.now() - t0;
-    assert.ok(bothMs > expectMs * 0.93 && bothMs < expectMs * 1.15, `2 × ${size / 2} B took ${bothMs.toFixed(0)} ms, want ~${expectMs.toFixed(0)}`);
+    assert.ok(bothMs > expectMs * 0.93 && bothMs < expectMs * 1.4, `2 × ${size / 2} B took ${bothMs.toFixed(0)} ms, want ~${expectMs.toFixed(0)}`);
 
     const c = relay.counters();
     assert.equal(c.bytesDown, 1 + size + 1 + size);
@@ -130,7 +133,7 @@ test('relay: a large RTT does not make throughput latency-bound, and the FIN fol
     const got = await exchange(sock, `${size} close`, size);
     const expectMs = (size * 8) / (200 * 1000) + 100;
     // One RTT per 64 KiB read would take 6.4 s; a rate-bound transfer takes ~0.27 s.
-    assert.ok(got.ms < expectMs * 1.25, `${size} B took ${got.ms.toFixed(0)} ms at 100 ms RTT, want ~${expectMs.toFixed(0)}`);
+    assert.ok(got.ms > expectMs * 0.93 && got.ms < expectMs * 1.6, `${size} B took ${got.ms.toFixed(0)} ms at 100 ms RTT, want ~${expectMs.toFixed(0)}`);
     assert.ok(got.data.equals(pattern(size)));
     await ended;
     sock.destroy();
