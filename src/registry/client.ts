@@ -192,9 +192,9 @@ export class RegistryClient {
       } catch (err) {
         if (err instanceof RegistryError) throw err;
         if (!(err instanceof TransientError) && !isNetworkError(err)) {
-          throw new RegistryError(ctx, `${req.method} ${req.path ?? req.url}: ${(err as Error).message}`, undefined, { cause: err });
+          throw new RegistryError(ctx, `${req.method} ${this.describeTarget(req)}: ${(err as Error).message}`, undefined, { cause: err });
         }
-        failure = { detail: `${req.method} ${req.path ?? req.url}: ${(err as Error).message}`, cause: err };
+        failure = { detail: `${req.method} ${this.describeTarget(req)}: ${(err as Error).message}`, cause: err };
       }
       if (attempt >= this.retry.retries) {
         throw new RegistryError(ctx, `${failure.detail} (gave up after ${attempt + 1} attempts)`, failure.status, { cause: failure.cause });
@@ -202,6 +202,11 @@ export class RegistryClient {
       this.stats.retries++;
       await sleep(delay ?? backoffMs(this.retry, attempt + 1));
     }
+  }
+
+  /** The request's URL for messages, without its query (upload state, presigned signatures). */
+  private describeTarget(req: RegistryRequest): string {
+    return describeUrl(req.url ? new URL(req.url) : this.repositoryUrl(req.repository, req.path ?? ''));
   }
 
   /** One attempt: the request plus any redirects, without retries. */

@@ -1,6 +1,5 @@
 // Blob uploads (distribution-spec "Pushing blobs"): cross-repository mount, monolithic PUT, and
-// chunked PATCHes for large blobs, resuming from the registry's own record of what it has when a
-// chunk's fate is unknown (416 after a retried PATCH).
+// chunked PATCHes for large blobs; a session lost to a dropped answer is started over.
 import { createReadStream } from 'node:fs';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
@@ -19,6 +18,10 @@ export interface UploadResult {
   how: 'mounted' | 'monolithic' | 'chunked';
   requests: number;
 }
+
+// An upload session whose state the client lost (an answer dropped after the registry acted on
+// it) cannot be resumed reliably: Distribution signs the offset into the session URL. Start over.
+const MAX_RESTARTS = 2;
 
 /** Uploads `file` (whose content is `desc`) into `repository`. The caller has checked it is not there yet. */
 export async function uploadBlobFile(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>, file: string, opts: UploadOptions = {}): Promise<UploadResult> {
@@ -41,31 +44,34 @@ export async function uploadBlobFile(client: RegistryClient, repository: string,
     location = uploadLocation(client, res, ctx); // not mountable: the registry opened an upload instead
     break;
   }
-  if (!location) {
-    const res = await client.fetch({ ...base, method: 'POST', path: 'blobs/uploads/', expect: [202] });
-    await res.body.dump();
-    location = uploadLocation(client, res, ctx);
-  }
   const chunkSize = opts.chunkSize ?? 64 << 20;
-  let how: UploadResult['how'] = 'monolithic';
-  if (desc.size > chunkSize) {
-    how = 'chunked';
-    location = await patchChunks(client, base, location, desc.size, chunkSize, file, ctx);
+  const how: UploadResult['how'] = desc.size > chunkSize ? 'chunked' : 'monolithic';
+  for (let restart = 0; ; restart++) {
+    try {
+      if (!location) {
+        const res = await client.fetch({ ...base, method: 'POST', path: 'blobs/uploads/', expect: [202] });
+        await res.body.dump();
+        location = uploadLocation(client, res, ctx);
+      }
+      if (how === 'chunked') location = await patchChunks(client, base, location, desc.size, chunkSize, file, ctx);
+      const res = await client.fetch({
+        ...base,
+        method: 'PUT',
+        url: withDigest(location, desc.digest).href,
+        headers: how === 'monolithic' ? { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) } : { 'content-length': '0' },
+        ...(how === 'monolithic' ? { body: () => (desc.size === 0 ? Buffer.alloc(0) : createReadStream(file)) } : {}),
+        expect: [201, 204],
+      });
+      await res.body.dump();
+      const stored = header(res.headers, 'docker-content-digest');
+      if (stored && stored !== desc.digest) throw new RegistryError(ctx, `registry stored the upload as ${stored}`);
+      return { how, requests: counter.requests };
+    } catch (err) {
+      const lostSession = err instanceof RegistryError && (err.status === 404 || err.status === 416);
+      if (!lostSession || restart >= MAX_RESTARTS) throw err;
+      location = undefined;
+    }
   }
-  const final = withDigest(location, desc.digest);
-  const monolithic = how === 'monolithic';
-  const res = await client.fetch({
-    ...base,
-    method: 'PUT',
-    url: final.href,
-    headers: monolithic ? { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) } : { 'content-length': '0' },
-    ...(monolithic ? { body: () => (desc.size === 0 ? Buffer.alloc(0) : createReadStream(file)) } : {}),
-    expect: [201, 204],
-  });
-  await res.body.dump();
-  const stored = header(res.headers, 'docker-content-digest');
-  if (stored && stored !== desc.digest) throw new RegistryError(ctx, `registry stored the upload as ${stored}`);
-  return { how, requests: counter.requests };
 }
 
 async function patchChunks(
@@ -78,8 +84,7 @@ async function patchChunks(
   ctx: ReturnType<RegistryClient['context']>,
 ): Promise<URL> {
   let location = start;
-  let offset = 0;
-  while (offset < size) {
+  for (let offset = 0; offset < size; ) {
     const end = Math.min(size, offset + chunkSize);
     const from = offset;
     const res = await client.fetch({
@@ -88,17 +93,9 @@ async function patchChunks(
       url: location.href,
       headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${end - 1}`, 'content-length': String(end - from) },
       body: () => createReadStream(file, { start: from, end: end - 1 }),
-      expect: [202, 416],
+      expect: [202],
     });
     await res.body.dump();
-    if (res.status === 416) {
-      // A retried PATCH whose first try landed after all: ask the registry where the upload stands.
-      const status = await client.fetch({ ...base, method: 'GET', url: location.href, expect: [204] });
-      await status.body.dump();
-      location = uploadLocation(client, status, ctx);
-      offset = rangeEnd(status, ctx);
-      continue;
-    }
     location = uploadLocation(client, res, ctx);
     offset = header(res.headers, 'range') ? rangeEnd(res, ctx) : end;
     if (offset !== end) throw new RegistryError(ctx, `chunk ${from}-${end - 1}: the registry reports ${offset} bytes received`);

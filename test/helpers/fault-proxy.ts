@@ -29,6 +29,8 @@ export type Fault = (
   | { kind: 'reset-mid-body'; afterBytes?: number }
   /** Destroy the connection without any answer. */
   | { kind: 'reset' }
+  /** Forward the request (the registry acts on it), then destroy the connection instead of answering. */
+  | { kind: 'drop-response' }
   /** Drop the Range header: the registry answers 200 with the whole blob (bits flipped at `alterOffset`, if given). */
   | { kind: 'ignore-range'; alterOffset?: number }
   /** Flip the bits of the body byte at `offset` (default 0) on the way through. */
@@ -60,6 +62,8 @@ export interface FaultProxy {
   /** Origin of the storage listener that redirects point to. */
   readonly storageUrl: string;
   readonly log: LoggedRequest[];
+  /** TCP connections accepted by the proxy listener so far. */
+  readonly connections: () => number;
   /** Requests the storage listener received (their headers show whether Authorization leaked). */
   readonly storageLog: LoggedRequest[];
   inject(fault: Fault): void;
@@ -104,6 +108,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const log: LoggedRequest[] = [];
   const storageLog: LoggedRequest[] = [];
   const sockets = new Set<Socket>();
+  let accepted = 0;
   const redirects = new Map<string, { path: string; method: string; authorization?: string; expired: boolean }>();
   let paused: Array<() => void> | undefined;
   let nextId = 0;
@@ -168,6 +173,16 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       case 'reset':
         drain();
         return req.socket.destroy();
+      case 'drop-response': {
+        const headers = { ...req.headers, host: target.host };
+        const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
+          entry.status = upRes.statusCode;
+          upRes.resume();
+          upRes.once('end', () => req.socket.destroy());
+        });
+        up.on('error', () => req.socket.destroy());
+        return req.pipe(up);
+      }
       case 'reset-mid-body':
         return forward(req, res, entry, { resetAfter: f.afterBytes ?? -1 });
       case 'ignore-range': {
@@ -209,6 +224,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   const server = createServer((req, res) => void handle(req, res));
   const storage = createServer(storageHandle);
+  server.on('connection', () => accepted++);
   for (const s of [server, storage]) {
     s.on('connection', (sock: Socket) => {
       sockets.add(sock);
@@ -231,6 +247,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     url: `http://${host}`,
     storageUrl,
     log,
+    connections: () => accepted,
     storageLog,
     inject(fault) {
       queue.push({ fault, left: fault.times ?? 1 });
