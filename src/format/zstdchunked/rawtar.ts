@@ -91,7 +91,7 @@ function blockFormat(block: Buffer): BlockFormat {
   try {
     stored = parseNumeric(block.subarray(148, 156), 'checksum');
   } catch {
-    throw new TarFormatError('tar header: invalid checksum field');
+    throw new TarFormatError('tar header: invalid checksum field (not a tar archive, or corrupt)');
   }
   if (stored !== unsigned && stored !== signed) throw new TarFormatError('tar header: checksum mismatch (not a tar archive, or corrupt)');
   const magic = block.toString('latin1', 257, 263);
