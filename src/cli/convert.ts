@@ -138,6 +138,7 @@ export const command: Command = {
         try {
           const summary = await convertImage(src, dst, { format, platforms, force: values.force, ...layerOpts, onProgress });
           bar.clear();
+          for (const w of summary.warnings) process.stderr.write(`starling: warning: ${w}\n`);
           process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${humanSummary(summary)}\n`);
         } finally {
           await dst.close();

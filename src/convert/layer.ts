@@ -12,7 +12,8 @@ import { writeEstargz } from '../format/estargz/writer.js';
 import type { LayerFormat } from '../format/toc.js';
 import type { LayerWriteResult } from '../format/writer.js';
 import { writeZstdChunked } from '../format/zstdchunked/writer.js';
-import { Sha256Counter, type Digest } from '../oci/digest.js';
+import { createHash, type Hash } from 'node:crypto';
+import type { Digest } from '../oci/digest.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
 import { stripEstargzEntries } from './strip-estargz.js';
 
@@ -28,6 +29,12 @@ export interface ConvertLayerOptions {
   prioritizedFiles?: string[];
   /** The input is an eStargz layer: drop its TOC entry and landmarks before writing (needed for zstd:chunked, which keeps every input byte). */
   stripEstargz?: boolean;
+  /**
+   * The diffID the source config records for this layer. The conversion fails when the input's
+   * tar does not hash to it, except when only trailing tar padding is missing: then the padding is
+   * restored (so a zstd:chunked output keeps the config's diffID) and `restoredZeros` says so.
+   */
+  expectedDiffID?: Digest;
 }
 
 export interface ConvertLayerResult extends LayerWriteResult {
@@ -35,6 +42,8 @@ export interface ConvertLayerResult extends LayerWriteResult {
   inputCompression: LayerCompression;
   /** sha256 of the input's uncompressed tar: what the source config's diff_ids should hold for it. */
   inputDiffID: Digest;
+  /** Zero bytes appended to the input to make it match `expectedDiffID` (see there); 0 normally. */
+  restoredZeros: number;
 }
 
 /**
@@ -42,13 +51,19 @@ export interface ConvertLayerResult extends LayerWriteResult {
  * left unread (a writer may stop at the end-of-archive blocks) so the input is always read to its end.
  */
 class TarTap {
-  private readonly counter = new Sha256Counter();
+  private readonly hash = createHash('sha256');
+  private bytes = 0;
   private forwarding = true;
+  private digest?: Digest;
+  private restored = 0;
   readonly stream: Readable;
   /** Settles when the tar has been read to its end (rejects on its error). */
   readonly ended: Promise<void>;
 
-  constructor(private readonly tar: Readable) {
+  constructor(
+    private readonly tar: Readable,
+    expected: Digest | undefined,
+  ) {
     this.stream = new Readable({ read: () => this.forwarding && tar.resume() });
     this.ended = new Promise((resolve, reject) => {
       tar.once('end', resolve);
@@ -56,10 +71,17 @@ class TarTap {
     });
     this.ended.catch(() => undefined); // observed by finish() or by the caller's race
     tar.on('data', (chunk: Buffer) => {
-      this.counter.update(chunk);
+      this.hash.update(chunk);
+      this.bytes += chunk.length;
       if (this.forwarding && !this.stream.push(chunk)) tar.pause();
     });
-    tar.once('end', () => this.forwarding && this.stream.push(null));
+    tar.once('end', () => {
+      if (expected !== undefined) this.restored = missingPadding(this.hash, this.bytes, expected);
+      this.digest = `sha256:${this.hash.digest('hex')}`;
+      if (!this.forwarding) return;
+      if (this.restored > 0) this.stream.push(Buffer.alloc(this.restored));
+      this.stream.push(null);
+    });
     tar.once('error', (err) => this.stream.destroy(err));
     // The consumer is gone (done early or failed): keep reading so the input is still drained.
     this.stream.once('close', () => this.detach());
@@ -70,11 +92,27 @@ class TarTap {
     this.tar.resume();
   }
 
-  async finish(): Promise<{ digest: Digest; bytes: number }> {
+  async finish(): Promise<{ digest: Digest; bytes: number; restored: number }> {
     this.detach();
     await this.ended;
-    return { digest: this.counter.digest(), bytes: this.counter.bytes };
+    return { digest: this.digest!, bytes: this.bytes, restored: this.restored };
   }
+}
+
+/**
+ * How many zero bytes the tar hashed so far lacks to hash to `expected`, when it is one of the
+ * padded lengths a tar writer produces (512/1024/10240-byte records, with or without the two-block
+ * end marker); 0 when it already matches or no padding helps. containers/storage ≤ 1.43 (skopeo
+ * 1.9) writes zstd:chunked blobs that drop this padding although the config's diffID includes it.
+ */
+function missingPadding(hash: Hash, bytes: number, expected: Digest): number {
+  if (`sha256:${hash.copy().digest('hex')}` === expected) return 0;
+  const lengths = new Set<number>();
+  for (const record of [512, 1024, 10240]) for (const extra of [0, 1024]) lengths.add(Math.ceil((bytes + extra) / record) * record);
+  for (const n of [...lengths].filter((l) => l > bytes).sort((a, b) => a - b)) {
+    if (`sha256:${hash.copy().update(Buffer.alloc(n - bytes)).digest('hex')}` === expected) return n - bytes;
+  }
+  return 0;
 }
 
 function checkOptions(opts: ConvertLayerOptions): void {
@@ -101,7 +139,7 @@ export async function convertLayer(input: Readable, outPath: string, opts: Conve
     inputFailed.catch(() => undefined);
     const decompressed = await Promise.race([decompressedTar(input), inputFailed]);
     tar = decompressed.tar;
-    const tap = new TarTap(tar);
+    const tap = new TarTap(tar, opts.expectedDiffID);
     const source = opts.stripEstargz ? stripEstargzEntries(tap.stream) : tap.stream;
     const write =
       opts.format === 'estargz'
@@ -112,10 +150,13 @@ export async function convertLayer(input: Readable, outPath: string, opts: Conve
     const input_ = await tap.finish();
     // Go's tar reader takes 0 bytes as an empty archive, but no image holds such a layer: refuse it.
     if (input_.bytes === 0) throw new ConvertError('not a tar: the layer is empty once decompressed');
+    if (opts.expectedDiffID !== undefined && input_.digest !== opts.expectedDiffID && input_.restored === 0) {
+      throw new ConvertError(`its uncompressed content is ${input_.digest}, but the config's rootfs.diff_ids says ${opts.expectedDiffID}`);
+    }
     if (!out.writableEnded) out.end();
     await finished(out);
     await rename(tmp, outPath);
-    return { ...result, inputCompression: decompressed.compression, inputDiffID: input_.digest };
+    return { ...result, inputCompression: decompressed.compression, inputDiffID: input_.digest, restoredZeros: input_.restored };
   } catch (err) {
     input.destroy();
     tar?.destroy();

@@ -241,6 +241,37 @@ test('Docker v2.2 input becomes OCI output', async () => {
   assert.equal((JSON.parse(stdout) as { Layers: string[] }).Layers.length, 1);
 });
 
+test('zstd:chunked from skopeo 1.9 (older layout, tar padding dropped) converts, keeping the original diffIDs', async () => {
+  // A GNU tar with the usual 10240-byte record padding, which containers/storage 1.43 drops.
+  const tree = join(work, 'gnu-tree');
+  await run('sh', ['-c', `mkdir -p '${tree}/etc' '${tree}/bin' && echo conf > '${tree}/etc/app.conf' && head -c 300000 /usr/bin/zstd > '${tree}/bin/tool'`]);
+  const tar = join(work, 'gnu.tar');
+  await run('tar', ['-C', tree, '--format=gnu', '--sort=name', '-cf', tar, 'etc', 'bin']);
+  const src = join(work, 'gnu-src');
+  const b = await buildImage(src, { layers: [{ tar }] }, 't');
+  const sk = join(work, 'skopeo-zstd');
+  await run('skopeo', ['copy', '--dest-compress-format', 'zstd:chunked', `oci:${src}:t`, `oci:${sk}:t`]);
+  const skManifest = parseManifest(await blob(sk, parseIndex(await readFile(join(sk, 'index.json'))).manifests[0]!.digest));
+  assert.ok('io.containers.zstd-chunked.manifest-checksum' in skManifest.layers[0]!.annotations!, 'skopeo wrote the older layout');
+  assert.notEqual(await zstdDigest(join(sk, 'blobs/sha256', digestHex(skManifest.layers[0]!.digest))), b.layers[0]!.diffID, 'skopeo dropped the padding');
+
+  const dst = join(work, 'from-skopeo');
+  const summary = await convert(dst, { format: 'zstd:chunked', platforms: 'all', level: 1 }, sk, 't');
+  assert.equal(summary.layersConverted, 1);
+  assert.match(summary.warnings[0] ?? '', /lacked \d+ trailing zero bytes of padding .* restored/);
+  const img = (await loadSingle(dst)).manifest;
+  const layer = img.layers[0]!;
+  assert.equal(await zstdDigest(join(dst, 'blobs/sha256', digestHex(layer.digest))), b.layers[0]!.diffID);
+  assert.deepEqual(Object.keys(layer.annotations!).sort(), [...ZSTD_KEYS].sort());
+  const config = parseConfig(await blob(dst, img.config.digest));
+  assert.deepEqual(config.rootfs.diff_ids, [b.layers[0]!.diffID]);
+});
+
+async function loadSingle(dir: string, tag = 'out'): Promise<{ manifest: ImageManifest }> {
+  const root = await (await OciLayoutSource.open(dir, tag)).resolveRoot();
+  return { manifest: parseManifest(root.bytes, root.descriptor.mediaType) };
+}
+
 test('bad input: clear errors and DST index.json untouched', async () => {
   const dst = join(work, 'bad-dst');
   await buildImage(dst, { layers: [{ files: { keep: 'me' } }] }, 'existing');

@@ -156,3 +156,26 @@ test('an existing output is replaced only on success', async (t) => {
   await convertLayer(Readable.from([bytes]), out, { format: 'estargz' });
   assert.notEqual(await readFile(out, 'utf8'), 'previous');
 });
+
+test('expectedDiffID: a mismatch fails; missing trailing tar padding is restored', async (t) => {
+  const dir = await tmp(t);
+  const { bytes } = await fixtureTar(dir);
+  const out = join(dir, 'out');
+  await assert.rejects(
+    convertLayer(Readable.from([bytes]), out, { format: 'zstd:chunked', expectedDiffID: sha256('other') }),
+    /its uncompressed content is sha256:[0-9a-f]{64}, but the config's rootfs.diff_ids says sha256:/,
+  );
+  assert.deepEqual(await readdir(dir), ['in.tar']);
+  const exact = await convertLayer(Readable.from([bytes]), out, { format: 'zstd:chunked', expectedDiffID: sha256(bytes) });
+  assert.equal(exact.restoredZeros, 0);
+  // The last zero block lost (as containers/storage 1.43 does): restored, so the diffID is unchanged.
+  const cut = bytes.subarray(0, bytes.length - 512);
+  const r = await convertLayer(Readable.from([cut]), out, { format: 'zstd:chunked', expectedDiffID: sha256(bytes) });
+  assert.equal(r.restoredZeros, 512);
+  assert.equal(r.inputDiffID, sha256(cut));
+  assert.equal(r.diffID, sha256(bytes));
+  const { stdout } = await run('sh', ['-c', `zstd -dc '${out}' | sha256sum`]);
+  assert.equal(`sha256:${stdout.split(' ')[0]}`, sha256(bytes));
+  const e = await convertLayer(Readable.from([cut]), out, { format: 'estargz', expectedDiffID: sha256(bytes) });
+  assert.equal(e.restoredZeros, 512);
+});
