@@ -215,36 +215,37 @@ func describe(r *estargz.Reader, v estargz.TOCEntryVerifier, name string, e *est
 	if err != nil {
 		return ej, fmt.Errorf("OpenFile %q: %w", name, err)
 	}
+	// Read chunk by chunk: the reader decompresses from the chunk start on every ReadAt, so one
+	// ReadAt per chunk keeps this linear. Each chunk goes to its verifier and the whole-file hash.
 	h := sha256.New()
-	n, err := io.Copy(h, sr)
-	if err != nil {
-		return ej, fmt.Errorf("read %q: %w", name, err)
-	}
-	if n != e.Size {
-		return ej, fmt.Errorf("read %q: %d bytes, want %d", name, n, e.Size)
-	}
-	res.BytesRead += n
-	ej.ReadDigest = fmt.Sprintf("sha256:%x", h.Sum(nil))
-	if e.Digest != "" && ej.ReadDigest != e.Digest {
-		return ej, fmt.Errorf("%q: content digest %s, TOC says %s", name, ej.ReadDigest, e.Digest)
-	}
 	for off := int64(0); off < e.Size; {
 		ce, ok := r.ChunkEntryForOffset(name, off)
 		if !ok {
 			return ej, fmt.Errorf("%q: no chunk at offset %d", name, off)
 		}
+		if ce.ChunkOffset != off || ce.ChunkSize <= 0 {
+			return ej, fmt.Errorf("%q: chunk for offset %d starts at %d (size %d)", name, off, ce.ChunkOffset, ce.ChunkSize)
+		}
 		cv, err := v.Verifier(ce)
 		if err != nil {
 			return ej, fmt.Errorf("%q: verifier at offset %d: %w", name, off, err)
 		}
-		if _, err := io.Copy(cv, io.NewSectionReader(sr, ce.ChunkOffset, ce.ChunkSize)); err != nil {
+		buf := make([]byte, ce.ChunkSize)
+		if _, err := sr.ReadAt(buf, ce.ChunkOffset); err != nil && !(err == io.EOF && ce.ChunkOffset+ce.ChunkSize == e.Size) {
 			return ej, fmt.Errorf("%q: read chunk at %d: %w", name, ce.ChunkOffset, err)
 		}
+		cv.Write(buf)
+		h.Write(buf)
 		if !cv.Verified() {
 			return ej, fmt.Errorf("%q: chunk at offset %d (size %d) does not match its chunkDigest", name, ce.ChunkOffset, ce.ChunkSize)
 		}
 		res.VerifiedChunks++
-		off = ce.ChunkOffset + ce.ChunkSize
+		res.BytesRead += ce.ChunkSize
+		off += ce.ChunkSize
+	}
+	ej.ReadDigest = fmt.Sprintf("sha256:%x", h.Sum(nil))
+	if e.Digest != "" && ej.ReadDigest != e.Digest {
+		return ej, fmt.Errorf("%q: content digest %s, TOC says %s", name, ej.ReadDigest, e.Digest)
 	}
 	return ej, nil
 }
