@@ -37,6 +37,21 @@ const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 const MAX_SYMLINK_HOPS = 40;
 const XATTR_PREFIX = 'SCHILY.xattr.';
+/** Files up to this size are buffered and written in the background, at most MAX_PENDING at once. */
+const SMALL_FILE = 256 << 10;
+const MAX_PENDING = 32;
+
+/** The current entry's whole payload, copied (the reader's views are only valid until its next call). */
+async function readWhole(reader: TarReader, size: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(size);
+  let n = 0;
+  for (let b = await reader.readPayload(size - n || 1); b; b = await reader.readPayload(size - n || 1)) {
+    b.copy(out, n);
+    n += b.length;
+  }
+  if (n !== size) throw new ExtractError(`short payload: ${n} of ${size} bytes`);
+  return out;
+}
 
 interface DeferredDir {
   abs: string;
@@ -91,6 +106,11 @@ class LayerExtractor {
   /** Resolved parent directories, by entry path; dropped whenever a symlink or directory changes. */
   private dirCache = new Map<string, { abs: string; rel: string }>();
   private readonly isRoot = process.getuid?.() === 0;
+  /** Directories this layer created: nothing can exist in them that this layer did not write. */
+  private readonly freshDirs = new Set<string>();
+  /** Small files being written in the background, by absolute path (see `entry`). */
+  private readonly pending = new Map<string, Promise<void>>();
+  private failure?: unknown;
 
   constructor(private readonly root: string) {}
 
@@ -118,6 +138,7 @@ class LayerExtractor {
       if (!st) {
         if (!create) return undefined;
         await mkdir(abs, { mode: 0o755 });
+        this.freshDirs.add(abs);
         cur.push(c);
         continue;
       }
@@ -141,8 +162,54 @@ class LayerExtractor {
 
   /** Removes whatever is at `abs` (not following a symlink there). */
   private async remove(abs: string, isDir: boolean): Promise<void> {
+    if (isDir) await this.barrier();
     await rm(abs, { recursive: true, force: true });
     if (isDir) this.dirCache.clear();
+  }
+
+  /** Waits for every background write; rethrows the first failure. */
+  private async barrier(): Promise<void> {
+    await Promise.all(this.pending.values());
+    this.pending.clear();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for a background write of `abs`, if one is under way. */
+  private async settled(abs: string): Promise<void> {
+    const p = this.pending.get(abs);
+    if (p) await p;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Writes a small file in the background: at most MAX_PENDING at once, failures surface at the next barrier. */
+  private async writeInBackground(abs: string, data: Buffer, meta: { uid: number; gid: number; mode: number; mtime: Date }): Promise<void> {
+    while (this.pending.size >= MAX_PENDING) await Promise.race(this.pending.values());
+    if (this.failure !== undefined) throw this.failure;
+    const p = this.writeFile(abs, data, meta)
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => {
+        if (this.pending.get(abs) === p) this.pending.delete(abs);
+      });
+    this.pending.set(abs, p);
+  }
+
+  private async writeFile(abs: string, data: Buffer | TarReader, meta: { uid: number; gid: number; mode: number; mtime: Date }): Promise<void> {
+    const fh = await open(abs, 'wx', 0o600);
+    try {
+      if (Buffer.isBuffer(data)) {
+        if (data.length > 0) await fh.write(data);
+      } else {
+        for (let b = await data.readPayload(1 << 20); b; b = await data.readPayload(1 << 20)) await fh.write(b);
+      }
+      // A new file of root's is already 0:0; chown also clears set-id bits, so it goes before chmod.
+      if (this.isRoot && (meta.uid !== 0 || meta.gid !== 0)) await fh.chown(meta.uid, meta.gid);
+      await fh.chmod(meta.mode);
+      await fh.utimes(meta.mtime, meta.mtime);
+    } finally {
+      await fh.close();
+    }
   }
 
   async entry(h: TarHeader, reader: TarReader): Promise<void> {
@@ -158,7 +225,9 @@ class LayerExtractor {
     const parent = (await this.resolveDir(parts, h.name, true))!;
     const abs = join(parent.abs, base);
     const rel = parent.rel ? `${parent.rel}/${base}` : base;
-    const existing = await lstatOrUndefined(abs);
+    // In a directory this layer created, only this layer's own earlier entries can be in the way.
+    await this.settled(abs);
+    const existing = this.freshDirs.has(parent.abs) && !this.written.has(rel) ? undefined : await lstatOrUndefined(abs);
     if (existing && !(h.type === 'directory' && existing.isDirectory())) await this.remove(abs, existing.isDirectory() || existing.isSymbolicLink());
     this.written.add(rel);
 
@@ -168,23 +237,20 @@ class LayerExtractor {
     const mtime = mtimeOf(h);
     switch (h.type) {
       case 'directory':
-        if (!existing?.isDirectory()) await mkdir(abs, { mode: 0o700 });
+        if (!existing?.isDirectory()) {
+          await mkdir(abs, { mode: 0o700 });
+          this.freshDirs.add(abs);
+        }
         this.dirs.push({ abs, mode, uid, gid, mtime });
         break;
       case 'file':
       case 'contiguous-file': {
-        const fh = await open(abs, 'wx', 0o600);
-        try {
-          for (let b = await reader.readPayload(1 << 20); b; b = await reader.readPayload(1 << 20)) {
-            await fh.write(b);
-            this.result.bytes += b.length;
-          }
-          if (this.isRoot) await fh.chown(uid, gid);
-          await fh.chmod(mode);
-          await fh.utimes(mtime, mtime);
-        } finally {
-          await fh.close();
-        }
+        const size = h.size ?? 0;
+        this.result.bytes += size;
+        // Small files are read whole and written in the background while the tar moves on: a
+        // layer is mostly small files, and each one is several file-system round trips.
+        if (size > SMALL_FILE) await this.writeFile(abs, reader, { uid, gid, mode, mtime });
+        else await this.writeInBackground(abs, await readWhole(reader, size), { uid, gid, mode, mtime });
         break;
       }
       case 'symlink':
@@ -200,6 +266,7 @@ class LayerExtractor {
         if (targetBase === undefined) throw new ExtractError(`hardlink ${JSON.stringify(h.name)} points at the root directory`);
         const tdir = await this.resolveDir(targetParts, h.name, false);
         const target = tdir && join(tdir.abs, targetBase);
+        if (target) await this.settled(target);
         const tst = target && (await lstatOrUndefined(target));
         if (!tst) throw new ExtractError(`hardlink ${JSON.stringify(h.name)}: target ${JSON.stringify(h.linkname)} does not exist in the image`);
         if (tst.isDirectory()) throw new ExtractError(`hardlink ${JSON.stringify(h.name)}: target ${JSON.stringify(h.linkname)} is a directory`);
@@ -238,6 +305,7 @@ class LayerExtractor {
 
   private async whiteout(parts: string[], base: string, name: string): Promise<void> {
     this.result.whiteouts++;
+    await this.barrier();
     const dir = await this.resolveDir(parts, name, false);
     if (!dir) return; // nothing below to hide
     if (base === OPAQUE) return this.clearLower(dir.abs, dir.rel);
@@ -260,7 +328,13 @@ class LayerExtractor {
     }
   }
 
+  /** After a failure: lets background writes end, so nothing is written after extractLayer returns. */
+  async abandon(): Promise<void> {
+    await Promise.all(this.pending.values());
+  }
+
   async finish(): Promise<void> {
+    await this.barrier();
     for (const d of this.dirs) {
       if (this.isRoot) await lchown(d.abs, d.uid, d.gid);
       // O_NOFOLLOW: if a later entry replaced the directory with a symlink, chmod must not follow it.
@@ -301,7 +375,12 @@ async function restoreXattrs(dump: string): Promise<void> {
 export async function extractLayer(tar: Readable, rootDir: string): Promise<ExtractResult> {
   const reader = new TarReader(tar);
   const x = new LayerExtractor(rootDir);
-  for (let e = await reader.next(); e; e = await reader.next()) await x.entry(e.header, reader);
+  try {
+    for (let e = await reader.next(); e; e = await reader.next()) await x.entry(e.header, reader);
+  } catch (err) {
+    await x.abandon();
+    throw err;
+  }
   await x.finish();
   return x.result;
 }

@@ -135,6 +135,32 @@ test('whiteouts and opaque directories remove what lower layers put there, never
   for (const p of ['c/sub', 'c/new', 'f']) assert.equal((await lstat(join(root, p))).mtime.toISOString(), '2024-05-06T07:08:09.000Z', p);
 });
 
+test('entries of one layer touching the same paths apply in tar order', async () => {
+  const root = join(work, 'order');
+  await mkdir(root);
+  const many = Array.from({ length: 100 }, (_, i) => ({ name: `d/f${i}`, content: `v1-${i}` }));
+  await extractLayer(
+    await tarOf([
+      ...many,
+      { name: 'd/f7', content: 'second f7' }, // a later duplicate wins
+      { name: 'd/hard', type: 'link', linkname: 'd/f8' }, // a hardlink to a file just written
+      { name: 'd/f9', type: 'symlink', linkname: 'f8' }, // a file replaced by a symlink
+      { name: 'd/f10/', type: 'directory' }, // and by a directory
+      { name: 'd/f10/in', content: 'in' },
+    ]),
+    root,
+  );
+  assert.equal(await readFile(join(root, 'd/f7'), 'utf8'), 'second f7');
+  assert.equal((await stat(join(root, 'd/hard'))).ino, (await stat(join(root, 'd/f8'))).ino);
+  assert.equal(await readFile(join(root, 'd/hard'), 'utf8'), 'v1-8');
+  assert.equal(await readlink(join(root, 'd/f9')), 'f8');
+  assert.equal(await readFile(join(root, 'd/f10/in'), 'utf8'), 'in');
+  for (let i = 11; i < 100; i++) assert.equal(await readFile(join(root, `d/f${i}`), 'utf8'), `v1-${i}`);
+  // The next layer replaces the directory d with a file: every write below d was finished first.
+  await extractLayer(await tarOf([{ name: 'd', content: 'now a file' }]), root);
+  assert.equal(await readFile(join(root, 'd'), 'utf8'), 'now a file');
+});
+
 test('layer-extraction attacks write nothing outside DIR', async (t) => {
   const sandbox = join(work, 'sandbox');
   const root = join(sandbox, 'root');
