@@ -102,7 +102,10 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
       ref: (name) => `docker://${host}/test/${name}:v1`,
       starling,
       async mount(ref, mnt, ...mopts) {
-        await mkdir(mnt, { recursive: true });
+        // A stale FUSE mount there answers ENOTCONN: exactly what the mount must recover from.
+        await mkdir(mnt, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOTCONN') throw err;
+        });
         mounted.add(mnt);
         try {
           await starling('mount', ref, mnt, ...mopts);
