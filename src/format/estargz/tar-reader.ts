@@ -50,7 +50,12 @@ function numeric(buf: Buffer, start: number, len: number, field: string): number
 }
 
 function checksumOk(block: Buffer): boolean {
-  const stored = numeric(block, 148, 8, 'checksum');
+  let stored: number;
+  try {
+    stored = numeric(block, 148, 8, 'checksum');
+  } catch {
+    return false;
+  }
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
