@@ -112,7 +112,12 @@ export async function fuzzTarget(target: Target, opts: FuzzOptions): Promise<Fuz
     let input = target.json && rng.chance(0.5) ? mutateJson(rng, base, pool) : mutateBytes(rng, base, pool);
     if (target.tar && rng.chance(0.8)) input = fixTarChecksums(input);
     const t0 = performance.now();
-    const r = await checkOne(target, input, opts.perInputMs, opts.memoryJumpBytes);
+    let r = await checkOne(target, input, opts.perInputMs, opts.memoryJumpBytes);
+    // Time and memory are noisy on a shared machine: such a finding counts only if it repeats.
+    if (isViolation(r) && (r.kind === 'timeout' || r.kind === 'memory')) {
+      const again = await checkOne(target, input, opts.perInputMs, opts.memoryJumpBytes);
+      if (!isViolation(again) || again.kind === r.kind) r = again;
+    }
     stats.maxMs = Math.max(stats.maxMs, performance.now() - t0);
     stats.executions++;
     if (isViolation(r)) {
