@@ -31,6 +31,14 @@ export interface ChunkLayer {
   diskCache: boolean;
 }
 
+/** A chunk being loaded: its promise stays in `inflight` until it is on disk too, so no one refetches it meanwhile. */
+interface Pending {
+  chunk: ChunkRef;
+  promise: Promise<Buffer>;
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
+
 const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
   [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
@@ -110,7 +118,7 @@ export class ChunkReader {
   async load(chunks: readonly ChunkRef[], priority: Priority, keepInMemory: boolean): Promise<Buffer[]> {
     const { cache, inflight } = this.path;
     const results: Array<Buffer | Promise<Buffer>> = [];
-    const missing: Array<{ chunk: ChunkRef; resolve: (b: Buffer) => void; reject: (e: Error) => void }> = [];
+    const missing: Pending[] = [];
     for (const chunk of chunks) {
       if (chunk.zeros || chunk.size === 0) {
         results.push(Buffer.alloc(chunk.size));
@@ -129,18 +137,23 @@ export class ChunkReader {
       });
       p.catch(() => {}); // rejections are delivered through `results`; avoid unhandled noise for dedupe waiters
       inflight.set(chunk.digest, p);
-      void p.finally(() => inflight.delete(chunk.digest)).catch(() => {});
-      missing.push({ chunk, resolve, reject });
+      missing.push({ chunk, promise: p, resolve, reject });
       results.push(p);
     }
     if (missing.length > 0) {
-      this.fill(missing, priority, keepInMemory).catch((err: Error) => missing.forEach((m) => m.reject(err)));
+      this.fill(missing, priority, keepInMemory).catch((err: Error) => missing.forEach((m) => this.settle(m, err)));
     }
     return Promise.all(results);
   }
 
+  /** Rejects (if `err`) and forgets a pending chunk; resolving happened earlier, as soon as the bytes were there. */
+  private settle(m: Pending, err?: Error): void {
+    if (err) m.reject(err);
+    if (this.path.inflight.get(m.chunk.digest) === m.promise) this.path.inflight.delete(m.chunk.digest);
+  }
+
   private async fill(
-    missing: Array<{ chunk: ChunkRef; resolve: (b: Buffer) => void; reject: (e: Error) => void }>,
+    missing: Pending[],
     priority: Priority,
     keepInMemory: boolean,
   ): Promise<void> {
@@ -153,6 +166,7 @@ export class ChunkReader {
           if (!data) return toFetch.push(m);
           if (keepInMemory) cache.putMemory(m.chunk.digest, data);
           m.resolve(data);
+          this.settle(m);
         }),
       );
     } else {
@@ -166,7 +180,7 @@ export class ChunkReader {
         try {
           bytes = await fetcher.fetch(this.layer.blob, group.start, group.end, priority);
         } catch (err) {
-          for (const { m } of group.members) m.reject(err as Error);
+          for (const { m } of group.members) this.settle(m, err as Error);
           return;
         }
         await Promise.all(
@@ -176,9 +190,10 @@ export class ChunkReader {
               if (keepInMemory) cache.putMemory(m.chunk.digest, data);
               m.resolve(data);
               if (this.layer.diskCache) await cache.putDisk(m.chunk.digest, data).catch((err) => this.path.log(`disk cache: ${(err as Error).message}`));
+              this.settle(m);
             } catch (err) {
               if (err instanceof ChunkVerifyError) this.layer.metrics.verificationFailures++;
-              m.reject(err as Error);
+              this.settle(m, err as Error);
             }
           }),
         );

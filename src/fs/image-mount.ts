@@ -20,7 +20,7 @@ import { CountingBlob } from './counting-blob.js';
 import { Fetcher } from './fetcher.js';
 import { mountFuse, type FuseMount } from './fuse.js';
 import { indexLayer, type LayerIndex } from './layer-index.js';
-import { openLazyLayer } from './layer-open.js';
+import { openLayerToc } from '../format/open.js';
 import { LazyFs } from './lazyfs.js';
 import { LayerMetrics, MountMetrics } from './metrics.js';
 import { Prefetcher } from './prefetcher.js';
@@ -141,7 +141,7 @@ export class ImageMount {
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
-        const lazy = await openLazyLayer(remote, desc);
+        const lazy = await openLayerToc(remote, desc);
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
           const reader = new ChunkReader({ name: desc.digest, decodeChunk: lazy.toc.decodeChunk, blob: remote, metrics, diskCache: true }, path);
