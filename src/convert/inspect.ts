@@ -1,0 +1,187 @@
+// What `starling inspect` and `inspect-layer` report: an image's index → platform manifests →
+// layers with their seekable format, TOC digest and entry count; one layer blob with its TOC.
+import { FileBlob, type BlobSource } from '../blob/source.js';
+import { detectCompression } from '../format/compression.js';
+import { openEstargz } from '../format/estargz/reader.js';
+import { describeLayerFormat, openLayerToc, type LayerKind } from '../format/open.js';
+import { TocError, type FileEntry, type LayerToc } from '../format/toc.js';
+import { openZstdChunked } from '../format/zstdchunked/reader.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { Annotation, type LayerCompression } from '../oci/mediatypes.js';
+import { formatPlatform, isAttestationManifest } from '../oci/platform.js';
+import type { ImageSource } from '../oci/store.js';
+import type { Descriptor } from '../oci/types.js';
+import { parseConfig, parseManifestOrIndex } from '../oci/validate.js';
+import { hashFile } from './blobs.js';
+
+export interface TocSummary {
+  tocDigest: Digest;
+  tocOffset: number;
+  /** Filesystem entries (chunk entries and landmarks not counted). */
+  entries: number;
+  files: number;
+  chunks: number;
+  /** eStargz prioritised prefix, when there is a `.prefetch.landmark`. */
+  prefetchEnd?: number;
+}
+
+export interface LayerReport {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  format: LayerKind;
+  /** The manifest authenticates the TOC: the layer can be mounted lazily. */
+  lazy: boolean;
+  detail: string;
+  toc?: TocSummary;
+  /** The TOC is there but failed to open or verify. */
+  error?: string;
+}
+
+export interface ManifestReport {
+  platform?: string;
+  descriptor: Descriptor;
+  /** For attestation manifests: the image manifest they describe. */
+  attestationFor?: string;
+  config?: Descriptor;
+  annotations?: Record<string, string>;
+  layers: LayerReport[];
+}
+
+export interface ImageReport {
+  reference: string;
+  root: Descriptor;
+  annotations?: Record<string, string>;
+  manifests: ManifestReport[];
+}
+
+function summarize(toc: LayerToc): TocSummary {
+  const files = toc.entries.filter((e) => e.type === 'reg');
+  return {
+    tocDigest: toc.tocDigest,
+    tocOffset: toc.tocOffset,
+    entries: toc.entries.length,
+    files: files.length,
+    chunks: files.reduce((n, e) => n + e.chunks.length, 0),
+    ...(toc.prefetchEnd !== undefined ? { prefetchEnd: toc.prefetchEnd } : {}),
+  };
+}
+
+async function inspectLayer(src: ImageSource, desc: Descriptor): Promise<LayerReport> {
+  const blob = await src.openBlobSource(desc);
+  try {
+    const info = await describeLayerFormat(blob, desc);
+    const report: LayerReport = { digest: desc.digest, mediaType: desc.mediaType, size: desc.size, format: info.kind, lazy: info.lazy, detail: info.detail };
+    if (info.lazy) {
+      try {
+        const opened = await openLayerToc(blob, desc);
+        if (opened.ok) report.toc = summarize(opened.toc);
+        else report.error = opened.reason;
+      } catch (err) {
+        report.error = (err as Error).message;
+      }
+    }
+    return report;
+  } finally {
+    await blob.close();
+  }
+}
+
+/** Walks the image `src` names; layers shared by several manifests are opened once. */
+export async function inspectImage(src: ImageSource): Promise<ImageReport> {
+  const { descriptor, bytes } = await src.resolveRoot();
+  const layers = new Map<string, Promise<LayerReport>>();
+  const layer = (d: Descriptor) => {
+    let p = layers.get(d.digest);
+    if (!p) layers.set(d.digest, (p = inspectLayer(src, d)));
+    return p;
+  };
+  const manifests: ManifestReport[] = [];
+  let annotations: Record<string, string> | undefined;
+
+  const visit = async (desc: Descriptor, docBytes: Buffer, label: string): Promise<void> => {
+    const doc = parseManifestOrIndex(docBytes, desc.mediaType, label);
+    if (doc.kind === 'index') {
+      if (label === 'root') annotations = doc.index.annotations;
+      for (const [i, child] of doc.index.manifests.entries()) await visit(child, await src.fetchJSONBytes(child), `${label}.manifests[${i}]`);
+      return;
+    }
+    if (label === 'root') annotations = doc.manifest.annotations;
+    const m = doc.manifest;
+    const report: ManifestReport = { descriptor: desc, config: m.config, layers: [] };
+    if (m.annotations) report.annotations = m.annotations;
+    if (isAttestationManifest(desc)) {
+      report.attestationFor = desc.annotations?.[Annotation.dockerReferenceDigest] ?? '';
+    } else {
+      let platform = desc.platform;
+      if (!platform && (m.config.mediaType === 'application/vnd.oci.image.config.v1+json' || m.config.mediaType === 'application/vnd.docker.container.image.v1+json')) {
+        const c = parseConfig(await src.fetchJSONBytes(m.config), `${label}.config`);
+        platform = { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
+      }
+      if (platform) report.platform = formatPlatform(platform);
+      report.layers = await Promise.all(m.layers.map(layer));
+    }
+    manifests.push(report);
+  };
+  await visit(descriptor, bytes, 'root');
+  return { reference: src.description, root: descriptor, ...(annotations ? { annotations } : {}), manifests };
+}
+
+export interface LayerFileReport {
+  file: string;
+  size: number;
+  digest: Digest;
+  compression: LayerCompression;
+  format: 'estargz' | 'zstd:chunked' | 'gzip' | 'zstd' | 'tar';
+  detail: string;
+  toc?: TocSummary;
+  /** Whether the TOC was checked against a digest given by the caller (--toc-digest). */
+  tocVerified: boolean;
+  entries?: FileEntry[];
+}
+
+/**
+ * Opens a layer blob file and reads its TOC from the footer. `tocDigest` (an eStargz TOC digest or
+ * a zstd:chunked manifest checksum) is checked when given; otherwise the TOC is shown unverified.
+ */
+export async function inspectLayerFile(file: string, opts: { tocDigest?: string; withEntries?: boolean } = {}): Promise<LayerFileReport> {
+  if (opts.tocDigest !== undefined && !isDigest(opts.tocDigest)) throw new TocError(`--toc-digest: not a sha256 digest: ${JSON.stringify(opts.tocDigest)}`);
+  const blob: BlobSource = await FileBlob.open(file);
+  try {
+    const compression = detectCompression(await blob.read(0, Math.min(4, blob.size)));
+    const { digest } = await hashFile(file);
+    const base = { file, size: blob.size, digest, compression, tocVerified: false };
+    let toc: LayerToc | undefined;
+    let format: LayerFileReport['format'];
+    let detail: string;
+    if (compression === 'gzip') {
+      toc = await openEstargz(blob, opts.tocDigest ? { tocDigest: opts.tocDigest as Digest } : {}).catch((err: Error) => {
+        if (err instanceof TocError && /no eStargz footer/.test(err.message)) return undefined;
+        throw err;
+      });
+      format = toc ? 'estargz' : 'gzip';
+      detail = toc ? 'eStargz' : 'plain gzip layer (no eStargz footer)';
+    } else if (compression === 'zstd') {
+      const annotations: Record<string, string> = opts.tocDigest ? { [Annotation.zstdChunkedManifestChecksum]: opts.tocDigest } : {};
+      toc = await openZstdChunked(blob, annotations).catch((err: Error) => {
+        if (err instanceof TocError && /no zstd:chunked position annotation and no zstd:chunked footer/.test(err.message)) return undefined;
+        throw err;
+      });
+      format = toc ? 'zstd:chunked' : 'zstd';
+      detail = toc ? 'zstd:chunked' : 'plain zstd layer (no zstd:chunked footer)';
+    } else {
+      format = 'tar';
+      detail = 'uncompressed tar layer';
+    }
+    if (!toc && opts.tocDigest !== undefined) throw new TocError(`${file}: --toc-digest given, but the blob has no TOC (${detail})`);
+    return {
+      ...base,
+      format,
+      detail,
+      ...(toc ? { toc: summarize(toc), tocVerified: opts.tocDigest !== undefined } : {}),
+      ...(toc && opts.withEntries ? { entries: toc.entries } : {}),
+    };
+  } finally {
+    await blob.close();
+  }
+}
