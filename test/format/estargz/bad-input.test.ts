@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { pack, type Headers } from 'tar-stream';
+import { pack, type Header } from 'tar-stream';
 import { BufferBlob } from '../../../src/blob/source.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { estargzFooter } from '../../../src/format/estargz/footer.js';
@@ -22,14 +22,12 @@ import { convert } from './helpers.js';
 
 const run = promisify(execFile);
 
-async function packTar(entries: { header: Headers; content?: string }[]): Promise<Buffer> {
+async function packTar(entries: { header: Partial<Header> & { name: string }; content?: string }[]): Promise<Buffer> {
   const p = pack();
-  const parts: Buffer[] = [];
-  p.on('data', (d: Buffer) => parts.push(d));
-  const done = new Promise((resolve) => p.on('end', resolve));
-  for (const e of entries) p.entry(e.header, e.content ?? '');
+  for (const e of entries) p.entry(e.header as Header, e.content ?? '');
   p.finalize();
-  await done;
+  const parts: Buffer[] = [];
+  for await (const d of p as AsyncIterable<Buffer>) parts.push(d);
   return Buffer.concat(parts);
 }
 
