@@ -10,7 +10,15 @@
 // Faults are consumed in the order injected: a request takes the first queued fault that matches
 // it, `times` times (default 1; Infinity for a storm). Everything else passes through untouched.
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 export interface FaultMatch {
   method?: string;
@@ -101,9 +109,25 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as { port: number }).port;
 }
 
+export interface FaultProxyOptions {
+  /** Serve HTTPS with a self-signed certificate for 127.0.0.1 made with openssl (`url` is then https://). */
+  tls?: boolean;
+}
+
+async function selfSignedCert(): Promise<{ key: string; cert: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'starling-proxy-tls-'));
+  try {
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    return { key: await readFile(join(dir, 'key.pem'), 'utf8'), cert: await readFile(join(dir, 'cert.pem'), 'utf8') };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Starts the proxy in front of `upstream` (e.g. `http://127.0.0.1:5000`). */
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+export async function startFaultProxy(upstream: string, opts: FaultProxyOptions = {}): Promise<FaultProxy> {
   const target = new URL(upstream);
+  const scheme = opts.tls ? 'https' : 'http';
   const queue: Queued[] = [];
   const log: LoggedRequest[] = [];
   const storageLog: LoggedRequest[] = [];
@@ -121,7 +145,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       const outHeaders = { ...upRes.headers };
       // Rewrite registry-absolute Locations (upload sessions) so they come back through the proxy.
       const loc = outHeaders.location;
-      if (typeof loc === 'string' && loc.startsWith(target.origin)) outHeaders.location = `http://${host}${loc.slice(target.origin.length)}`;
+      if (typeof loc === 'string' && loc.startsWith(target.origin)) outHeaders.location = `${scheme}://${host}${loc.slice(target.origin.length)}`;
       res.writeHead(upRes.statusCode ?? 502, outHeaders);
       let seen = 0;
       const contentLength = Number(upRes.headers['content-length']);
@@ -222,7 +246,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     forward(req, res, entry, { path: r.path, headers });
   };
 
-  const server = createServer((req, res) => void handle(req, res));
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(req, res);
+  const server = opts.tls ? createHttpsServer(await selfSignedCert(), onRequest) : createServer(onRequest);
   const storage = createServer(storageHandle);
   server.on('connection', () => accepted++);
   for (const s of [server, storage]) {
@@ -244,7 +269,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   return {
     host,
-    url: `http://${host}`,
+    url: `${scheme}://${host}`,
     storageUrl,
     log,
     connections: () => accepted,

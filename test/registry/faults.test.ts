@@ -97,6 +97,24 @@ test('a 503 storm is ridden out; an endless 500 storm fails naming registry, rep
   await c.close();
 });
 
+test('a registry that does not answer in time is retried after the per-request timeout', async () => {
+  const c = new RegistryClient(proxy.host, { credentials: { get: (d) => creds.get(d === proxy.host ? 'placeholder' : d) }, timeoutMs: 300, retry: { retries: 2, baseDelayMs: 5, maxDelayMs: 10 } });
+  const blob = await open(c);
+  proxy.inject({ kind: 'delay', ms: 1500, match: { range: true } });
+  const n = proxy.log.length;
+  assert.deepEqual(await blob.read(3, 4), big.subarray(3, 7));
+  const gets = proxy.log.slice(n).filter((r) => r.headers.range);
+  assert.deepEqual(gets.map((r) => r.fault), ['delay', undefined]);
+  // A registry that never answers: the timeout ends every attempt, then the error names the blob.
+  proxy.pause();
+  try {
+    await assert.rejects(blob.read(3, 4), new RegExp(`blob ${bigDigest}: GET .*(timeout|Timeout).*gave up after 3 attempts`));
+  } finally {
+    proxy.resume();
+  }
+  await c.close();
+});
+
 test('429 with Retry-After is honoured', async () => {
   const c = client();
   const blob = await open(c);

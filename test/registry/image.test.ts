@@ -4,14 +4,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { sha256 } from '../../src/oci/digest.js';
 import { OciLayoutDestination, OciLayoutSource } from '../../src/oci/layout.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
+import { RegistryClient } from '../../src/registry/client.js';
 import { openRegistryDestination, openRegistrySource, RegistryImageDestination } from '../../src/registry/image.js';
+import { uploadBlobFile } from '../../src/registry/upload.js';
 import { resolveImage } from '../../src/registry/resolve.js';
 import { buildImage, type BuiltImage } from '../fixtures/image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -148,6 +150,42 @@ test('reads an image that skopeo copied into the registry (Docker v2.2 types)', 
   assert.equal(img.manifestDescriptor.mediaType, MediaType.dockerManifest);
   assert.equal(img.manifest.layers[0]!.digest, d.layers[0]!.descriptor.digest);
   assert.deepEqual(img.config.rootfs.diff_ids, [d.layers[0]!.diffID]);
+  await rs.close();
+});
+
+test('skopeo copy --all of a multi-platform image: Starling picks each platform', async () => {
+  await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layoutDir}:v1`, `docker://${reg.host}/skopeo/multi:v1`]);
+  const rs = await openRegistrySource(`docker://${reg.host}/skopeo/multi:v1`);
+  for (const [i, arch] of ['amd64', 'arm64'].entries()) {
+    const img = await resolveImage(rs, { os: 'linux', architecture: arch });
+    assert.equal(img.manifestDescriptor.digest, built.manifests[i]!.descriptor.digest);
+    const blob = await rs.openBlobSource(img.manifest.layers[1]!);
+    const whole = await blob.read(0, blob.size);
+    assert.equal(sha256(whole), img.manifest.layers[1]!.digest);
+  }
+  await rs.close();
+});
+
+test('an artifact is refused with its artifactType named', async () => {
+  const c = new RegistryClient(reg.host);
+  const empty = Buffer.from('{}');
+  const emptyDigest = sha256(empty);
+  const f = join(work, 'empty.json');
+  await writeFile(f, empty);
+  await uploadBlobFile(c, 'art/sbom', { digest: emptyDigest, size: 2 }, f);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      artifactType: 'application/vnd.example.sbom.v1+json',
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: emptyDigest, size: 2 },
+      layers: [{ mediaType: 'application/vnd.oci.empty.v1+json', digest: emptyDigest, size: 2 }],
+    }),
+  );
+  await c.putManifest('art/sbom', 'v1', MediaType.ociManifest, manifest);
+  await c.close();
+  const rs = await openRegistrySource(`docker://${reg.host}/art/sbom:v1`);
+  await assert.rejects(resolveImage(rs), /is an artifact of type application\/vnd\.example\.sbom\.v1\+json, not a container image/);
   await rs.close();
 });
 
