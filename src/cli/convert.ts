@@ -131,12 +131,16 @@ export const command: Command = {
       else if (e.type === 'layer-done' && e.action === 'converted') layersDone++;
     };
 
+    // SIGINT/SIGTERM abort the conversion cleanly: temp files go, the destination gets no new root.
+    const interrupt = new AbortController();
+    const onSignal = () => interrupt.abort();
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     try {
       const src = await openImageSource(srcRef, registry);
       try {
         const dst = await openImageDestination(dstRef, registry);
         try {
-          const summary = await convertImage(src, dst, { format, platforms, force: values.force, ...layerOpts, onProgress });
+          const summary = await convertImage(src, dst, { format, platforms, force: values.force, ...layerOpts, onProgress, signal: interrupt.signal });
           bar.clear();
           for (const w of summary.warnings) process.stderr.write(`starling: warning: ${w}\n`);
           process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${humanSummary(summary)}\n`);
@@ -148,7 +152,10 @@ export const command: Command = {
       }
     } catch (err) {
       bar.clear();
+      if (interrupt.signal.aborted) throw new UserError(`interrupted: ${dstRef} was not updated`, 130);
       throw asUserError(err);
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     }
     return 0;
   },

@@ -32,6 +32,8 @@ export interface ConvertImageOptions {
   onProgress?: (event: ConvertProgress) => void;
   /** Where temporary layer files go (default: inside an OCI layout destination, else the OS temp dir). */
   tmpDir?: string;
+  /** Aborts the conversion (e.g. on SIGINT): the current blob stream is destroyed, temp files removed, no root set. */
+  signal?: AbortSignal;
 }
 
 export type ConvertProgress =
@@ -233,6 +235,7 @@ class Converter {
     try {
       // The root's entry in the source (e.g. its ref.name in index.json) is not carried over: setRoot names it.
       const root = await this.write(plan, { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size });
+      this.opts.signal?.throwIfAborted();
       await this.dst.setRoot(root);
       return {
         source: this.src.description,
@@ -363,8 +366,11 @@ class Converter {
   }
 
   private async convertOne(layer: Descriptor, diffID: Digest, label: string): Promise<LayerSummary & { descriptor: Descriptor }> {
+    this.opts.signal?.throwIfAborted();
     this.progress({ type: 'layer-start', digest: layer.digest, size: layer.size });
     const input = await this.src.openBlobStream(layer);
+    const abort = () => input.destroy(new ConvertError('interrupted'));
+    this.opts.signal?.addEventListener('abort', abort, { once: true });
     const counted: Readable = input.pipe(new ByteCounter((n) => this.progress({ type: 'bytes', bytes: n })));
     input.once('error', (err) => counted.destroy(err));
     const out = join(this.tmp, `${layer.digest.slice(7)}.${this.opts.format.replace(':', '-')}`);
@@ -381,6 +387,8 @@ class Converter {
       });
     } catch (err) {
       throw new ConvertError(`${label} (${layer.digest}): ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.opts.signal?.removeEventListener('abort', abort);
     }
     if (result.restoredZeros > 0) {
       this.warnings.push(`${label} (${layer.digest}): its tar lacked ${result.restoredZeros} trailing zero bytes of padding that the config's diffID includes (containers/storage ≤ 1.43 drops them); restored`);
@@ -413,7 +421,7 @@ class Converter {
     if (await this.dst.hasBlob(desc)) return;
     const file = join(this.tmp, `copy-${desc.digest.slice(7)}`);
     try {
-      await pipeline(await this.src.openBlobStream(desc), createWriteStream(file));
+      await pipeline(await this.src.openBlobStream(desc), createWriteStream(file), { signal: this.opts.signal });
       await this.dst.putBlobFile(desc, file);
     } finally {
       await rm(file, { force: true });

@@ -2,7 +2,7 @@
 // docker:// transports against a real Distribution registry, and user-facing errors.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { UserError } from '../../src/cli/command.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { buildImage, writeFilesTar, type BuiltImage } from '../fixtures/image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { realTar } from '../fixtures/real-tar.js';
 
 const run = promisify(execFile);
 let work: string;
@@ -48,12 +49,16 @@ after(async () => {
  * Runs `starling NAME ARGS` in a child process (stdout of this process carries the test runner's
  * reports), the way main.ts runs a command: UserError → "starling: message" on stderr + its exit code.
  */
-async function runCommand(name: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const script = `
+function commandScript(name: string): string {
+  return `
     const { command } = await import(${JSON.stringify(new URL(`../../src/cli/${name}.ts`, import.meta.url).href)});
     const { UserError } = await import(${JSON.stringify(new URL('../../src/cli/command.ts', import.meta.url).href)});
     try { process.exitCode = await command.run(process.argv.slice(1)); }
     catch (e) { if (!(e instanceof UserError)) throw e; process.stderr.write('starling: ' + e.message + '\\n'); process.exitCode = e.exitCode; }`;
+}
+
+async function runCommand(name: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const script = commandScript(name);
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], { maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
       if (error && typeof error.code !== 'number') reject(error);
@@ -168,4 +173,23 @@ test('convert-layer prints {mediaType, digest, size, diffID, tocDigest, annotati
   await writeFile(junk, Buffer.alloc(2048, 0x41));
   await userError(convertLayer.run([junk, join(work, 'o'), '--format', 'estargz']), /not a tar|tar header/, 1);
   assert.ok(!(await readdir(work)).some((n) => n === 'o' || n.startsWith('o.tmp-')));
+});
+
+test('SIGINT during a conversion: exit 130, no index.json, no temporary files left', async () => {
+  const big = join(work, 'big');
+  await buildImage(big, { layers: [{ tar: await realTar('pax') }] }, 'v1');
+  const dst = join(work, 'interrupted');
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', commandScript('convert'), `oci:${big}:v1`, `oci:${dst}:x`, '--format', 'estargz', '--level', '9'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Wait until the layer conversion has started (its temp dir exists), then interrupt.
+  for (let i = 0; i < 600; i++) {
+    if ((await readdir(dst).catch(() => [] as string[])).some((n) => n.startsWith('.starling-convert-'))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, err);
+  assert.match(err, /interrupted: oci:.* was not updated/);
+  assert.deepEqual((await readdir(dst)).sort(), ['blobs', 'oci-layout']);
 });

@@ -20,6 +20,7 @@ const ESTARGZ_SIZE = 'io.containers.estargz.uncompressed-size';
 const ZSTD_CHECKSUM = 'io.github.containers.zstd-chunked.manifest-checksum';
 const ZSTD_KEYS = [ZSTD_CHECKSUM, 'io.github.containers.zstd-chunked.manifest-position', 'io.github.containers.zstd-chunked.tarsplit-position'];
 const INTEROP_ESTARGZ = join(process.cwd(), '.interop-bin/estargz');
+const INTEROP_ZSTDCHUNKED = join(process.cwd(), '.interop-bin/zstdchunked');
 
 let work: string;
 let srcDir: string;
@@ -176,6 +177,14 @@ test('eStargz → zstd:chunked and straight to zstd:chunked: diffIDs, annotation
       assert.ok(!(ESTARGZ_TOC in layer.annotations!) && !(ESTARGZ_SIZE in layer.annotations!));
     }
   }
+  // containers/storage's own manifest reader (Go, 1.43) reads and verifies every chunk of our layers.
+  await access(INTEROP_ZSTDCHUNKED);
+  for (const layer of d.images[0]!.manifest.layers) {
+    const a = layer.annotations!;
+    const { stdout } = await run(INTEROP_ZSTDCHUNKED, ['read', join(direct, 'blobs/sha256', digestHex(layer.digest)), a[ZSTD_CHECKSUM]!, a['io.github.containers.zstd-chunked.manifest-position']!], { maxBuffer: 64 << 20 });
+    const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { files: number; chunks: number };
+    assert.ok(summary.files > 0 && summary.chunks >= summary.files, stdout.slice(-200));
+  }
   // From the eStargz image: the TOC entry and landmarks go; diffIDs are of what the blob decompresses to.
   const fromEstargz = join(work, 'zstd-from-estargz');
   const summary = await convert(fromEstargz, { format: 'zstd:chunked', platforms: 'all', level: 1 }, join(work, 'estargz'), 'out');
@@ -223,6 +232,17 @@ test('platform selection keeps the chosen platforms and their attestations only'
   assert.equal(index.manifests[1]!.digest, built.attestations[1]!.digest);
   assert.equal(index.manifests[1]!.annotations?.['vnd.docker.reference.digest'], summary.manifests[0]!.digest);
   await assert.rejects(convert(join(work, 'none'), { format: 'estargz', platforms: [{ os: 'linux', architecture: 's390x' }] }), /has no image for platform linux\/s390x \(it has linux\/amd64, linux\/arm64\/v8\)/);
+});
+
+test('converting inside one layout adds a tag next to the source image', async () => {
+  const dir = join(work, 'same');
+  const b = await buildImage(dir, { layers: [{ files: { 'x/y': 'z' } }] }, 'v1');
+  await convert(dir, { format: 'zstd:chunked', platforms: 'all', level: 1 }, dir, 'v1', 'v1-zstd');
+  const src = await OciLayoutSource.open(dir);
+  assert.deepEqual(src.tags(), ['v1', 'v1-zstd']);
+  assert.equal((await (await OciLayoutSource.open(dir, 'v1')).resolveRoot()).descriptor.digest, b.root.digest);
+  assert.ok(!(await readdir(dir)).some((n) => n.startsWith('.')));
+  for (const tag of ['v1', 'v1-zstd']) await run('skopeo', ['inspect', `oci:${dir}:${tag}`]);
 });
 
 test('Docker v2.2 input becomes OCI output', async () => {
