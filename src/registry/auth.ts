@@ -72,6 +72,8 @@ const DEFAULT_EXPIRES_IN_S = 60;
 export class Authenticator {
   private challenge?: Challenge;
   private readonly tokens = new Map<string, CachedToken>();
+  /** Token requests under way, by scope set: concurrent requests share one. */
+  private readonly inflight = new Map<string, Promise<string>>();
   private credential?: Promise<Credential | undefined>;
   /** Token requests made (the tests check the cache with it). */
   tokenRequests = 0;
@@ -94,19 +96,35 @@ export class Authenticator {
     if (c.scheme === 'basic') return this.basicHeader();
     const cached = this.tokens.get(scopeKey(scopes));
     if (cached && cached.expiresAt > Date.now()) return cached.header;
-    return this.fetchToken(c, scopes);
+    return this.token(c, scopes, scopes);
+  }
+
+  private token(c: Challenge, scopes: readonly string[], cacheAs: readonly string[], ctx?: RegistryContext): Promise<string> {
+    const key = scopeKey(cacheAs);
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.fetchToken(c, scopes, cacheAs, ctx).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
   }
 
   /**
    * After a 401 (or a 403 from the registry host): learns the challenge, drops the cached token and
    * returns a fresh Authorization header, or undefined when there is nothing new to try.
    */
-  async reauthorize(wwwAuthenticate: string | string[] | undefined, scopes: readonly string[], ctx: RegistryContext): Promise<string | undefined> {
+  async reauthorize(wwwAuthenticate: string | string[] | undefined, scopes: readonly string[], ctx: RegistryContext, rejected?: string): Promise<string | undefined> {
     const challenges = parseChallenges(wwwAuthenticate);
     const c = challenges.find((x) => x.scheme === 'bearer') ?? challenges.find((x) => x.scheme === 'basic');
     if (c) this.challenge = c;
     if (!this.challenge) return undefined;
-    this.tokens.delete(scopeKey(scopes));
+    const key = scopeKey(scopes);
+    // Another request may have replaced the rejected token already: use that one.
+    const cached = this.tokens.get(key);
+    if (cached && cached.header !== rejected && cached.expiresAt > Date.now()) return cached.header;
+    const pending = this.inflight.get(key);
+    if (pending) return pending;
+    this.tokens.delete(key);
     if (this.challenge.scheme === 'basic') {
       const h = await this.basicHeader();
       if (!h) throw new RegistryAuthError(ctx, `authentication required (Basic realm ${JSON.stringify(this.challenge.params.realm ?? '')}) and no credentials are configured`, 401);
@@ -114,7 +132,7 @@ export class Authenticator {
     }
     const challengeScope = c?.params.scope;
     const all = challengeScope ? [...new Set([...scopes, ...challengeScope.split(' ')])] : scopes;
-    return this.fetchToken(this.challenge, all, scopes, ctx);
+    return this.token(this.challenge, all, scopes, ctx);
   }
 
   private async basicHeader(): Promise<string | undefined> {

@@ -165,7 +165,7 @@ export class RegistryClient {
         if ((res.status === 401 || (res.status === 403 && fromRegistry)) && !reauthed) {
           await res.body.dump().catch(() => undefined);
           reauthed = true;
-          const fresh = await this.auth.reauthorize(res.headers['www-authenticate'], scopes, ctx);
+          const fresh = await this.auth.reauthorize(res.headers['www-authenticate'], scopes, ctx, authorization);
           if (fresh !== undefined) {
             authorization = fresh;
             attempt--; // re-authenticating is not a retry

@@ -95,6 +95,12 @@ describe('bearer tokens', () => {
     const blob = await RegistryBlob.open(c, 'tok/cache', { digest, size: data.length });
     for (let i = 0; i < 10; i++) assert.deepEqual(await blob.read(i, 3), data.subarray(i, i + 3));
     assert.equal(c.tokenRequests, 1);
+    // Concurrent first requests of a fresh client share one challenge round and one token request.
+    const fresh = client();
+    const reads = await Promise.all(Array.from({ length: 12 }, () => RegistryBlob.open(fresh, 'tok/cache', { digest, size: data.length }).then((b) => b.read(0, 8))));
+    for (const r of reads) assert.deepEqual(r, data.subarray(0, 8));
+    assert.equal(fresh.tokenRequests, 1);
+    await fresh.close();
     // Tokens are dropped 10 s before they expire: an 11 s token is good for about 1 s.
     ts.setExpiresIn(11);
     const c2 = client();
