@@ -7,6 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { sha256, Sha256Counter, type Digest } from '../../oci/digest.js';
 import { Annotation, MediaType } from '../../oci/mediatypes.js';
+import { normalizeEntryPath } from '../tar-entry.js';
 import type { TocEntry } from '../toc.js';
 import type { LayerWriteResult } from '../writer.js';
 import { encodeFooter, formatManifestPosition, formatTarSplitPosition } from './footer.js';
@@ -123,6 +124,9 @@ class ZstdChunkedEncoder implements ChunkSink {
   }
 
   private onEntry(hdr: TarHeader, raw: Buffer[]): void {
+    // Untrusted names: refuse root escapes and NUL as the eStargz writer does (our reader refuses them too).
+    normalizeEntryPath(hdr.name, 'tar entry');
+    if (hdr.typeflag === '1') normalizeEntryPath(hdr.linkname, `hardlink ${JSON.stringify(hdr.name)} target`);
     for (const r of raw) this.addRaw(r);
     this.tarSplit.segment(Buffer.concat(raw));
     this.hdr = hdr;
