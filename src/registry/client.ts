@@ -162,7 +162,8 @@ export class RegistryClient {
             discard(res.body);
           }
         }
-        if ((res.status === 401 || (res.status === 403 && fromRegistry)) && !reauthed) {
+        // Only the registry's own refusals are about our credentials; storage behind a redirect has its own.
+        if ((res.status === 401 || res.status === 403) && fromRegistry && !reauthed) {
           await res.body.dump().catch(() => undefined);
           reauthed = true;
           const fresh = await this.auth.reauthorize(res.headers['www-authenticate'], scopes, ctx, authorization);

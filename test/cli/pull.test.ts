@@ -108,6 +108,18 @@ for (const compression of ['gzip', 'zstd'] as const) {
   });
 }
 
+test('pulls from an oci: layout too', async () => {
+  const layout = join(work, 'oci-src');
+  await buildImage(layout, { layers }, 'v1');
+  const dir = join(work, 'rootfs-oci');
+  await mkdir(dir); // an empty DIR is fine
+  const { code, out } = await runPull([`oci:${layout}:v1`, dir]);
+  assert.equal(code, 0);
+  assert.match(out, /^pulled oci:.*: 2 layers, /);
+  assert.deepEqual((await readdir(join(dir, 'var/cache'))).sort(), ['c']);
+  assert.equal(await readFile(join(dir, 'etc/os-release'), 'utf8'), 'NAME=base\n');
+});
+
 test('altered layer bytes fail the pull and leave no DIR', async () => {
   const built = await push('pull/altered:v1', { layers });
   const dir = join(work, 'rootfs-altered');
