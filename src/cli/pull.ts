@@ -49,6 +49,10 @@ export const command: Command = {
     }
     const concurrency = values.concurrency !== undefined ? parseIntArg(values.concurrency, '--concurrency', 1, 64) : undefined;
     const progress = new ProgressBar('pull');
+    // SIGINT/SIGTERM stop the pull cleanly: downloads end, the temporary tree goes, DIR is not created.
+    const interrupt = new AbortController();
+    const onSignal = () => interrupt.abort();
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     try {
       const source = await openImageSource(ref, {
         ...(values['plain-http'] ? { plainHttp: true } : {}),
@@ -60,6 +64,7 @@ export const command: Command = {
           ...(concurrency ? { concurrency } : {}),
           onBytes: (n) => progress.add(n),
           onTotal: (n) => progress.setTotal(n),
+          signal: interrupt.signal,
         });
         progress.clear();
         if (values.json) process.stdout.write(`${JSON.stringify({ reference: ref, dir, ...s })}\n`);
@@ -76,7 +81,10 @@ export const command: Command = {
       }
     } catch (err) {
       progress.clear();
+      if (interrupt.signal.aborted) throw new UserError(`interrupted: ${dir} was not created`, 130);
       throw asUserError(err);
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     }
   },
 };

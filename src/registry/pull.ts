@@ -28,6 +28,8 @@ export interface PullOptions {
   onBytes?: (n: number) => void;
   /** Called once the image is resolved, with the sum of its layer sizes. */
   onTotal?: (bytes: number) => void;
+  /** Aborts the pull (e.g. on SIGINT): downloads stop, the temporary tree is removed, DIR is not created. */
+  signal?: AbortSignal;
 }
 
 export interface PullSummary {
@@ -95,6 +97,9 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
     opts.onBytes?.(n);
   };
   const cancel = new AbortController();
+  const onAbort = () => cancel.abort(new PullError(`${source.description}: pull interrupted`));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
   try {
     await mkdir(rootfs, { mode: 0o755 });
     // Layer 0 streams straight into extraction; later layers spool to files, `concurrency` at a time.
@@ -103,8 +108,17 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
     for (const p of spools) p?.catch(() => undefined); // awaited in order below; a failure surfaces there
     const totals = { bytesExtracted: 0, fileBytes: 0, entries: 0, skippedDevices: 0 };
     for (const [i, layer] of layers.entries()) {
+      cancel.signal.throwIfAborted();
       const blob = i === 0 ? counted(await source.openBlobStream(layer), count) : createReadStream(await spools[i]!);
-      const r = await applyLayer(source, layer, img.config.rootfs.diff_ids[i]!, i, blob, rootfs);
+      const stop = () => blob.destroy(cancel.signal.reason as Error);
+      cancel.signal.addEventListener('abort', stop, { once: true });
+      let r;
+      try {
+        r = await applyLayer(source, layer, img.config.rootfs.diff_ids[i]!, i, blob, rootfs);
+      } finally {
+        cancel.signal.removeEventListener('abort', stop);
+      }
+      cancel.signal.throwIfAborted();
       totals.bytesExtracted += r.tarBytes;
       totals.fileBytes += r.bytes;
       totals.entries += r.entries;
@@ -123,6 +137,7 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
       seconds: (Date.now() - started) / 1000,
     };
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     cancel.abort();
     await rm(work, { recursive: true, force: true });
   }

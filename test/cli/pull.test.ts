@@ -11,7 +11,8 @@ import { pack } from 'tar-stream';
 import { command as pull } from '../../src/cli/pull.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { OciLayoutSource } from '../../src/oci/layout.js';
-import { openRegistryDestination } from '../../src/registry/image.js';
+import { openRegistryDestination, openRegistrySource } from '../../src/registry/image.js';
+import { pullImage } from '../../src/registry/pull.js';
 import { buildImage, type BuiltImage, type ImageSpec } from '../fixtures/image.js';
 import { realTar } from '../fixtures/real-tar.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -132,6 +133,22 @@ test('altered layer bytes fail the pull and leave no DIR', async () => {
   }
   await assert.rejects(lstat(dir), { code: 'ENOENT' });
   assert.deepEqual((await readdir(work)).filter((n) => n.startsWith('.rootfs-altered')), []);
+});
+
+test('an interrupted pull stops its downloads and leaves no DIR', async () => {
+  const built = await push('pull/interrupt:v1', { layers });
+  const dir = join(work, 'rootfs-interrupted');
+  for (const l of built.layers) proxy.inject({ kind: 'delay', ms: 3000, match: { method: 'GET', path: `/blobs/${l.descriptor.digest}` } });
+  const interrupt = new AbortController();
+  const source = await openRegistrySource(`docker://${proxy.host}/pull/interrupt:v1`);
+  const t0 = Date.now();
+  setTimeout(() => interrupt.abort(), 300);
+  await assert.rejects(pullImage(source, dir, { signal: interrupt.signal }), /pull interrupted/);
+  assert.ok(Date.now() - t0 < 2500, `took ${Date.now() - t0} ms`);
+  await source.close();
+  proxy.clear();
+  await assert.rejects(lstat(dir), { code: 'ENOENT' });
+  assert.deepEqual((await readdir(work)).filter((n) => n.startsWith('.rootfs-interrupted')), []);
 });
 
 test('a hostile layer is refused: nothing outside DIR, no DIR', async () => {
