@@ -6,8 +6,9 @@ import { BLOCK, blockPadding, RawTarParser, type TarHeader } from './rawtar.js';
 
 // --- CRC-64 with the ISO polynomial (Go's hash/crc64 crc64.ISO), as two 32-bit halves ----------
 
-const CRC_HI = new Uint32Array(256);
-const CRC_LO = new Uint32Array(256);
+// Slicing-by-8 tables: T[k][i] is the CRC of byte i followed by k zero bytes; hi/lo 32-bit halves.
+const CRC_HI = new Uint32Array(256 * 8);
+const CRC_LO = new Uint32Array(256 * 8);
 {
   const polyHi = 0xd8000000; // ISO polynomial 0xD800000000000000, reflected form
   for (let i = 0; i < 256; i++) {
@@ -22,6 +23,15 @@ const CRC_LO = new Uint32Array(256);
     CRC_HI[i] = hi;
     CRC_LO[i] = lo;
   }
+  for (let t = 1; t < 8; t++) {
+    for (let i = 0; i < 256; i++) {
+      const hi = CRC_HI[(t - 1) * 256 + i]!;
+      const lo = CRC_LO[(t - 1) * 256 + i]!;
+      const idx = lo & 0xff;
+      CRC_LO[t * 256 + i] = (((lo >>> 8) | (hi << 24)) ^ CRC_LO[idx]!) >>> 0;
+      CRC_HI[t * 256 + i] = ((hi >>> 8) ^ CRC_HI[idx]!) >>> 0;
+    }
+  }
 }
 
 export class Crc64 {
@@ -30,10 +40,28 @@ export class Crc64 {
   update(buf: Uint8Array): void {
     let hi = this.hi;
     let lo = this.lo;
-    for (let i = 0; i < buf.length; i++) {
+    let i = 0;
+    const n = buf.length;
+    const T = CRC_LO;
+    const H = CRC_HI;
+    for (; i + 8 <= n; i += 8) {
+      lo ^= buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
+      hi ^= buf[i + 4]! | (buf[i + 5]! << 8) | (buf[i + 6]! << 16) | (buf[i + 7]! << 24);
+      const a = 7 * 256 + (lo & 0xff);
+      const b = 6 * 256 + ((lo >>> 8) & 0xff);
+      const c = 5 * 256 + ((lo >>> 16) & 0xff);
+      const d = 4 * 256 + (lo >>> 24);
+      const e = 3 * 256 + (hi & 0xff);
+      const f = 2 * 256 + ((hi >>> 8) & 0xff);
+      const g = 256 + ((hi >>> 16) & 0xff);
+      const h = hi >>> 24;
+      lo = T[a]! ^ T[b]! ^ T[c]! ^ T[d]! ^ T[e]! ^ T[f]! ^ T[g]! ^ T[h]!;
+      hi = H[a]! ^ H[b]! ^ H[c]! ^ H[d]! ^ H[e]! ^ H[f]! ^ H[g]! ^ H[h]!;
+    }
+    for (; i < n; i++) {
       const idx = (lo ^ buf[i]!) & 0xff;
-      lo = ((lo >>> 8) | (hi << 24)) ^ CRC_LO[idx]!;
-      hi = (hi >>> 8) ^ CRC_HI[idx]!;
+      lo = ((lo >>> 8) | (hi << 24)) ^ T[idx]!;
+      hi = (hi >>> 8) ^ H[idx]!;
     }
     this.hi = hi;
     this.lo = lo;

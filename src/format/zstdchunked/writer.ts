@@ -64,8 +64,9 @@ class OpenFrame {
     this.parts.push(Buffer.from(b.buffer, b.byteOffset, b.length));
     this.length += b.length;
   }
+  /** The frame's bytes; one part goes as is (compress() copies its input before returning). */
   take(): Buffer {
-    const data = this.parts.length === 1 ? Buffer.from(this.parts[0]!) : Buffer.concat(this.parts, this.length);
+    const data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.length);
     this.parts = [];
     this.length = 0;
     return data;
