@@ -132,6 +132,8 @@ class Converter {
   private readonly summaries: ManifestSummary[] = [];
   private readonly carried: Digest[] = [];
   private readonly warnings: string[] = [];
+  /** Per converted layer, the prioritised files it did not hold. */
+  private readonly missedPrioritized: string[][] = [];
   private bytesIn = 0;
   private layersConverted = 0;
   private layersPassedThrough = 0;
@@ -236,6 +238,9 @@ class Converter {
       // The root's entry in the source (e.g. its ref.name in index.json) is not carried over: setRoot names it.
       const root = await this.write(plan, { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size });
       this.opts.signal?.throwIfAborted();
+      // A prioritised file no converted layer holds is a mistake in the list (Go's Build fails too).
+      const nowhere = (this.opts.prioritizedFiles ?? []).filter((p) => this.missedPrioritized.length > 0 && this.missedPrioritized.every((m) => m.includes(p)));
+      if (nowhere.length > 0) throw new ConvertError(`prioritized files in none of the converted layers: ${nowhere.map((p) => JSON.stringify(p)).join(', ')}`);
       await this.dst.setRoot(root);
       return {
         source: this.src.description,
@@ -376,12 +381,15 @@ class Converter {
     const out = join(this.tmp, `${layer.digest.slice(7)}.${this.opts.format.replace(':', '-')}`);
     const format = claimedFormat(layer);
     let result;
+    const missed: string[] = [];
     try {
       result = await convertLayer(counted, out, {
         format: this.opts.format,
         chunkSize: this.opts.chunkSize,
         level: this.opts.level,
         prioritizedFiles: this.opts.prioritizedFiles,
+        // One list for the whole image: each layer prioritises the listed files it holds (as ctr-remote does).
+        missedPrioritized: missed,
         stripEstargz: hasEstargzEntries(format),
         expectedDiffID: diffID,
       });
@@ -404,6 +412,7 @@ class Converter {
     this.bytesIn += layer.size;
     this.bytesOut += result.size;
     this.layersConverted++;
+    this.missedPrioritized.push(missed);
     this.progress({ type: 'layer-done', digest: layer.digest, action: 'converted' });
     return { source: layer.digest, digest: result.digest, mediaType: result.mediaType, size: result.size, diffID: result.diffID, action: 'converted', tocDigest: result.tocDigest, descriptor };
   }

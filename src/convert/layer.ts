@@ -27,6 +27,8 @@ export interface ConvertLayerOptions {
   level?: number;
   /** eStargz only: files to put first, before the prefetch landmark. */
   prioritizedFiles?: string[];
+  /** When given, prioritised files this layer does not hold are added here instead of failing. */
+  missedPrioritized?: string[];
   /** The input is an eStargz layer: drop its TOC entry and landmarks before writing (needed for zstd:chunked, which keeps every input byte). */
   stripEstargz?: boolean;
   /**
@@ -143,7 +145,7 @@ export async function convertLayer(input: Readable, outPath: string, opts: Conve
     const source = opts.stripEstargz ? stripEstargzEntries(tap.stream) : tap.stream;
     const write =
       opts.format === 'estargz'
-        ? writeEstargz(source, out, { chunkSize: opts.chunkSize, level: opts.level, prioritizedFiles: opts.prioritizedFiles })
+        ? writeEstargz(source, out, { chunkSize: opts.chunkSize, level: opts.level, prioritizedFiles: opts.prioritizedFiles, missedPrioritized: opts.missedPrioritized })
         : writeZstdChunked(source, out, { level: opts.level });
     const tarFailed = tap.ended.then(() => new Promise<never>(() => undefined));
     const result = await Promise.race([write, tarFailed, outFailed]);

@@ -47,9 +47,11 @@ function parentOf(name: string): string {
 
 /**
  * Returns [prioritised entries, remaining entries]; the landmark goes between them. Throws
- * TarEntryError naming a prioritised path that is not in the layer (Go's Build fails the same way).
+ * TarEntryError naming a prioritised path that is not in the layer (Go's Build fails the same way),
+ * unless `missed` is given (Go's WithAllowPrioritizeNotFound): then such a path is skipped and
+ * added to it, as when one list recorded on a whole image is applied to each of its layers.
  */
-export function orderEntries<T extends OrderableEntry>(entries: Iterable<T>, prioritized: readonly string[]): [T[], T[]] {
+export function orderEntries<T extends OrderableEntry>(entries: Iterable<T>, prioritized: readonly string[], missed?: string[]): [T[], T[]] {
   const input = new EntrySet<T>();
   for (const e of entries) {
     const clean = cleanEntryName(e.name);
@@ -80,6 +82,13 @@ export function orderEntries<T extends OrderableEntry>(entries: Iterable<T>, pri
       input.remove(name);
     }
   };
-  for (const p of prioritized) moveRec(p, p);
+  for (const p of prioritized) {
+    try {
+      moveRec(p, p);
+    } catch (err) {
+      if (!(missed && err instanceof TarEntryError)) throw err;
+      missed.push(p);
+    }
+  }
   return [sorted.dump(), input.dump()];
 }

@@ -26,6 +26,8 @@ export interface EstargzWriteOptions {
   level?: number;
   /** Paths to place first, before `.prefetch.landmark` (absolute or relative to the root). */
   prioritizedFiles?: string[];
+  /** When given, prioritised paths the layer does not hold are added here instead of failing (one list for every layer of an image). */
+  missedPrioritized?: string[];
   /** Members compressed at once (default 16); does not change the output bytes. */
   parallelism?: number;
 }
@@ -258,7 +260,7 @@ export async function writeEstargz(tar: Readable, out: Writable, opts: EstargzWr
   try {
     const fh = await open(join(dir, 'spool'), 'w+');
     try {
-      const [first, rest] = orderEntries(await spoolEntries(reader, fh), prioritized);
+      const [first, rest] = orderEntries(await spoolEntries(reader, fh), prioritized, opts.missedPrioritized);
       for (const e of first) await builder.add(fromSpool(e, fh));
       await builder.add(landmarkEntry(PREFETCH_LANDMARK), true);
       for (const e of rest) await builder.add(fromSpool(e, fh));
