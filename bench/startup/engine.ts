@@ -1,13 +1,27 @@
 // The Starling the benchmark measures: a snapshot of src/ compiled once per run into
 // bench/out/engine (so edits in the working tree during a run change nothing, and no TypeScript
 // is compiled inside a timed phase), started as `node bench/out/engine/starling.mjs …`.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists, runTool } from './build.js';
 
 export interface Engine {
   /** argv prefix that runs the snapshot's CLI. */
   argv: string[];
+  /**
+   * Hash of the compiled code conversion depends on (format/, convert/, oci/): converted images
+   * are cached under it, so a change to the writers converts again instead of measuring old blobs.
+   */
+  convertKey: string;
+}
+
+async function hashTree(dir: string, hash: Hash): Promise<void> {
+  for (const ent of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const p = join(dir, ent.name);
+    if (ent.isDirectory()) await hashTree(p, hash);
+    else if (ent.name.endsWith('.js')) hash.update(`${ent.name}\0`).update(await readFile(p));
+  }
 }
 
 export async function buildEngine(repoRoot: string, outDir: string): Promise<Engine> {
@@ -26,7 +40,9 @@ export async function buildEngine(repoRoot: string, outDir: string): Promise<Eng
   await rm(join(dir, 'node_modules'), { force: true });
   await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
-  return { argv: [process.execPath, launcher] };
+  const hash = createHash('sha256');
+  for (const sub of ['format', 'convert', 'oci']) await hashTree(join(dir, 'dist', sub), hash);
+  return { argv: [process.execPath, launcher], convertKey: hash.digest('hex').slice(0, 12) };
 }
 
 /** Runs a Starling command to completion; rejects with its stderr on failure. */

@@ -53,7 +53,7 @@ async function lazyMount(ctx: ModeContext): Promise<Prepared> {
 
 async function fullPull(ctx: ModeContext): Promise<Prepared> {
   const rootfs = join(ctx.work, 'rootfs');
-  await starling(ctx.engine, ['pull', `docker://${ctx.ref}`, rootfs, '--cache-dir', join(ctx.work, 'cache')]);
+  await starling(ctx.engine, ['pull', `docker://${ctx.ref}`, rootfs]);
   return { rootfs, cleanup: () => rm(ctx.work, { recursive: true, force: true }) };
 }
 

@@ -29,6 +29,7 @@ options:
   --probe-mb N       size of the link check's timed download in MB (default 50)
   --background-fetch let lazy mounts fill the whole image in the background during the run
                      (default off: only what the workload reads, plus the prefetch list)
+  --allow-bad-link   measure even if the link check is off the profile (a warning goes in the report)
   --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
 
 function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
@@ -57,6 +58,7 @@ export const command: Command = {
         'probe-mb': { type: 'string' },
         readme: { type: 'boolean' },
         'background-fetch': { type: 'boolean' },
+        'allow-bad-link': { type: 'boolean' },
       },
       usage,
     );
@@ -73,6 +75,7 @@ export const command: Command = {
       probeBytes: (values['probe-mb'] === undefined ? 50 : parseIntArg(values['probe-mb'], '--probe-mb', 1, 10_000)) * 1e6,
       readme: values.readme === true,
       backgroundFetch: values['background-fetch'] === true,
+      allowBadLink: values['allow-bad-link'] === true,
     };
     if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });
