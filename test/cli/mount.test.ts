@@ -16,8 +16,8 @@ import { openLayerToc } from '../../src/format/open.js';
 import { LatencyRecorder, LayerMetrics } from '../../src/fs/metrics.js';
 import type { StatsReport } from '../../src/fs/image-mount.js';
 import { detachAll } from '../../src/fs/stale.js';
-import { digestHex, type Digest } from '../../src/oci/digest.js';
-import type { Descriptor, ImageManifest } from '../../src/oci/types.js';
+import { digestHex, sha256, type Digest } from '../../src/oci/digest.js';
+import type { Descriptor, ImageConfig, ImageManifest } from '../../src/oci/types.js';
 import { buildImage } from '../fixtures/image.js';
 import { realTar } from '../fixtures/real-tar.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -105,6 +105,36 @@ async function openCost(desc: Descriptor): Promise<number> {
   return metrics.fetchedBytes;
 }
 
+/** Pushes `bytes` as a blob of `repo` (POST, then PUT with the digest). */
+async function putBlob(repo: string, bytes: Buffer): Promise<Descriptor> {
+  const digest = sha256(bytes);
+  const start = await fetch(`${registry.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  const loc = new URL(start.headers.get('location')!, registry.url);
+  loc.searchParams.set('digest', digest);
+  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(bytes), headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 201);
+  return { mediaType: 'application/vnd.oci.image.config.v1+json', digest, size: bytes.length };
+}
+
+/** test/mixed:v1 — layer 0 plain gzip (fetched whole), layer 1 eStargz (lazy), from the same source image. */
+async function pushMixed(src: string): Promise<void> {
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/mixed:gz`]);
+  await starling('convert', `oci:${src}:v1`, `docker://${registry.host}/test/mixed:esgz`, '--format', 'estargz', '--chunk-size', '1048576');
+  const get = async (tag: string) => {
+    const res = await fetch(`${registry.url}/v2/test/mixed/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const m = (await res.json()) as ImageManifest;
+    const config = (await (await fetch(`${registry.url}/v2/test/mixed/blobs/${m.config.digest}`)).json()) as ImageConfig;
+    return { m, config };
+  };
+  const gz = await get('gz');
+  const esgz = await get('esgz');
+  const config = { ...esgz.config, rootfs: { type: 'layers', diff_ids: [gz.config.rootfs.diff_ids[0]!, esgz.config.rootfs.diff_ids[1]!] } };
+  const configDesc = await putBlob('test/mixed', Buffer.from(JSON.stringify(config)));
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: [gz.m.layers[0]!, esgz.m.layers[1]!] };
+  const res = await fetch(`${registry.url}/v2/test/mixed/manifests/v1`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': manifest.mediaType } });
+  assert.equal(res.status, 201);
+}
+
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-mount-test-'));
   registry = await startRegistry();
@@ -123,6 +153,7 @@ before(async () => {
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/gzip:v1`]);
   await starling('convert', `oci:${src}:v1`, ref('estargz'), '--format', 'estargz', '--chunk-size', '1048576');
   await starling('convert', `oci:${src}:v1`, ref('zstd'), '--format', 'zstd:chunked');
+  await pushMixed(src);
 });
 
 after(async () => {
@@ -136,7 +167,9 @@ for (const [name, mode] of [
   ['estargz', 'merged'],
   ['zstd', 'merged'],
   ['gzip', 'merged'],
+  ['mixed', 'merged'],
   ['estargz', 'overlay'],
+  ['mixed', 'overlay'],
   ['zstd', 'overlay'],
 ] as const) {
   test(`${name} image, ${mode} mode: every path matches starling pull`, async () => {
@@ -151,10 +184,11 @@ for (const [name, mode] of [
       assert.ok(!got.some((l) => l.startsWith('etc/hostname ')));
       const s = await stats(mnt);
       assert.equal(s.layers.length, 2);
-      for (const l of s.layers) {
-        assert.equal(l.lazy, name !== 'gzip', JSON.stringify(l));
-        if (name === 'gzip') assert.match(l.reason!, /plain gzip layer/);
-      }
+      s.layers.forEach((l, i) => {
+        const lazy = name === 'mixed' ? i === 1 : name !== 'gzip';
+        assert.equal(l.lazy, lazy, JSON.stringify(l));
+        if (!lazy) assert.match(l.reason!, /plain gzip layer/);
+      });
       assert.equal(s.totals.verificationFailures, 0);
     } finally {
       await umount(mnt);
@@ -241,10 +275,35 @@ test('--upper gives a writable root over the lazy mount; umount --force recovers
   mounted.delete(mnt);
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   assert.ok(!info.includes(mnt), 'nothing left mounted');
-  // and the path can be mounted again
+  // and the path can be mounted again; a daemon killed again is recovered by the next mount itself
   await mount(ref('zstd'), mnt, '--cache-dir', join(work, 'cache-upper'));
   assert.equal((await run('cat', [join(mnt, 'etc/added.conf')])).stdout, 'added\n');
+  process.kill((await stats(mnt)).pid, 'SIGKILL');
+  await starling('mount', ref('zstd'), mnt, '--cache-dir', join(work, 'cache-upper')); // no mkdir: the dead mount answers ECONNABORTED
+  assert.equal((await run('cat', [join(mnt, 'etc/added.conf')])).stdout, 'added\n');
   await umount(mnt);
+  assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(mnt));
+});
+
+test('--prefetch-list fetches the listed files right after mount; reading them then fetches nothing', async () => {
+  const mnt = join(work, 'mnt-prefetch');
+  const list = join(work, 'prefetch.list');
+  await writeFile(list, '/usr/bin/zstd\nsmall/one.txt\n');
+  await mount(ref('zstd'), mnt, '--cache-dir', join(work, 'cache-prefetch'), '--prefetch-list', list, '--no-background-fetch');
+  try {
+    let s = await stats(mnt);
+    for (let i = 0; i < 100 && s.layers.some((l) => l.prefetch.state !== 'done'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await stats(mnt);
+    }
+    assert.ok(s.layers.every((l) => l.prefetch.state === 'done'), JSON.stringify(s.layers.map((l) => l.prefetch)));
+    assert.ok(s.layers[0]!.prefetch.done > 0 && s.layers[1]!.prefetch.done > 0);
+    const before = s.layers.map((l) => l.fetchedBytes);
+    await run('sha256sum', [join(mnt, 'usr/bin/zstd'), join(mnt, 'small/one.txt')]);
+    assert.deepEqual((await stats(mnt)).layers.map((l) => l.fetchedBytes), before);
+  } finally {
+    await umount(mnt);
+  }
 });
 
 test('a bad reference fails with a clear message and leaves nothing mounted', async () => {
