@@ -68,16 +68,19 @@ try {
   const cache = join(work, 'cache');
   await mkdir(mnt);
   let rss = 0;
+  let rssAfterMount = 0;
+  const status = async (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
   for (const phase of ['cold', 'warm'] as const) {
     t0 = performance.now();
     await starling('mount', ref, mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--memory-cache', '128MiB');
     mounted = true;
     results[phase]!.mount = (performance.now() - t0) / 1000;
+    const { pid } = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { pid: number };
+    rssAfterMount = Math.max(rssAfterMount, await status(pid, 'VmRSS'));
     for (const [k, cmd] of Object.entries(reads)) results[phase]![k] = await timed(cmd(mnt));
     const stats = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { pid: number; totals: { fetchedBytes: number } };
     results[phase]!.fetchedMiB = stats.totals.fetchedBytes / 2 ** 20;
-    const status = await readFile(`/proc/${stats.pid}/status`, 'utf8');
-    rss = Math.max(rss, Number(/VmHWM:\s+(\d+)/.exec(status)![1]) / 1024);
+    rss = Math.max(rss, await status(stats.pid, 'VmHWM'));
     await starling('umount', mnt);
     mounted = false;
   }
@@ -96,7 +99,8 @@ try {
     '',
     `large layer (${mib(largeLayer.size).toFixed(0)} MiB compressed) whole download: ${download.toFixed(2)} s; cold sequential read through the mount: ${results.cold!.large!.toFixed(2)} s = ${(results.cold!.large! / download).toFixed(2)} × download`,
     `warm / local throughput: large ${((100 * results.local!.large!) / results.warm!.large!).toFixed(0)} %, small ${((100 * results.local!.small!) / results.warm!.small!).toFixed(0)} %`,
-    `daemon peak RSS (VmHWM): ${rss.toFixed(0)} MiB (memory cache bound 128 MiB)`,
+    `daemon RSS right after mount: ${rssAfterMount.toFixed(0)} MiB; peak over the run (VmHWM): ${rss.toFixed(0)} MiB (memory cache bound 128 MiB)`,
+    `load average at the end: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')} (2 cores, shared)`,
   ].join('\n');
   console.log(report);
   await mkdir(join(process.cwd(), 'bench/out'), { recursive: true });

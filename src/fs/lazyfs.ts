@@ -10,7 +10,7 @@ const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0
 const BLOCK = 4096;
 /** Sequential reads grow the read-ahead window from the first to the last of these sizes. */
 const READ_AHEAD_MIN = 4 << 20;
-const READ_AHEAD_MAX = 64 << 20;
+const READ_AHEAD_MAX = 32 << 20;
 
 export interface Stat {
   ino: number;
