@@ -93,7 +93,18 @@ export async function openZstdChunked(blob: BlobSource, annotations: Record<stri
   }
   checkRange(manifest, blob.size, 'TOC', where);
 
-  const tocCompressed = await blob.read(manifest.offset, manifest.length);
+  // With both positions known, fetch the TOC and the tar-split in one request (as containers/storage does).
+  let tocCompressed: Buffer;
+  let tarSplitBytes: Buffer | undefined;
+  const ts = loc.tarSplit;
+  if (ts && blob.readRanges && tarSplitRangeOk(ts, blob.size)) {
+    [tocCompressed, tarSplitBytes] = (await blob.readRanges([
+      { offset: manifest.offset, length: manifest.length },
+      { offset: ts.offset, length: ts.length },
+    ])) as [Buffer, Buffer];
+  } else {
+    tocCompressed = await blob.read(manifest.offset, manifest.length);
+  }
   const tocDigest = sha256(tocCompressed);
   if (loc.checksum && tocDigest !== loc.checksum) {
     throw new TocError(`${where}: TOC checksum mismatch: the layer annotation says ${loc.checksum}, the TOC hashes to ${tocDigest}`);
@@ -121,18 +132,22 @@ export async function openZstdChunked(blob: BlobSource, annotations: Record<stri
       }
     }
     if (!tarSplit) throw new TocError(`${where}: the TOC names a tar-split (${tarSplitDigest}) but neither annotations nor footer say where it is`);
-    await verifyTarSplit(blob, tarSplit, tarSplitDigest, rawEntries, where);
+    await verifyTarSplit(blob, tarSplit, tarSplitDigest, rawEntries, where, tarSplit === ts ? tarSplitBytes : undefined);
   }
   return { format: 'zstd:chunked', tocDigest, tocOffset: dataEnd, entries, decodeChunk };
 }
 
-/** Reads the tar-split, checks its digest and that it lists exactly the TOC's entries. */
-async function verifyTarSplit(blob: BlobSource, range: BlobRange, digest: Digest, tocEntries: TocEntry[], where: string): Promise<void> {
+function tarSplitRangeOk(r: BlobRange, blobSize: number): boolean {
+  return r.offset >= 8 && r.length > 0 && r.offset + r.length <= blobSize && r.uncompressedLength <= MAX_TAR_SPLIT_BYTES;
+}
+
+/** Reads the tar-split (unless `fetched`), checks its digest and that it lists exactly the TOC's entries. */
+async function verifyTarSplit(blob: BlobSource, range: BlobRange, digest: Digest, tocEntries: TocEntry[], where: string, fetched?: Buffer): Promise<void> {
   checkRange(range, blob.size, 'tar-split', where);
   if (range.uncompressedLength > MAX_TAR_SPLIT_BYTES) {
     throw new TocError(`${where}: tar-split of ${range.uncompressedLength} bytes uncompressed exceeds the ${MAX_TAR_SPLIT_BYTES}-byte limit`);
   }
-  const compressed = await blob.read(range.offset, range.length);
+  const compressed = fetched ?? (await blob.read(range.offset, range.length));
   const actual = sha256(compressed);
   if (actual !== digest) throw new TocError(`${where}: tar-split digest mismatch: the TOC says ${digest}, the tar-split hashes to ${actual}`);
   const text = await decompressExact(compressed, range.uncompressedLength, (msg) => new TocError(`${where}: tar-split: ${msg}`));

@@ -149,6 +149,8 @@ export function readTarSplit(text: Buffer): TarSplitSummary {
   const headers: TarHeader[] = [];
   let tarSize = 0;
   let pendingPadding = 0;
+  /** Past the end-of-archive marker, or a tar that ended inside its last padding: only trailing bytes follow. */
+  let ended = false;
   let lineNo = 0;
   let start = 0;
   while (start < text.length) {
@@ -176,8 +178,11 @@ export function readTarSplit(text: Buffer): TarSplitSummary {
     if (typeof e.payload !== 'string' && e.payload !== null) throw new TarSplitError(`tar-split line ${lineNo}: bad payload`);
     let payload = Buffer.from(e.payload ?? '', 'base64');
     tarSize += payload.length;
+    if (ended) continue;
     if (payload.length < pendingPadding) {
-      throw new TarSplitError(`tar-split line ${lineNo}: expected ${pendingPadding} bytes of padding, the segment has ${payload.length}`);
+      // Go's tar reader (and our writer) accept a tar that ends inside its last entry's padding.
+      ended = true;
+      continue;
     }
     payload = payload.subarray(pendingPadding);
     pendingPadding = 0;
@@ -185,7 +190,7 @@ export function readTarSplit(text: Buffer): TarSplitSummary {
     if (hdr) {
       headers.push(hdr);
       pendingPadding = blockPadding(hdr.size);
-    }
+    } else if (payload.length > 0) ended = true;
   }
   return { headers, tarSize };
 }

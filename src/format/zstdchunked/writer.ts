@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { sha256, Sha256Counter, type Digest } from '../../oci/digest.js';
 import { Annotation, MediaType } from '../../oci/mediatypes.js';
-import { normalizeEntryPath } from '../tar-entry.js';
+import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import type { TocEntry } from '../toc.js';
 import type { LayerWriteResult } from '../writer.js';
 import { encodeFooter, formatManifestPosition, formatTarSplitPosition } from './footer.js';
@@ -35,7 +35,7 @@ export interface ZstdChunkedWriteOptions {
    * that honours it needs no change here.
    */
   level?: number;
-  /** Uncompressed bytes allowed in flight in the compressor pool (default 32 MiB). */
+  /** Uncompressed bytes allowed in flight in the compressor pool (default 16 MiB). */
   maxInflightBytes?: number;
 }
 
@@ -76,7 +76,9 @@ class OpenFrame {
 class ZstdChunkedEncoder implements ChunkSink {
   readonly frame = new OpenFrame();
   readonly entries: PendingEntry[] = [];
-  readonly tarSplitParts: Promise<Buffer>[] = [];
+  /** Compressed tar-split pieces, in order; the last few may still be compressing. */
+  readonly tarSplitParts: (Buffer | Promise<Buffer>)[] = [];
+  private tarSplitSettled = 0;
   tarSplitSize = 0;
   readonly tarSplit: TarSplitBuilder;
   private readonly parser: RawTarParser;
@@ -118,6 +120,14 @@ class ZstdChunkedEncoder implements ChunkSink {
     this.parser.feed(buf);
   }
 
+  /** Waits for tar-split pieces while more than a few are compressing (bounds their memory). */
+  async settleTarSplit(maxPending = 4): Promise<void> {
+    while (this.tarSplitParts.length - this.tarSplitSettled > maxPending) {
+      this.tarSplitParts[this.tarSplitSettled] = await this.tarSplitParts[this.tarSplitSettled]!;
+      this.tarSplitSettled++;
+    }
+  }
+
   finish(): void {
     this.parser.finish();
     this.closeFrame();
@@ -126,7 +136,9 @@ class ZstdChunkedEncoder implements ChunkSink {
 
   private onEntry(hdr: TarHeader, raw: Buffer[]): void {
     // Untrusted names: refuse root escapes and NUL as the eStargz writer does (our reader refuses them too).
-    normalizeEntryPath(hdr.name, 'tar entry');
+    if (normalizeEntryPath(hdr.name, 'tar entry') === '' && hdr.typeflag !== '5') {
+      throw new TarEntryError(`tar entry ${JSON.stringify(hdr.name)} names the layer root but is not a directory (type ${hdr.typeflag})`);
+    }
     if (hdr.typeflag === '1') normalizeEntryPath(hdr.linkname, `hardlink ${JSON.stringify(hdr.name)} target`);
     for (const r of raw) this.addRaw(r);
     this.tarSplit.segment(Buffer.concat(raw));
@@ -256,7 +268,7 @@ class ZstdChunkedEncoder implements ChunkSink {
  */
 export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdChunkedWriteOptions = {}): Promise<LayerWriteResult> {
   const level = opts.level ?? DEFAULT_ZSTD_CHUNKED_LEVEL;
-  const maxInflightBytes = opts.maxInflightBytes ?? 32 << 20;
+  const maxInflightBytes = opts.maxInflightBytes ?? 16 << 20;
   const output = new FrameOutput(out, level, maxInflightBytes, 1024);
   const encoder = new ZstdChunkedEncoder(output, level);
   const diff = new Sha256Counter();
@@ -264,6 +276,7 @@ export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdC
     diff.update(chunk);
     encoder.feed(chunk);
     await output.settle();
+    await encoder.settleTarSplit();
   }
   encoder.finish();
   await output.drain();

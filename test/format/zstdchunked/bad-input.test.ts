@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { compress } from '@mongodb-js/zstd';
-import { BufferBlob } from '../../../src/blob/source.js';
+import { BufferBlob, type BlobSource } from '../../../src/blob/source.js';
 import { ChunkVerifyError, TocError, type ChunkRef } from '../../../src/format/toc.js';
 import { encodeFooter, parseManifestPosition, parseTarSplitPosition } from '../../../src/format/zstdchunked/footer.js';
 import { skippableFrame } from '../../../src/format/zstdchunked/frames.js';
@@ -68,6 +68,20 @@ describe('zstd:chunked refuses bad input', () => {
   it('opens the untouched blob (the baseline the cases below break)', async () => {
     const layer = await openZstdChunked(new BufferBlob(blob), ann, { requireChecksum: true });
     assert.ok(layer.entries.find((e) => e.path === 'sub/big')!.chunks.length > 1);
+  });
+
+  it('fetches the TOC and the tar-split in one multi-range request when the annotations give both', async () => {
+    const inner = new BufferBlob(blob);
+    const calls: string[] = [];
+    const counting: BlobSource = {
+      size: inner.size,
+      description: 'counting',
+      read: (o, l) => (calls.push(`read ${o}+${l}`), inner.read(o, l)),
+      readRanges: async (ranges) => (calls.push(`readRanges ${ranges.length}`), Promise.all(ranges.map((r) => inner.read(r.offset, r.length)))),
+      close: async () => undefined,
+    };
+    await openZstdChunked(counting, ann, { requireChecksum: true });
+    assert.deepEqual(calls, ['readRanges 2']);
   });
 
   it('a wrong manifest checksum', async () => {
