@@ -93,8 +93,9 @@ class LayerBuilder {
     const { header } = src;
     const clean = cleanEntryName(header.name);
     if (!generated && (clean === TOC_TAR_NAME || clean === PREFETCH_LANDMARK || clean === NO_PREFETCH_LANDMARK)) return;
-    normalizeEntryPath(header.name, 'tar entry');
+    const path = normalizeEntryPath(header.name, 'tar entry');
     const entry = tocEntryFromTarHeader(header, this.names);
+    if (path === '' && entry.type !== 'dir') throw new TarEntryError(`tar entry ${JSON.stringify(header.name)} names the layer root but is a ${entry.type}, not a directory`);
     if (entry.type === 'hardlink') normalizeEntryPath(header.linkname ?? '', `hardlink ${JSON.stringify(header.name)} target`);
     for (const old of this.byName.get(clean) ?? []) this.replaced.add(old);
     const own: TocEntry[] = [entry];
