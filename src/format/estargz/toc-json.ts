@@ -3,9 +3,8 @@
 // \u escapes. Identical formatting keeps our TOC bytes comparable with Go-built ones.
 import type { Toc, TocEntry } from '../toc.js';
 
-const KEY_ORDER: readonly (keyof TocEntry)[] = [
-  'name',
-  'type',
+/** TOCEntry fields after name and type (always present), in Go's declaration order. */
+const OPTIONAL_KEYS: readonly (keyof TocEntry)[] = [
   'size',
   'modtime',
   'linkName',
@@ -35,14 +34,13 @@ const GO_ESCAPES: Record<string, string> = {
 };
 
 function ordered(e: TocEntry): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
-  for (const k of KEY_ORDER) {
+  const o: Record<string, unknown> = { name: e.name, type: e.type };
+  for (const k of OPTIONAL_KEYS) {
     const v = e[k];
-    if (v === undefined || v === 0 || v === '') continue;
-    if (k === 'name' || k === 'type' || typeof v !== 'object' || Object.keys(v).length > 0) o[k] = v;
+    const empty = v === undefined || v === 0 || v === '' || (typeof v === 'object' && Object.keys(v).length === 0);
+    if (!empty) o[k] = v;
   }
-  if (o.name === undefined) o.name = e.name;
-  return { name: o.name, type: e.type, ...o };
+  return o;
 }
 
 export function tocJson(toc: Toc): Buffer {

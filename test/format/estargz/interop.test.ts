@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { pack, type Header } from 'tar-stream';
 import { BufferBlob } from '../../../src/blob/source.js';
 import { sha256, type Digest } from '../../../src/oci/digest.js';
 import { legacyStargzFooter } from '../../../src/format/estargz/footer.js';
@@ -33,10 +34,10 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function goBuild(name: string, args: string[] = []): Promise<{ blob: Buffer; tocDigest: Digest; diffID: Digest }> {
+async function goBuild(name: string, args: string[] = [], input = tarPath): Promise<{ blob: Buffer; tocDigest: Digest; diffID: Digest }> {
   const out = join(dir, name);
   // Level 1: the TOC does not depend on the level, and level 9 is slow on a shared machine.
-  const res = JSON.parse(await goEstargz(['build', tarPath, out, '-level', '1', ...args])) as { tocDigest: Digest; diffID: Digest; digest: Digest };
+  const res = JSON.parse(await goEstargz(['build', input, out, '-level', '1', ...args])) as { tocDigest: Digest; diffID: Digest; digest: Digest };
   const blob = await readFile(out);
   assert.equal(sha256(blob), res.digest);
   return { blob, tocDigest: res.tocDigest, diffID: res.diffID };
@@ -159,4 +160,24 @@ test('legacy 47-byte footer: a Go-built blob with its footer rewritten (0.12.0 c
   // Go's own reader accepts the rewritten footer too, so it is a real legacy footer.
   const v = await goVerify(legacy, go.tocDigest);
   assert.equal(v.tocDigest, go.tocDigest);
+});
+
+test('JSON escaping and user/group name elision match Go byte for byte (names with <>&, \\b, \\f, U+2028)', async () => {
+  const names = ['x<y>&z.txt', 'bell\bform\ffeed', 'line\u2028sep', 'quote"back\\slash', 'tab\tnl\nend', 'ünï'];
+  const p = pack();
+  p.entry({ name: 'd/', type: 'directory', mode: 0o755, uid: 5, gid: 6, uname: 'u5', gname: 'g6', mtime: new Date(1_700_000_000_600) } as Header);
+  for (const [i, n] of names.entries()) {
+    p.entry({ name: `d/${n}`, mode: 0o644, uid: i % 2 ? 5 : 7, gid: 6, uname: i % 2 ? 'u5' : 'u7', gname: i < 3 ? 'g6' : 'other', mtime: new Date(1_700_000_000_000 + i) } as Header, `content ${i}`);
+  }
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const d of p as AsyncIterable<Buffer>) parts.push(d);
+  const input = join(dir, 'odd-names.tar');
+  await writeFile(input, Buffer.concat(parts));
+  const go = await goBuild('odd-names-go.blob', [], input);
+  const { blob, result } = await convert(input, { level: 1 });
+  assert.equal(tocWithoutOffsets(blob), tocWithoutOffsets(go.blob));
+  assert.match(tocWithoutOffsets(blob), /x\\u003cy\\u003e\\u0026z/);
+  const layer = await openEstargz(new BufferBlob(blob), { tocDigest: result.tocDigest });
+  assert.deepEqual(layer.entries.map((e) => e.path).slice(1), names.map((n) => `d/${n}`));
 });

@@ -8,7 +8,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { decompressedTar } from '../../../src/format/compression.js';
+import { writeEstargz } from '../../../src/format/estargz/writer.js';
 import { BufferBlob } from '../../../src/blob/source.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { Annotation, MediaType } from '../../../src/oci/mediatypes.js';
@@ -17,7 +21,7 @@ import { normalizeEntryPath } from '../../../src/format/tar-entry.js';
 import type { FileEntry, LayerToc } from '../../../src/format/toc.js';
 import type { LayerWriteResult } from '../../../src/format/writer.js';
 import { realTar } from '../../fixtures/real-tar.js';
-import { convert, readSourceTar, type SourceEntry } from './helpers.js';
+import { convert, MemorySink, readSourceTar, type SourceEntry } from './helpers.js';
 
 const run = promisify(execFile);
 const TYPE: Record<string, string> = {
@@ -169,6 +173,20 @@ test('chunk size option: every payload member holds at most chunkSize bytes and 
   assert.ok(pieces.every((p) => p.chunkSize === chunkSize), 'an exact multiple has chunkSize on its last chunk too');
   const bigPieces = toc.entries.filter((e) => e.name === 'data/big.bin');
   assert.equal(bigPieces.at(-1)!.chunkSize, undefined, 'a last partial chunk has no chunkSize');
+});
+
+test('gzip and zstd layers convert through decompressedTar to the same blob as the plain tar', async () => {
+  const plain = await readFile(tarPath);
+  const expected = await convert(plain, { level: 1 });
+  const zstd = (await run('zstd', ['-q', '-c', '-1', tarPath], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
+  for (const [name, data] of [['gzip', gzipSync(plain, { level: 1 })], ['zstd', zstd]] as const) {
+    const { compression, tar } = await decompressedTar(Readable.from([data]));
+    assert.equal(compression, name);
+    const sink = new MemorySink();
+    const r = await writeEstargz(tar, sink, { level: 1 });
+    assert.equal(r.digest, expected.result.digest, name);
+    assert.equal(sha256(sink.data), sha256(expected.blob), name);
+  }
 });
 
 /** The TOC JSON of a blob, read with plain zlib (independent of our reader). */
