@@ -18,9 +18,11 @@ class StarlingFuse extends Fuse {
   }
 }
 
+// fuse-native exposes errnos as negative numbers on the class (Fuse.ENOENT = -2, …).
+const ERRNOS = Fuse as unknown as Record<string, number>;
+
 function errno(err: unknown): number {
-  const code = err instanceof FsError ? err.code : 'EIO';
-  return (Fuse as unknown as Record<string, number>)[code] ?? (Fuse as unknown as Record<string, number>).EIO!;
+  return ERRNOS[err instanceof FsError ? err.code : 'EIO'] ?? ERRNOS.EIO!;
 }
 
 function fuseStat(st: Stat) {
@@ -62,7 +64,7 @@ export async function mountFuse(mountpoint: string, fs: LazyFs, opts: FuseMountO
       listxattr: (path, cb) => sync(() => fs.listxattr(path), cb),
       open: (path, flags, cb) => sync(() => fs.open(path, flags), cb),
       release: (_path, fd, cb) => sync(() => fs.release(fd), (err) => cb(err)),
-      statfs: (_path, cb) => sync(() => ({ ...fs.statfs() }) as unknown as Record<string, number>, cb),
+      statfs: (_path, cb) => sync(() => ({ ...fs.statfs() }), cb),
       read: (_path, fd, buf, len, pos, cb) => {
         fs.read(fd, pos, len).then(
           (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),

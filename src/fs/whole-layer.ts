@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { FileBlob } from '../blob/source.js';
 import { decompressedTar } from '../format/compression.js';
 import { buildEntries } from '../format/estargz/reader.js';
@@ -37,7 +38,7 @@ async function decodeStored(chunk: ChunkRef, stored: Buffer): Promise<Buffer> {
 }
 
 /** Unpacks the tar stream into `dataPath`; returns the TOC describing it. */
-async function unpack(tar: AsyncIterable<Buffer> & NodeJS.ReadableStream, dataPath: string): Promise<{ version: 1; entries: TocEntry[] }> {
+async function unpack(tar: Readable, dataPath: string): Promise<{ version: 1; entries: TocEntry[] }> {
   const out = createWriteStream(dataPath);
   let pos = 0;
   const write = async (b: Buffer) => {
@@ -45,7 +46,7 @@ async function unpack(tar: AsyncIterable<Buffer> & NodeJS.ReadableStream, dataPa
     pos += b.length;
   };
   await write(DATA_MAGIC);
-  const reader = new TarReader(tar as never);
+  const reader = new TarReader(tar);
   const names = new OwnerNames();
   const entries: TocEntry[] = [];
   try {
@@ -108,7 +109,7 @@ export async function openWholeLayer(source: ImageSource, desc: Descriptor, cach
     const tmp = `${base}.${process.pid}.tmp`;
     try {
       const { tar } = await decompressedTar(await source.openBlobStream(desc));
-      toc = await unpack(tar as never, `${tmp}.data`);
+      toc = await unpack(tar, `${tmp}.data`);
       await writeFile(`${tmp}.toc.json`, JSON.stringify(toc));
       // Data first: a TOC on disk always has its data file.
       await rename(`${tmp}.data`, `${base}.data`);
