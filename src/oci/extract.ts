@@ -106,6 +106,7 @@ class LayerExtractor {
   /** Resolved parent directories, by entry path; dropped whenever a symlink or directory changes. */
   private dirCache = new Map<string, { abs: string; rel: string }>();
   private readonly isRoot = process.getuid?.() === 0;
+  private readonly umask = process.umask();
   /** Directories this layer created: nothing can exist in them that this layer did not write. */
   private readonly freshDirs = new Set<string>();
   /** Small files being written in the background, by absolute path (see `entry`). */
@@ -196,7 +197,9 @@ class LayerExtractor {
   }
 
   private async writeFile(abs: string, data: Buffer | TarReader, meta: { uid: number; gid: number; mode: number; mtime: Date }): Promise<void> {
-    const fh = await open(abs, 'wx', 0o600);
+    // Created with its final permission bits (the fd stays writable whatever they are); chmod only
+    // when the umask would strip some or set-id/sticky bits are wanted.
+    const fh = await open(abs, 'wx', meta.mode & 0o777);
     try {
       if (Buffer.isBuffer(data)) {
         if (data.length > 0) await fh.write(data);
@@ -205,7 +208,7 @@ class LayerExtractor {
       }
       // A new file of root's is already 0:0; chown also clears set-id bits, so it goes before chmod.
       if (this.isRoot && (meta.uid !== 0 || meta.gid !== 0)) await fh.chown(meta.uid, meta.gid);
-      await fh.chmod(meta.mode);
+      if ((meta.mode & ~0o777) !== 0 || (meta.mode & this.umask) !== 0) await fh.chmod(meta.mode);
       await fh.utimes(meta.mtime, meta.mtime);
     } finally {
       await fh.close();

@@ -147,9 +147,16 @@ test('entries of one layer touching the same paths apply in tar order', async ()
       { name: 'd/f9', type: 'symlink', linkname: 'f8' }, // a file replaced by a symlink
       { name: 'd/f10/', type: 'directory' }, // and by a directory
       { name: 'd/f10/in', content: 'in' },
+      { name: 'modes/group-writable', content: 'g', mode: 0o664 }, // a bit the umask would strip
+      { name: 'modes/read-only', content: 'r', mode: 0o400 },
+      { name: 'modes/sticky-dir/', type: 'directory', mode: 0o1777 },
     ]),
     root,
   );
+  assert.equal((await stat(join(root, 'modes/group-writable'))).mode & 0o7777, 0o664);
+  assert.equal((await stat(join(root, 'modes/read-only'))).mode & 0o7777, 0o400);
+  assert.equal(await readFile(join(root, 'modes/read-only'), 'utf8'), 'r');
+  assert.equal((await stat(join(root, 'modes/sticky-dir'))).mode & 0o7777, 0o1777);
   assert.equal(await readFile(join(root, 'd/f7'), 'utf8'), 'second f7');
   assert.equal((await stat(join(root, 'd/hard'))).ino, (await stat(join(root, 'd/f8'))).ino);
   assert.equal(await readFile(join(root, 'd/hard'), 'utf8'), 'v1-8');
