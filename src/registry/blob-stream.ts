@@ -9,16 +9,11 @@ import { RegistryError, TransientError } from './errors.js';
 import { parseContentRange } from './multipart.js';
 import { backoffMs, isNetworkError, sleep } from './retry.js';
 
-export interface BlobStreamCounter {
-  requests: number;
-  bytes: number;
+export function registryBlobStream(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>): Readable {
+  return Readable.from(download(client, repository, desc), { objectMode: false, highWaterMark: 1 << 20 });
 }
 
-export function registryBlobStream(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>, counter?: BlobStreamCounter): Readable {
-  return Readable.from(download(client, repository, desc, counter), { objectMode: false, highWaterMark: 1 << 20 });
-}
-
-async function* download(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>, counter?: BlobStreamCounter): AsyncGenerator<Buffer> {
+async function* download(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>): AsyncGenerator<Buffer> {
   const object = `blob ${desc.digest}`;
   const ctx = client.context(repository, object);
   const hash = new Sha256Counter();
@@ -34,7 +29,6 @@ async function* download(client: RegistryClient, repository: string, desc: Pick<
         object,
         headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-`, 'accept-encoding': 'identity' } : { 'accept-encoding': 'identity' },
         expect: resumeAt > 0 ? [206, 200] : [200],
-        ...(counter ? { counter } : {}),
       });
       body = res.body;
       let skip = 0;
@@ -45,7 +39,6 @@ async function* download(client: RegistryClient, repository: string, desc: Pick<
         skip = resumeAt;
       }
       for await (const raw of body as AsyncIterable<Buffer>) {
-        if (counter) counter.bytes += raw.length;
         let chunk = raw;
         if (skip > 0) {
           const n = Math.min(skip, chunk.length);
