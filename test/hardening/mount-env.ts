@@ -15,6 +15,7 @@ import { buildImage } from '../fixtures/image.js';
 import { noise } from '../fs/helpers/layer.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 
 export const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -24,6 +25,8 @@ export interface MountEnv {
   work: string;
   registry: RunningRegistry;
   proxy?: FaultProxy;
+  /** The token issuer, when the registry uses token auth (user alice, password pw, via DOCKER_AUTH_CONFIG). */
+  tokens?: TokenServer;
   /** Local copy of the image's files: what every read from a mount is compared with. */
   srcTree: string;
   files: Map<string, Buffer>;
@@ -45,6 +48,8 @@ export interface MountEnvOptions {
   /** estargz chunk size (default 64 KiB: many chunks per file). */
   chunkSize?: number;
   proxy?: boolean;
+  /** Token auth on the registry; every `starling` run gets alice's credentials. */
+  token?: boolean;
 }
 
 /** Deterministic files of mixed sizes: small text, multi-chunk noise, a zero-heavy file. */
@@ -62,7 +67,8 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
   const mounted = new Set<string>();
   let registry: RunningRegistry | undefined;
   let proxy: FaultProxy | undefined;
-  const env = { ...process.env, STARLING_RUN_DIR: runDir };
+  let tokens: TokenServer | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env, STARLING_RUN_DIR: runDir };
   const starling = (...args: string[]) => run(process.execPath, ['--import', 'tsx', CLI, ...args], { maxBuffer: 64 << 20, env });
   const daemonPaths = async (mnt: string) => {
     const { mountPaths } = await import('../../src/fs/control.js');
@@ -73,12 +79,18 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
     await detachAll([...mounted], runDir).catch(() => {});
     await proxy?.stop().catch(() => {});
     await registry?.stop().catch(() => {});
+    await tokens?.stop().catch(() => {});
     // Never remove a tree with a mount still inside it.
     const still = (await listMounts()).filter((m) => m.mountpoint.startsWith(work + '/'));
     if (still.length === 0) await rm(work, { recursive: true, force: true });
   };
   try {
-    registry = await startRegistry();
+    if (opts.token) tokens = await startTokenServer({ users: { alice: 'pw' }, anonymousPull: true });
+    registry = await startRegistry(tokens ? { token: tokens.registryConfig } : {});
+    if (opts.token) {
+      const auth = Buffer.from('alice:pw').toString('base64');
+      env.DOCKER_AUTH_CONFIG = JSON.stringify({ auths: { [registry.host]: { auth } } });
+    }
     const srcTree = join(work, 'src-tree');
     const files = new Map(Object.entries(opts.files));
     for (const [p, content] of files) {
@@ -92,11 +104,16 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
       await starling('convert', `oci:${oci}:v1`, `docker://${registry.host}/test/${name}:v1`, '--format', format, ...chunk);
     }
     if (opts.proxy) proxy = await startFaultProxy(registry.url);
+    if (proxy && env.DOCKER_AUTH_CONFIG) {
+      const auth = Buffer.from('alice:pw').toString('base64');
+      env.DOCKER_AUTH_CONFIG = JSON.stringify({ auths: { [registry.host]: { auth }, [proxy.host]: { auth } } });
+    }
     const host = proxy?.host ?? registry.host;
     const me: MountEnv = {
       work,
       registry,
       ...(proxy ? { proxy } : {}),
+      ...(tokens ? { tokens } : {}),
       srcTree,
       files,
       ref: (name) => `docker://${host}/test/${name}:v1`,
