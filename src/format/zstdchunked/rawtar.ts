@@ -95,11 +95,8 @@ function blockFormat(block: Buffer): BlockFormat {
   }
   if (stored !== unsigned && stored !== signed) throw new TarFormatError('tar header: checksum mismatch (not a tar archive, or corrupt)');
   const magic = block.toString('latin1', 257, 263);
-  const version = block.toString('latin1', 263, 265);
-  if (magic === 'ustar\0' && version === '00') {
-    return block.toString('latin1', 508, 512) === 'tar\0' ? 'star' : 'ustar';
-  }
-  if (magic === 'ustar ' && version === ' \0') return 'gnu';
+  if (magic === 'ustar\0') return block.toString('latin1', 508, 512) === 'tar\0' ? 'star' : 'ustar';
+  if (magic === 'ustar ' && block.toString('latin1', 263, 265) === ' \0') return 'gnu';
   return 'v7';
 }
 
@@ -190,6 +187,7 @@ export function decodeHeader(block: Buffer, meta: MetaState): TarHeader {
       }
       if (value.length === 0) continue; // Go keeps the header's value for an empty record
       const text = value.toString('utf8');
+      if ((key === 'path' || key === 'linkpath') && value.includes(0)) throw new TarFormatError(`PAX header: NUL in ${key}`);
       switch (key) {
         case 'path':
           nameBytes = value;
