@@ -9,7 +9,7 @@ import type { Descriptor, Platform } from '../oci/types.js';
 import { registryBlobStream } from './blob-stream.js';
 import { readLimited, RegistryClient, type RegistryClientOptions } from './client.js';
 import type { CredentialStore } from './credentials.js';
-import { RegistryError } from './errors.js';
+import { RegistryAuthError, RegistryError } from './errors.js';
 import { formatDockerReference, parseDockerReference, type DockerReference } from './reference.js';
 import { uploadBlobFile, type UploadOptions } from './upload.js';
 
@@ -83,9 +83,16 @@ export class RegistryImageSource implements ImageSource {
     const { repository } = this.ref;
     let reference: string = this.ref.digest ?? this.ref.tag ?? 'latest';
     if (!this.ref.digest) {
-      const head = await this.client.headManifest(repository, reference);
+      let head: Awaited<ReturnType<RegistryClient['headManifest']>> | 'unsupported';
+      try {
+        head = await this.client.headManifest(repository, reference);
+      } catch (err) {
+        // Some registries and proxies refuse HEAD (405 and the like): GET by tag instead.
+        if (!(err instanceof RegistryError) || err instanceof RegistryAuthError || err.status === undefined || err.status >= 500) throw err;
+        head = 'unsupported';
+      }
       if (!head) throw new RegistryError(this.client.context(repository, `tag ${reference}`), 'manifest unknown (HTTP 404)', 404);
-      if (head.digest) reference = head.digest;
+      if (head !== 'unsupported' && head.digest) reference = head.digest;
     }
     const m = await this.client.getManifest(repository, reference);
     return { descriptor: { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length }, bytes: m.bytes };

@@ -228,6 +228,19 @@ test('a full blob stream resumes after a reset with a Range request, and detects
   await rs.close();
 });
 
+test('a registry refusing HEAD on manifests is resolved by GET', async () => {
+  const c = client();
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: MediaType.ociConfig, digest: smallDigest, size: small.length }, layers: [] }));
+  await c.putManifest(REPO, 'nohead', MediaType.ociManifest, manifest);
+  await c.close();
+  const rs = await openRegistrySource(`docker://${proxy.host}/${REPO}:nohead`, { credentials: { get: (d) => creds.get(d === proxy.host ? 'placeholder' : d) } });
+  proxy.inject({ kind: 'status', status: 405, times: Infinity, match: { method: 'HEAD', path: '/manifests/' } });
+  const root = await rs.resolveRoot();
+  assert.equal(root.descriptor.digest, sha256(manifest));
+  assert.ok(proxy.log.some((r) => r.method === 'GET' && r.path.endsWith('/manifests/nohead') && r.status === 200));
+  await rs.close();
+});
+
 test('a manifest whose bytes were altered on the way is refused', async () => {
   const c = client();
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: MediaType.ociConfig, digest: smallDigest, size: small.length }, layers: [] }));
