@@ -11,6 +11,7 @@ export const MAX_BLOCK = 128 * 1024;
 
 /** A skippable frame (magic 0x184D2A50) wrapping `data`. */
 export function skippableFrame(data: Uint8Array): Buffer {
+  if (data.length > 0xffffffff) throw new RangeError(`a skippable frame holds at most 4 GiB, not ${data.length} bytes`);
   const head = Buffer.alloc(8);
   head.writeUInt32LE(SKIPPABLE_MAGIC, 0);
   head.writeUInt32LE(data.length, 4);

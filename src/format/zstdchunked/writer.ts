@@ -15,6 +15,7 @@ import { FrameOutput } from './frame-output.js';
 import { MAX_BLOCK, skippableFrame } from './frames.js';
 import { serializeToc, tocEntryFromHeader } from './manifest.js';
 import { RawTarParser, type TarHeader } from './rawtar.js';
+import { MAX_TOC_BYTES } from './reader.js';
 import { ContentChunker, type ChunkSink } from './rollsum.js';
 import { Crc64, TarSplitBuilder } from './tarsplit.js';
 
@@ -289,6 +290,9 @@ export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdC
     return entry;
   });
   const tocJson = Buffer.from(serializeToc(tocEntries, tarSplitDigest), 'utf8');
+  if (tocJson.length > MAX_TOC_BYTES) {
+    throw new Error(`zstd:chunked TOC of ${tocJson.length} bytes for ${tocEntries.length} entries exceeds the ${MAX_TOC_BYTES}-byte limit readers enforce`);
+  }
   const toc = await compress(tocJson, level);
   const tocDigest = sha256(toc);
 
