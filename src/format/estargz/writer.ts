@@ -35,6 +35,8 @@ export interface EstargzWriteOptions {
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
 /** The landmark file's content: one byte 0x0f (formats.md §1a.5). */
 const LANDMARK_CONTENT = Buffer.from([0x0f]);
+/** Go records this digest for empty regular files too. */
+const EMPTY_DIGEST = sha256(Buffer.alloc(0));
 
 /** An entry to write: its header, the raw header blocks to emit, and a reader for its payload. */
 interface SourceEntry {
@@ -105,7 +107,8 @@ class LayerBuilder {
     if (entry.type !== 'reg') return;
 
     const size = src.payloadSize;
-    const file = new Sha256Counter();
+    // A file of one chunk has digest == chunkDigest: skip the second hash over its bytes.
+    const file = size > this.chunkSize ? new Sha256Counter() : undefined;
     let current = entry;
     for (let written = 0; written < size; ) {
       const member = await this.cut();
@@ -123,7 +126,7 @@ class LayerBuilder {
         const piece = await src.readPayload(len - got);
         if (!piece) throw new TarFormatError(`truncated tar: input ended inside the content of ${JSON.stringify(header.name)}`);
         chunk.update(piece);
-        file.update(piece);
+        file?.update(piece);
         this.append(piece);
         got += piece.length;
       }
@@ -131,7 +134,7 @@ class LayerBuilder {
       this.memberOf.set(current, member);
       written += len;
     }
-    entry.digest = file.digest();
+    entry.digest = file ? file.digest() : (entry.chunkDigest ?? EMPTY_DIGEST);
     this.append(padding(size));
   }
 
