@@ -53,7 +53,8 @@ export async function parseLayerOptions(
     } catch (err) {
       throw new UserError(`--prioritize-file: cannot read ${values['prioritize-file']}: ${(err as Error).message}`, 2);
     }
-    prioritized.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+    // One path per line, as `starling record` writes them; names are kept as they are (no trimming).
+    prioritized.push(...text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l !== '' && !l.startsWith('#')));
   }
   if (prioritized.length > 0) {
     if (format !== 'estargz') throw new UserError('--prioritize/--prioritize-file apply to estargz only', 2);

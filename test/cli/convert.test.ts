@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { command as convert } from '../../src/cli/convert.js';
 import { command as convertLayer } from '../../src/cli/convert-layer.js';
 import { UserError } from '../../src/cli/command.js';
+import { formatBytes, ProgressBar } from '../../src/cli/_progress.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { buildImage, writeFilesTar, type BuiltImage } from '../fixtures/image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -192,4 +193,31 @@ test('SIGINT during a conversion: exit 130, no index.json, no temporary files le
   assert.equal(await exited, 130, err);
   assert.match(err, /interrupted: oci:.* was not updated/);
   assert.deepEqual((await readdir(dst)).sort(), ['blobs', 'oci-layout']);
+});
+
+test('progress bar: drawn only on a TTY, throttled, cleared', () => {
+  const written: string[] = [];
+  const tty = { isTTY: true, columns: 120, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+  const bar = new ProgressBar('converting', tty);
+  bar.setTotal(4 << 20);
+  bar.add(1 << 20);
+  bar.setNote('layer 1/2');
+  assert.equal(written.at(-1), '\r\x1b[Kconverting [########......................]  25% 1.0 MiB/4.0 MiB layer 1/2');
+  const narrow: string[] = [];
+  const small = new ProgressBar('converting', { isTTY: true, columns: 40, write: (s: string) => narrow.push(s) } as unknown as NodeJS.WriteStream);
+  small.setTotal(100);
+  assert.equal(narrow.at(-1)!.length, '\r\x1b[K'.length + 39, 'cut to the terminal width');
+  const before = written.length;
+  for (let i = 0; i < 100; i++) bar.add(1);
+  assert.ok(written.length - before <= 1, 'redraws are throttled');
+  bar.clear();
+  assert.equal(written.at(-1), '\r\x1b[K');
+
+  const piped: string[] = [];
+  const pipe = new ProgressBar('converting', { isTTY: false, write: (s: string) => piped.push(s) } as unknown as NodeJS.WriteStream);
+  pipe.setTotal(10);
+  pipe.add(5);
+  pipe.clear();
+  assert.deepEqual(piped, []);
+  assert.deepEqual([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(5 * 1024 ** 3)], ['0 B', '1023 B', '1.5 KiB', '5.0 GiB']);
 });
