@@ -119,7 +119,8 @@ export async function buildBenchImage(recipe: ImageRecipe, cacheDir: string, log
       concat.push(undefined);
       for (const p of sel.paths()) {
         const e = sel.entries.get(p)!;
-        hash.update(`${e.path}\0${e.type}\0${e.size}\0${e.mtimeMs}\0${e.mode}\n`);
+        // A directory's mtime changes whenever something is added anywhere in it: not content.
+        hash.update(`${e.path}\0${e.type}\0${e.size}\0${e.type === 'dir' ? 0 : e.mtimeMs}\0${e.mode}\n`);
       }
     } else {
       selections.push(undefined);

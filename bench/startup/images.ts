@@ -47,9 +47,10 @@ export const IMAGES: readonly ImageRecipe[] = [
     description: 'python3.11 with its standard library and the libraries its modules load, plus real headers and libraries as a full python image carries (~300 MB)',
     layers: [
       base,
-      { name: 'python', host: { paths: ['/usr/bin/python3', '/usr/bin/python3.11', '/usr/lib/python3.11', '/usr/lib/python3'], libraries: true } },
+      // (Not /usr/lib/python3/dist-packages: this machine's sandbox rewrites files there.)
+      { name: 'python', host: { paths: ['/usr/bin/python3', '/usr/bin/python3.11', '/usr/lib/python3.11'], libraries: true } },
       { name: 'headers', host: { paths: ['/usr/include'] } },
-      { name: 'libs', host: { fill: { roots: ['/usr/lib/x86_64-linux-gnu'], bytes: 20 * MB } } },
+      { name: 'libs', host: { fill: { roots: ['/usr/lib/x86_64-linux-gnu'], bytes: 60 * MB } } },
     ],
     env: [PATH_ENV, 'LANG=C.UTF-8'],
     workingDir: '/',

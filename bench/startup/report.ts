@@ -141,8 +141,8 @@ export function svgChart(summary: readonly CellSummary[], title: string): string
   const labelW = 230;
   const plotW = 520;
   const top = 48;
-  const cells = summary.filter((c) => c.samples > 0);
-  const maxMs = Math.max(1, ...cells.map((c) => c.pullMs.p50 + c.runMs.p50));
+  const cells = summary;
+  const maxMs = Math.max(1, ...cells.filter((c) => c.samples > 0).map((c) => c.pullMs.p50 + c.runMs.p50));
   // A round axis end: 1, 2 or 5 × 10^k seconds.
   const maxS = maxMs / 1000;
   const mag = 10 ** Math.floor(Math.log10(maxS));
@@ -157,6 +157,14 @@ export function svgChart(summary: readonly CellSummary[], title: string): string
       image = c.image;
       parts.push(`<text x="8" y="${y + 14}" font-weight="bold">${escapeXml(c.image)}</text>`);
       y += rowH;
+    }
+    if (c.samples === 0) {
+      parts.push(
+        `<text x="${labelW - 8}" y="${y + 15}" text-anchor="end">${escapeXml(c.mode)}</text>`,
+        `<text x="${labelW + 6}" y="${y + 15}" fill="#c00">all ${c.failures} samples failed</text>`,
+      );
+      y += rowH;
+      continue;
     }
     const pullEnd = x(c.pullMs.p50);
     const runEnd = x(c.pullMs.p50 + c.runMs.p50);
@@ -191,6 +199,11 @@ export function svgChart(summary: readonly CellSummary[], title: string): string
   ].join('\n');
 }
 
+/** argv as one would type it in a shell (words with spaces or quotes single-quoted). */
+function shellWords(argv: string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
 /** The Markdown report: context (date, machine, link), the table, and the notes. */
 export function markdownReport(results: Results, chartFile: string): string {
   const { machine, link } = results;
@@ -210,7 +223,7 @@ export function markdownReport(results: Results, chartFile: string): string {
   for (const img of results.images) {
     const total = img.layerBytes.reduce((a, b) => a + b, 0);
     lines.push(
-      `| ${img.name} | \`${img.workload.join(' ')}\` | ${megabytes(total)} MB | ${forms.map((f) => megabytes(img.formBytes[f] ?? NaN)).join(' | ')} | ${img.readBytes === undefined ? '—' : `${megabytes(img.readBytes)} MB`} |`,
+      `| ${img.name} | \`${shellWords(img.workload)}\` | ${megabytes(total)} MB | ${forms.map((f) => megabytes(img.formBytes[f] ?? NaN)).join(' | ')} | ${img.readBytes === undefined ? '—' : `${megabytes(img.readBytes)} MB`} |`,
     );
   }
   if (results.notes.length) lines.push('', ...results.notes.map((n) => `- ${n}`));

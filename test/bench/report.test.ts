@@ -66,7 +66,7 @@ test('markdown table and report name every cell with its figures', () => {
   const md = markdownReport(results, 'chart.svg');
   assert.match(md, /20 ms RTT, 100 Mbit\/s \(checked: 21\.5 ms RTT, 97\.1 Mbit\/s/);
   assert.match(md, /!\[[^\]]*\]\(chart\.svg\)/);
-  assert.match(md, /\| gcc \| `sh -c gcc x\.c` \| 1200\.0 MB \| 400\.0 \| 440\.0 \| 50\.0 MB \|/);
+  assert.match(md, /\| gcc \| `sh -c 'gcc x\.c'` \| 1200\.0 MB \| 400\.0 \| 440\.0 \| 50\.0 MB \|/);
   assert.match(md, /- a note/);
 });
 
@@ -77,6 +77,9 @@ test('SVG chart: one pull and one run bar per successful cell, lengths proportio
   assert.match(svg, /gcc &amp; python &lt;test&gt;/);
   const bars = [...svg.matchAll(/<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="16" fill="(#4e79a7|#f28e2b)"><title>(pull|run) ([\d.]+) s<\/title>/g)];
   assert.equal(bars.length, 2 * summary.length);
+  // A cell whose every sample failed is shown as such, not left out.
+  const failed = summarise([...samples, sample('python', 'lazy-zstdchunked', 0, 0, 0, 0, 'EIO')]);
+  assert.match(svgChart(failed, 't'), />lazy-zstdchunked<\/text>\s*<text [^>]*>all 1 samples failed</);
   // Pixels per second is the same for every bar.
   const scales = bars.map((b) => Number(b[2]) / Number(b[5])).filter((s) => Number.isFinite(s) && s > 0);
   for (const s of scales) assert.ok(Math.abs(s - scales[0]!) / scales[0]! < 0.02, `bar scale ${s} vs ${scales[0]}`);
