@@ -245,6 +245,40 @@ test('converting inside one layout adds a tag next to the source image', async (
   for (const tag of ['v1', 'v1-zstd']) await run('skopeo', ['inspect', `oci:${dir}:${tag}`]);
 });
 
+test('nested indexes are converted; non-image artifacts in an index are carried untouched', async () => {
+  const dir = join(work, 'nested');
+  const b = await buildImage(dir, { layers: [{ files: { n: 'nested' } }], platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }] }, 'inner');
+  // An artifact (not an image: its config is no image config) next to the image index.
+  const put = async (bytes: Buffer) => writeFile(join(dir, 'blobs/sha256', digestHex(sha256(bytes))), bytes);
+  const artConfig = Buffer.from('{}');
+  const artLayer = Buffer.from('chart bytes');
+  await put(artConfig);
+  await put(artLayer);
+  const art = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.example.config+json', digest: sha256(artConfig), size: artConfig.length }, layers: [{ mediaType: 'application/vnd.example.chart', digest: sha256(artLayer), size: artLayer.length }] }));
+  await put(art);
+  const outer = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...b.root }, { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(art), size: art.length, artifactType: 'application/vnd.example.chart' }] }));
+  await put(outer);
+  const idx = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: unknown[] };
+  idx.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: sha256(outer), size: outer.length, annotations: { 'org.opencontainers.image.ref.name': 'outer' } });
+  await writeFile(join(dir, 'index.json'), JSON.stringify(idx));
+
+  const dst = join(work, 'nested-out');
+  const summary = await convert(dst, { format: 'estargz', platforms: [{ os: 'linux', architecture: 'arm64' }], level: 1 }, dir, 'outer');
+  assert.deepEqual(summary.manifests.map((m) => m.platform), ['linux/arm64']);
+  assert.deepEqual(summary.carried, [sha256(art)]);
+  const root = parseIndex(await blob(dst, summary.root.digest));
+  assert.equal(root.manifests.length, 2);
+  assert.deepEqual(root.manifests[1], { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(art), size: art.length, artifactType: 'application/vnd.example.chart' });
+  assert.deepEqual(await blob(dst, sha256(artLayer)), artLayer);
+  const inner = parseIndex(await blob(dst, root.manifests[0]!.digest));
+  assert.deepEqual(inner.manifests.map((m) => m.platform), [{ os: 'linux', architecture: 'arm64' }]);
+  const m = parseManifest(await blob(dst, inner.manifests[0]!.digest));
+  assert.ok(ESTARGZ_TOC in m.layers[0]!.annotations!);
+  // A manifest that is not an image cannot be the thing converted.
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(art), size: art.length, annotations: { 'org.opencontainers.image.ref.name': 'art' } }] }));
+  await assert.rejects(convert(join(work, 'nested-art'), { format: 'estargz', platforms: 'all' }, dir, 'art'), /is not a container image \(config media type application\/vnd.example.config\+json\)/);
+});
+
 test('Docker v2.2 input becomes OCI output', async () => {
   const src = join(work, 'docker-src');
   await buildImage(src, { layers: [{ files: { 'a.txt': 'docker layer' } }], docker: true, platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }] }, 'd');
