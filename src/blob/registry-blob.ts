@@ -16,7 +16,8 @@
 import type { Readable } from 'node:stream';
 import { sha256, type Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import { discard, header, type RegistryClient, type RegistryRequest, type RegistryResponse } from '../registry/client.js';
+import { discard, type RegistryClient, type RegistryRequest, type RegistryResponse } from '../registry/client.js';
+import { header } from '../registry/headers.js';
 import { RegistryError, TransientError, type RegistryContext } from '../registry/errors.js';
 import { byterangesBoundary, MultipartError, parseContentRange, parseMultipartByteranges } from '../registry/multipart.js';
 import { checkRange, type BlobSource, type ByteRange } from './source.js';

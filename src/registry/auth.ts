@@ -4,6 +4,8 @@
 import { request, type Dispatcher } from 'undici';
 import type { Credential, CredentialStore } from './credentials.js';
 import { RegistryAuthError, type RegistryContext } from './errors.js';
+import { header } from './headers.js';
+import { backoffMs, isNetworkError, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
 
 export interface Challenge {
   scheme: string;
@@ -62,6 +64,7 @@ export interface AuthOptions {
   credentials: CredentialStore;
   dispatcher: Dispatcher;
   timeoutMs: number;
+  retry: RetryPolicy;
 }
 
 // Tokens are dropped this long before they expire, so a request never carries a dying token.
@@ -192,19 +195,30 @@ export class Authenticator {
     return header;
   }
 
+  /** One token request, retried like registry requests on network errors, 429 and 5xx. */
   private async tokenRequest(url: URL, method: 'GET' | 'POST', headers: Record<string, string>, body: string | undefined, ctx: RegistryContext): Promise<{ status: number; text: string }> {
-    try {
-      const res = await request(url, {
-        method,
-        headers,
-        body,
-        dispatcher: this.opts.dispatcher,
-        headersTimeout: this.opts.timeoutMs,
-        bodyTimeout: this.opts.timeoutMs,
-      });
-      return { status: res.statusCode, text: await res.body.text() };
-    } catch (err) {
-      throw new RegistryAuthError(ctx, `token server ${url.origin}: ${(err as Error).message}`, undefined, { cause: err });
+    const policy = this.opts.retry;
+    for (let attempt = 0; ; attempt++) {
+      let delay: number | undefined;
+      try {
+        const res = await request(url, {
+          method,
+          headers,
+          body,
+          dispatcher: this.opts.dispatcher,
+          headersTimeout: this.opts.timeoutMs,
+          bodyTimeout: this.opts.timeoutMs,
+        });
+        const text = await res.body.text();
+        if (!isRetryableStatus(res.statusCode) || attempt >= policy.retries) return { status: res.statusCode, text };
+        delay = retryAfterMs(header(res.headers, 'retry-after'));
+        if (delay !== undefined && delay > policy.maxRetryAfterMs) return { status: res.statusCode, text };
+      } catch (err) {
+        if (!isNetworkError(err) || attempt >= policy.retries) {
+          throw new RegistryAuthError(ctx, `token server ${url.origin}: ${(err as Error).message}${attempt > 0 ? ` (gave up after ${attempt + 1} attempts)` : ''}`, undefined, { cause: err });
+        }
+      }
+      await sleep(delay ?? backoffMs(policy, attempt + 1));
     }
   }
 

@@ -4,7 +4,8 @@
 import { Readable } from 'node:stream';
 import { Sha256Counter } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import { discard, header, type RegistryClient } from './client.js';
+import { discard, type RegistryClient } from './client.js';
+import { header } from './headers.js';
 import { RegistryError, TransientError } from './errors.js';
 import { parseContentRange } from './multipart.js';
 import { backoffMs, isNetworkError, sleep } from './retry.js';

@@ -11,6 +11,7 @@ import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/mediatypes.js';
 import { Authenticator } from './auth.js';
 import { dockerConfigCredentials, type CredentialStore } from './credentials.js';
 import { RegistryAuthError, RegistryError, RegistryNotFoundError, TransientError, type RegistryContext } from './errors.js';
+import { header } from './headers.js';
 import { defaultsToPlainHttp } from './reference.js';
 import { backoffMs, DEFAULT_RETRY, isNetworkError, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
 
@@ -75,11 +76,6 @@ export const MANIFEST_ACCEPT = [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ');
 const MAX_MANIFEST_BYTES = 4 * 1048 * 1048;
 const MAX_REDIRECTS = 5;
 
-export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 export class RegistryClient {
   readonly baseUrl: URL;
   readonly retry: RetryPolicy;
@@ -117,6 +113,7 @@ export class RegistryClient {
       credentials: opts.credentials ?? dockerConfigCredentials(),
       dispatcher: this.dispatcher,
       timeoutMs: this.timeoutMs,
+      retry: this.retry,
     });
   }
 

@@ -3,7 +3,8 @@
 import { createReadStream } from 'node:fs';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import { header, type RegistryClient, type RegistryResponse } from './client.js';
+import type { RegistryClient, RegistryResponse } from './client.js';
+import { header } from './headers.js';
 import { RegistryError } from './errors.js';
 
 export interface UploadOptions {

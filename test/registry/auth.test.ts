@@ -155,6 +155,24 @@ test('a token server without the OAuth2 POST form: credentials go by GET with Ba
   }
 });
 
+test('a token server answering 503 or resetting is retried', async () => {
+  const ts = await startTokenServer({ anonymousPull: true });
+  const tproxy = await startFaultProxy(new URL(ts.realm).origin);
+  const reg = await startRegistry({ token: { ...ts.registryConfig, realm: `${tproxy.url}/token` } });
+  try {
+    const c = new RegistryClient(reg.host, { credentials: NONE, retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 10 } });
+    tproxy.inject({ kind: 'status', status: 503, match: { path: '/token' } });
+    tproxy.inject({ kind: 'reset', match: { path: '/token' } });
+    assert.equal(await c.headManifest('any/repo', 'latest'), undefined);
+    assert.deepEqual(tproxy.log.map((r) => r.fault ?? r.status), ['status', 'reset', 200]);
+    await c.close();
+  } finally {
+    await reg.stop();
+    await tproxy.stop();
+    await ts.stop();
+  }
+});
+
 describe('htpasswd Basic auth with docker config.json', () => {
   let reg: RunningRegistry;
   before(async () => {
