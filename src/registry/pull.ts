@@ -89,6 +89,7 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
     if (layerCompression(l.mediaType) === undefined) throw new PullError(`${source.description}: layer ${i} (${l.digest}) has media type ${l.mediaType}, which is not a layer type Starling can extract`);
   }
   opts.onTotal?.(layers.reduce((n, l) => n + l.size, 0));
+  await mkdir(dirname(target), { recursive: true });
   const work = await mkdtemp(join(dirname(target), `.${basename(target)}.pull-`));
   const rootfs = join(work, 'rootfs');
   let transferred = 0;

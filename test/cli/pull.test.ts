@@ -114,6 +114,9 @@ test('pulls from an oci: layout too', async () => {
   await buildImage(layout, { layers }, 'v1');
   const dir = join(work, 'rootfs-oci');
   await mkdir(dir); // an empty DIR is fine
+  const { code: nested } = await runPull([`oci:${layout}:v1`, join(work, 'new/parent/dirs/rootfs')]);
+  assert.equal(nested, 0);
+  assert.equal(await readFile(join(work, 'new/parent/dirs/rootfs/etc/os-release'), 'utf8'), 'NAME=base\n');
   const { code, out } = await runPull([`oci:${layout}:v1`, dir]);
   assert.equal(code, 0);
   assert.match(out, /^pulled oci:.*: 2 layers, /);
