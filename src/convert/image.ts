@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { openLayerToc } from '../format/open.js';
 import type { LayerFormat } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
 import { OciLayoutDestination } from '../oci/layout.js';
@@ -351,10 +352,27 @@ class Converter {
     const key = `${layer.digest} ${diffID}`;
     let p = this.layerCache.get(key);
     if (!p) {
-      p = this.needsConversion(layer) ? this.convertOne(layer, diffID, label) : this.passThrough(layer, diffID);
+      p = this.needsConversion(layer) ? this.convertOne(layer, diffID, label) : this.passThroughIfValid(layer, diffID, label);
       this.layerCache.set(key, p);
     }
     return p;
+  }
+
+  /** A layer that claims the target format is passed through only if its TOC verifies; otherwise it is converted. */
+  private async passThroughIfValid(layer: Descriptor, diffID: Digest, label: string): Promise<LayerSummary & { descriptor: Descriptor }> {
+    const blob = await this.src.openBlobSource(layer);
+    let problem: string | undefined;
+    try {
+      const opened = await openLayerToc(blob, layer);
+      if (!opened.ok) problem = opened.reason;
+    } catch (err) {
+      problem = (err as Error).message;
+    } finally {
+      await blob.close();
+    }
+    if (problem === undefined) return this.passThrough(layer, diffID);
+    this.warnings.push(`${label} (${layer.digest}): claims ${this.opts.format} but its TOC does not verify (${problem}); converted again`);
+    return this.convertOne(layer, diffID, label);
   }
 
   private async passThrough(layer: Descriptor, diffID: Digest): Promise<LayerSummary & { descriptor: Descriptor }> {

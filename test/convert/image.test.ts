@@ -163,6 +163,27 @@ test('converting the eStargz image again passes every layer through and is a no-
   assert.deepEqual((await load(again)).index, first);
 });
 
+test('a layer that claims eStargz but whose TOC does not verify is converted again, with a warning', async () => {
+  const dir = join(work, 'estargz');
+  const { images } = await load(dir);
+  const m = structuredClone(images[0]!.manifest);
+  m.layers[1]!.annotations![ESTARGZ_TOC] = sha256('wrong');
+  const bytes = Buffer.from(JSON.stringify(m));
+  await writeFile(join(dir, 'blobs/sha256', digestHex(sha256(bytes))), bytes);
+  const idx = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: unknown[] };
+  idx.manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(bytes), size: bytes.length, annotations: { 'org.opencontainers.image.ref.name': 'lying' } });
+  await writeFile(join(dir, 'index.json'), JSON.stringify(idx));
+  const dst = join(work, 'relabelled');
+  const summary = await convert(dst, { format: 'estargz', platforms: 'all', level: 1 }, dir, 'lying');
+  assert.deepEqual([summary.layersPassedThrough, summary.layersConverted], [1, 1]);
+  assert.match(summary.warnings.join('\n'), /layers\[1\] .*claims estargz but its TOC does not verify \(.*TOC digest mismatch.*\); converted again/);
+  const out = (await loadSingle(dst)).manifest;
+  assert.equal(out.layers[0]!.digest, m.layers[0]!.digest);
+  assert.notEqual(out.layers[1]!.annotations![ESTARGZ_TOC], sha256('wrong'));
+  const { stdout } = await run(INTEROP_ESTARGZ, ['verify', join(dst, 'blobs/sha256', digestHex(out.layers[1]!.digest)), out.layers[1]!.annotations![ESTARGZ_TOC]!]);
+  assert.equal((JSON.parse(stdout) as { tocDigest: string }).tocDigest, out.layers[1]!.annotations![ESTARGZ_TOC]);
+});
+
 test('eStargz → zstd:chunked and straight to zstd:chunked: diffIDs, annotations, no eStargz leftovers', async () => {
   // From the original image: zstd:chunked keeps the diffIDs.
   const direct = join(work, 'zstd');
