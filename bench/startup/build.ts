@@ -32,9 +32,9 @@ export async function exists(path: string): Promise<boolean> {
 }
 
 /** Runs a command, rejecting with its stderr when it fails. */
-export function runTool(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+export function runTool(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

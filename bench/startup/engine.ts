@@ -46,6 +46,6 @@ export async function buildEngine(repoRoot: string, outDir: string): Promise<Eng
 }
 
 /** Runs a Starling command to completion; rejects with its stderr on failure. */
-export function starling(engine: Engine, args: string[]): Promise<string> {
-  return runTool(engine.argv[0]!, [...engine.argv.slice(1), ...args]);
+export function starling(engine: Engine, args: string[], env?: Record<string, string>): Promise<string> {
+  return runTool(engine.argv[0]!, [...engine.argv.slice(1), ...args], { env });
 }

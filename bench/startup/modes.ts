@@ -39,11 +39,13 @@ export interface ModeContext {
 async function lazyMount(ctx: ModeContext): Promise<Prepared> {
   const mnt = join(ctx.work, 'rootfs');
   await mkdir(mnt, { recursive: true });
-  await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...ctx.mountArgs]);
+  // The daemon's control socket and log live in the sample's directory, removed with it.
+  const env = { STARLING_RUN_DIR: join(ctx.work, 'run') };
+  await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...ctx.mountArgs], env);
   return {
     rootfs: mnt,
     async cleanup() {
-      await starling(ctx.engine, ['umount', mnt]).catch(() => starling(ctx.engine, ['umount', '--force', mnt]));
+      await starling(ctx.engine, ['umount', mnt], env).catch(() => starling(ctx.engine, ['umount', '--force', mnt], env));
       // Never remove the work directory through a mount that is still there.
       if (await isMountpoint(mnt)) throw new Error(`${mnt} is still mounted after umount`);
       await rm(ctx.work, { recursive: true, force: true });
