@@ -114,6 +114,13 @@ test('convert through a registry: oci: → docker:// (eStargz) → oci: (zstd:ch
   assert.equal(layers.length, 2);
   for (const l of layers) assert.match(l.annotations['containerd.io/snapshot/stargz/toc.digest'] ?? '', /^sha256:/);
 
+  // inspect reads the TOCs over the registry (range requests) and verifies them.
+  const inspected2 = await runCommand('inspect', [ref, '--json']);
+  assert.equal(inspected2.code, 0, inspected2.err);
+  const report = JSON.parse(inspected2.out) as { manifests: Array<{ platform?: string; layers: Array<{ format: string; lazy: boolean; toc?: { tocDigest: string } }> }> };
+  assert.deepEqual(report.manifests.map((m) => m.platform), ['linux/amd64', 'linux/arm64']);
+  for (const l of report.manifests[1]!.layers) assert.deepEqual([l.format, l.lazy, /^sha256:/.test(l.toc?.tocDigest ?? '')], ['estargz', true, true]);
+
   const back = join(work, 'from-registry');
   const down = await runCommand('convert', [ref, `oci:${back}:z`, '--format', 'zstd:chunked', '--json']);
   const summary = JSON.parse(down.out) as { layersConverted: number; manifests: unknown[] };
