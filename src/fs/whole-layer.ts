@@ -34,7 +34,8 @@ async function decodeStored(chunk: ChunkRef, stored: Buffer): Promise<Buffer> {
   if (stored.length !== chunk.size || sha256(stored) !== chunk.digest) {
     throw new ChunkVerifyError(`stored piece at ${chunk.start} (file offset ${chunk.fileOffset}) does not match its digest ${chunk.digest}`);
   }
-  return stored;
+  // A copy: `stored` is a view into a larger coalesced read, which the memory cache must not keep alive.
+  return Buffer.from(stored);
 }
 
 /** Unpacks the tar stream into `dataPath`; returns the TOC describing it. */

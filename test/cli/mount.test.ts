@@ -227,6 +227,27 @@ test('laziness: mount fetches only metadata and TOCs, one small file costs its c
   }
 });
 
+test('a non-seekable (plain gzip) image is fetched whole once; a remount serves it from the cache dir', async () => {
+  const m = await manifestOf('gzip');
+  const cache = join(work, 'cache-whole');
+  const mnt = join(work, 'mnt-whole');
+  for (const round of [1, 2]) {
+    await mount(ref('gzip'), mnt, '--cache-dir', cache);
+    try {
+      const s = await stats(mnt);
+      s.layers.forEach((l, i) => {
+        assert.equal(l.lazy, false);
+        // describing the layer reads at most its last 72 bytes; the first round downloads it whole
+        if (round === 1) assert.ok(l.fetchedBytes >= m.layers[i]!.size, `round 1: ${l.fetchedBytes}`);
+        else assert.ok(l.fetchedBytes <= 72, `round 2: ${l.fetchedBytes}`);
+      });
+      assert.equal((await run('cat', [join(mnt, 'small/one.txt')])).stdout, 'one small file\n');
+    } finally {
+      await umount(mnt);
+    }
+  }
+});
+
 test('a tampered chunk in the registry gives EIO on that file, correct bytes elsewhere, and the mount survives', async () => {
   const m = await manifestOf('estargz');
   const layer = m.layers[0]!;
