@@ -1,13 +1,13 @@
 // The CI fuzz run: every parser of untrusted bytes (footers, TOC decoders of both formats, tar-split,
 // both tar readers and both writers, references, OCI documents) under a seeded mutation loop for a
-// bounded time (FUZZ_SECONDS in total, default 60; FUZZ_SEED to vary the run). The longer run is
+// bounded time (FUZZ_SECONDS in total, default 45; FUZZ_SEED to vary the run). The longer run is
 // scripts/fuzz.sh. Every input must parse or be refused with the target's own error class.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatStats, fuzzTarget } from './engine.js';
 import { buildTargets } from './targets.js';
 
-const totalSeconds = Number(process.env.FUZZ_SECONDS ?? 60);
+const totalSeconds = Number(process.env.FUZZ_SECONDS ?? 45);
 const seed = Number(process.env.FUZZ_SEED ?? 20261122);
 const targets = await buildTargets();
 

@@ -16,7 +16,7 @@ let env: MountEnv;
 let n = 0;
 
 before(async () => {
-  env = await startMountEnv({ files: testFiles(16, 200_000), images: { img: 'estargz', zimg: 'zstd:chunked' } });
+  env = await startMountEnv({ files: testFiles(16, 200_000), images: { img: 'estargz' } });
 });
 
 after(async () => {
@@ -27,8 +27,8 @@ function newMountpoint(): string {
   return join(env.work, `mnt-${n++}`);
 }
 
-async function mountImage(mnt: string, cache = join(env.work, `cache-${mnt.split('-').at(-1)}`), image = 'img'): Promise<void> {
-  await env.mount(env.ref(image), mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--fuse-timeout', '20');
+async function mountImage(mnt: string, cache = join(env.work, `cache-${mnt.split('-').at(-1)}`)): Promise<void> {
+  await env.mount(env.ref('img'), mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--fuse-timeout', '20');
 }
 
 function alive(pid: number): boolean {
@@ -62,7 +62,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const mnt = newMountpoint();
     await mountImage(mnt);
     const pid = await env.daemonPid(mnt);
-    const busy = readers(mnt, 8, 30_000);
+    const busy = readers(mnt, 8, 20_000);
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(pid, signal);
     await waitFor('daemon exit', () => !alive(pid));
@@ -71,10 +71,6 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     assert.equal(results.length, 8);
     assert.equal(await isMountpoint(mnt), false, 'no mount left behind');
     assert.match(await env.daemonLog(mnt), new RegExp(`stopping \\(${signal}\\)`));
-    // The mountpoint is usable again.
-    await mountImage(mnt);
-    await verifyAll(mnt);
-    await env.umount(mnt);
   });
 }
 
@@ -82,7 +78,7 @@ test('SIGKILL while readers are active: readers fail instead of hanging; umount 
   const mnt = newMountpoint();
   await mountImage(mnt);
   const pid = await env.daemonPid(mnt);
-  const busy = readers(mnt, 8, 30_000);
+  const busy = readers(mnt, 8, 20_000);
   await new Promise((r) => setTimeout(r, 1500));
   process.kill(pid, 'SIGKILL');
   const t0 = Date.now();
@@ -145,9 +141,8 @@ test('two mounts share one cache directory: both verified under concurrent reade
   const b = newMountpoint();
   await mountImage(a, cache);
   await mountImage(b, cache);
-  const results = await readers(a, 4, 6000).then(async (ra) => [...ra, ...(await readers(b, 4, 6000))]);
-  const both = await Promise.all([readers(a, 4, 6000), readers(b, 4, 6000)]);
-  for (const r of [...results, ...both.flat()]) {
+  const both = await Promise.all([readers(a, 4, 4000), readers(b, 4, 4000)]);
+  for (const r of both.flat()) {
     const o = JSON.parse(r.stdout) as { mismatches: string[]; errors: string[]; bytesVerified: number };
     assert.deepEqual([o.mismatches, o.errors], [[], []]);
     assert.ok(o.bytesVerified > 0);
@@ -166,7 +161,7 @@ test('two mounts share one cache directory: both verified under concurrent reade
   await truncate(chunkFiles[2]!, 0);
   const c = newMountpoint();
   await mountImage(c, cache);
-  const again = await readers(c, 4, 5000);
+  const again = await readers(c, 4, 3000);
   for (const r of again) assert.deepEqual((JSON.parse(r.stdout) as { mismatches: string[] }).mismatches, []);
   for (const [p, content] of env.files) assert.equal(await childDigest(join(c, p)), digestOf(content), p);
   const s = JSON.parse((await env.starling('stats', c, '--json')).stdout) as StatsReport;

@@ -1,5 +1,5 @@
 // Load: 64 concurrent reader processes (random and sequential reads, find, stat) over an eStargz
-// image mounted by the `starling mount` daemon, for a bounded time (20 s; STARLING_LONG=1: 5 min),
+// image mounted by the `starling mount` daemon, for a bounded time (15 s; STARLING_LONG=1: 5 min),
 // every byte read checked against the source files. The daemon's RSS is sampled throughout and must
 // stay within a bound derived from its configured memory cache; no read may fail (a FUSE request
 // past the op timeout would fail), and the slowest read must stay under that timeout.
@@ -14,7 +14,7 @@ import { spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env
 
 const LONG = process.env.STARLING_LONG === '1';
 const READERS = 64;
-const DURATION_MS = LONG ? 300_000 : 20_000;
+const DURATION_MS = LONG ? 300_000 : 15_000;
 const FUSE_TIMEOUT_S = 30;
 const MEMORY_CACHE_MIB = 32;
 /** Node's own footprint plus the memory cache plus chunks in flight: what "bounded" means here. */
