@@ -17,7 +17,7 @@ import { buildBenchImage, exists, runTool, type BuiltBenchImage } from './build.
 import { buildEngine, starling, type Engine } from './engine.js';
 import { imageRecipe } from './images.js';
 import { MODE_FORM, prepare, type Form, type Prepared } from './modes.js';
-import { markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
+import { acceptanceNotes, markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -111,7 +111,6 @@ interface PreparedImage {
   built: BuiltBenchImage;
   config: ImageConfig;
   info: ImageInfo;
-  tocBytes: Partial<Record<Form, number>>;
 }
 
 /** Converts (cached), records the trace for the optimised form (cached) and pushes every form the modes need. */
@@ -122,8 +121,7 @@ async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg:
   const layout = (f: Form) => join(built.dir, f === 'gzip' ? f : `${f}-${engine.convertKey}`);
   const traceFile = join(built.dir, `trace-${engine.convertKey}.txt`);
   const repo = `bench/${name}`;
-  const info: ImageInfo = { name, description: recipe.description, workload: recipe.workload.cmd, layerBytes: built.layerBytes, formBytes: {} };
-  const tocs: PreparedImage['tocBytes'] = {};
+  const info: ImageInfo = { name, description: recipe.description, workload: recipe.workload.cmd, layerBytes: built.layerBytes, formBytes: {}, tocBytes: {} };
   const need = new Set(forms);
   if (need.has('estargz-opt')) need.add('estargz');
   for (const form of ['gzip', 'estargz', 'zstdchunked', 'estargz-opt'] as const) {
@@ -137,7 +135,7 @@ async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg:
     await push(layout(form), reg.directHost, repo, form);
     const img = await readLayout(layout(form));
     info.formBytes[form] = layersSize(img);
-    if (form !== 'gzip') tocs[form] = await tocBytes(img);
+    if (form !== 'gzip') info.tocBytes[form] = await tocBytes(img);
     // The optimised form needs the workload's trace, recorded on a lazy mount of the plain eStargz.
     if (form === 'estargz' && need.has('estargz-opt')) {
       const summaryFile = `${traceFile}.json`;
@@ -149,7 +147,7 @@ async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg:
       info.readBytes = (JSON.parse(await readFile(summaryFile, 'utf8')) as { bytes: number }).bytes;
     }
   }
-  return { built, config: (await readLayout(layout('gzip'))).config, info, tocBytes: tocs };
+  return { built, config: (await readLayout(layout('gzip'))).config, info };
 }
 
 let active: Prepared | undefined;
@@ -263,10 +261,6 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       ...(linkWarning ? [linkWarning] : []),
       `Lazy modes mount with default options${opts.backgroundFetch ? ' (background fetch of the whole image on)' : ' except --no-background-fetch: only what the workload reads (and the prefetch list) is fetched'}.`,
       `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
-      ...[...images.values()].map((img) => {
-        const parts = Object.entries(img.tocBytes).map(([f, b]) => `${f} ${(b! / 1e6).toFixed(2)} MB`);
-        return `${img.info.name}: TOC bytes per form: ${parts.join(', ') || '—'}.`;
-      }),
     ];
     const results: Results = {
       startedAt,
@@ -279,6 +273,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       summary: summarise(samples),
       notes,
     };
+    results.notes.push(...acceptanceNotes(results));
     await writeReport(results, opts.out);
     return results;
   } finally {

@@ -2,7 +2,7 @@
 // and the SVG chart (bar lengths proportional to the medians).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { markdownReport, markdownTable, percentile, summarise, svgChart, type Results, type Sample } from '../../bench/startup/report.js';
+import { acceptanceNotes, markdownReport, markdownTable, percentile, summarise, svgChart, type Results, type Sample } from '../../bench/startup/report.js';
 
 function sample(image: string, mode: Sample['mode'], index: number, pullMs: number, runMs: number, bytes: number, error?: string): Sample {
   return { image, mode, index, pullMs, runMs, pullBytes: bytes, runBytes: bytes / 10, ...(error ? { error } : {}) };
@@ -58,7 +58,7 @@ test('markdown table and report name every cell with its figures', () => {
     machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 24, kernel: '6.1', node: 'v20' },
     link: { profile: { rttMs: 20, rateMbit: 100 }, check: { rttMs: 21.5, throughputMbit: 97.1, probeBytes: 50e6, probeSeconds: 4.1 } },
     samplesPerCell: 5,
-    images: [{ name: 'gcc', description: 'd', workload: ['sh', '-c', 'gcc x.c'], layerBytes: [1e9, 2e8], formBytes: { gzip: 4e8, estargz: 4.4e8 }, readBytes: 5e7 }],
+    images: [{ name: 'gcc', description: 'd', workload: ['sh', '-c', 'gcc x.c'], layerBytes: [1e9, 2e8], formBytes: { gzip: 4e8, estargz: 4.4e8 }, readBytes: 5e7, tocBytes: { estargz: 2e6 } }],
     samples,
     summary,
     notes: ['a note'],
@@ -66,7 +66,7 @@ test('markdown table and report name every cell with its figures', () => {
   const md = markdownReport(results, 'chart.svg');
   assert.match(md, /20 ms RTT, 100 Mbit\/s \(checked: 21\.5 ms RTT, 97\.1 Mbit\/s/);
   assert.match(md, /!\[[^\]]*\]\(chart\.svg\)/);
-  assert.match(md, /\| gcc \| `sh -c 'gcc x\.c'` \| 1200\.0 MB \| 400\.0 \| 440\.0 \| 50\.0 MB \|/);
+  assert.match(md, /\| gcc \| `sh -c 'gcc x\.c'` \| 1200\.0 MB \| 400\.0 \| 440\.0 \| estargz 2\.00 \| 50\.0 MB \|/);
   assert.match(md, /- a note/);
 });
 
@@ -85,4 +85,20 @@ test('SVG chart: one pull and one run bar per successful cell, lengths proportio
   for (const s of scales) assert.ok(Math.abs(s - scales[0]!) / scales[0]! < 0.02, `bar scale ${s} vs ${scales[0]}`);
   // Run bars start where their pull bar ends.
   for (let i = 0; i < bars.length; i += 2) assert.ok(Math.abs(Number(bars[i]![1]) + Number(bars[i]![2]) - Number(bars[i + 1]![1])) < 0.2);
+});
+
+test("acceptance notes: the issue's targets computed from the medians, met or missed", () => {
+  const summary = summarise(samples);
+  const notes = acceptanceNotes({
+    summary,
+    images: [{ name: 'gcc', description: '', workload: [], layerBytes: [], formBytes: {}, readBytes: 0.5e6, tocBytes: { estargz: 0.5e6, 'estargz-opt': 0.4e6 } }],
+  });
+  // lazy-optimised: 1200 ms / full 12000 ms = 0.1 → met; its 1.1 MB over (0.5 + 0.4) MB = 1.22 → met.
+  assert.ok(notes.includes('gcc: lazy-optimised total / full total = 0.100 (target ≤ 0.125: met).'), notes.join('\n'));
+  assert.ok(notes.some((n) => n.startsWith('gcc: lazy-optimised fetched 1.1 MB = 1.22 × (files read 0.5 MB + TOCs 0.40 MB) (target ≤ 1.3: met)')));
+  // lazy: 1.1 MB over (0.5 + 0.5) MB = 1.10 → met; its time 2700 / 12000.
+  assert.ok(notes.some((n) => n.startsWith('gcc: lazy fetched 1.1 MB = 1.10 ×')));
+  assert.ok(notes.includes('gcc: lazy total / full total = 0.23.'));
+  const slow = acceptanceNotes({ summary: summarise([sample('d', 'full', 0, 1000, 0, 1), sample('d', 'lazy', 0, 100, 1500, 1)]), images: [{ name: 'd', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
+  assert.deepEqual(slow, ['d: lazy total / full total = 1.60 (worse than 1.2 × full).']);
 });
