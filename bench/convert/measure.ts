@@ -10,6 +10,8 @@ export interface Measurement {
   wallMs: number;
   /** Peak resident set size of the command's process in bytes (max RSS from wait4). */
   peakRssBytes: number;
+  /** User + system CPU time of the command in milliseconds (from wait4): robust on a loaded machine. */
+  cpuMs: number;
   /** Everything the command printed on stdout. */
   stdout: string;
 }
@@ -29,7 +31,7 @@ export async function measureCommand(cmd: string, args: readonly string[], opts:
   try {
     const started = process.hrtime.bigint();
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%M', cmd, ...args], {
+      const child = spawn('/usr/bin/time', ['-o', timeFile, '-f', '%M %U %S', cmd, ...args], {
         env: opts.env ?? process.env,
         cwd: opts.cwd,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -43,9 +45,9 @@ export async function measureCommand(cmd: string, args: readonly string[], opts:
     });
     const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
     if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
-    const maxRssKiB = Number((await readFile(timeFile, 'utf8')).trim().split('\n').pop());
+    const [maxRssKiB, userS, sysS] = (await readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number);
     if (!Number.isFinite(maxRssKiB)) throw new Error(`could not read peak RSS of ${cmd}`);
-    return { wallMs, peakRssBytes: maxRssKiB * 1024, stdout };
+    return { wallMs, peakRssBytes: maxRssKiB! * 1024, cpuMs: ((userS ?? NaN) + (sysS ?? NaN)) * 1000, stdout };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
