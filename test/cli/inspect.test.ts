@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { command as inspectLayer } from '../../src/cli/inspect-layer.js';
+import { command as inspect } from '../../src/cli/inspect.js';
 import { UserError } from '../../src/cli/command.js';
-import type { ImageReport, LayerFileReport } from '../../src/convert/inspect.js';
+import { inspectImage, inspectLayerFile, type ImageReport, type LayerFileReport } from '../../src/convert/inspect.js';
+import { openImageSource } from '../../src/registry/transport.js';
 import { convertImage } from '../../src/convert/image.js';
 import { digestHex, sha256 } from '../../src/oci/digest.js';
 import { OciLayoutDestination, OciLayoutSource } from '../../src/oci/layout.js';
@@ -60,14 +62,31 @@ async function runCommand(name: string, args: string[]): Promise<{ code: number;
   });
 }
 
+/** The report `inspect --json` prints, computed in this process (the CLI path is run for one image). */
+async function report(ref: string): Promise<ImageReport> {
+  const src = await openImageSource(ref);
+  try {
+    return JSON.parse(JSON.stringify(await inspectImage(src))) as ImageReport;
+  } finally {
+    await src.close();
+  }
+}
+
+async function rejectsUser(p: Promise<unknown>, re: RegExp, code: number): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof UserError && re.test(e.message) && e.exitCode === code);
+}
+
 test('inspect --json: platforms, attestations, eStargz and zstd:chunked layers with verified TOCs', async () => {
   for (const [dir, format, tocKey] of [
     ['esgz', 'estargz', TOC],
     ['zstd', 'zstd:chunked', 'io.github.containers.zstd-chunked.manifest-checksum'],
   ] as const) {
-    const { code, out } = await runCommand('inspect', [`oci:${join(work, dir)}:v1`, '--json']);
-    assert.equal(code, 0);
-    const r = JSON.parse(out) as ImageReport;
+    let r: ImageReport;
+    if (dir === 'esgz') {
+      const { code, out } = await runCommand('inspect', [`oci:${join(work, dir)}:v1`, '--json']);
+      assert.equal(code, 0);
+      r = JSON.parse(out) as ImageReport;
+    } else r = await report(`oci:${join(work, dir)}:v1`);
     assert.equal(r.root.mediaType, 'application/vnd.oci.image.index.v1+json');
     assert.deepEqual(r.annotations, { 'org.opencontainers.image.version': '1.2.3' });
     assert.deepEqual(r.manifests.map((m) => m.platform ?? (m.attestationFor ? 'attestation' : '?')), ['linux/amd64', 'linux/arm/v7', 'attestation', 'attestation']);
@@ -86,7 +105,7 @@ test('inspect --json: platforms, attestations, eStargz and zstd:chunked layers w
     assert.ok(images[0]!.layers[0]!.toc!.chunks >= 2);
   }
   // The original image: plain gzip layers, not lazy-capable, with the reason.
-  const plain = JSON.parse((await runCommand('inspect', [`oci:${join(work, 'src')}:v1`, '--json'])).out) as ImageReport;
+  const plain = await report(`oci:${join(work, 'src')}:v1`);
   const l0 = plain.manifests[0]!.layers[0]!;
   assert.equal(l0.format, 'gzip');
   assert.equal(l0.lazy, false);
@@ -120,10 +139,8 @@ test('inspect (human) lists every platform and layer; a TOC digest that does not
   assert.equal(r.manifests[0]!.layers[0]!.error, undefined);
   assert.match(r.manifests[0]!.layers[1]!.error ?? '', /TOC digest mismatch/);
 
-  const missing = await runCommand('inspect', [`oci:${join(work, 'nope')}`]);
-  assert.equal(missing.code, 1);
-  assert.match(missing.err, /^starling: oci:.*nope: directory .* does not exist/);
-  assert.equal((await runCommand('inspect', [])).code, 2);
+  await rejectsUser(inspect.run([`oci:${join(work, 'nope')}`]), /^oci:.*nope: directory .* does not exist/, 1);
+  await rejectsUser(inspect.run([]), /expected one REF/, 2);
 });
 
 test('inspect-layer: eStargz, zstd:chunked (ours and skopeo 1.9), plain blobs; --toc and --toc-digest', async () => {
@@ -145,16 +162,14 @@ test('inspect-layer: eStargz, zstd:chunked (ours and skopeo 1.9), plain blobs; -
   assert.match(human.out, /: eStargz, .* sha256:[0-9a-f]{64}\n {2}TOC sha256:[0-9a-f]{64} at offset \d+ \(not verified: no --toc-digest\)\n/);
   assert.match(human.out, /\n {2}-0644 +0:0 +120000 \/bin\/app \d+ chunks?\n/);
 
-  const wrong = await runCommand('inspect-layer', [path, '--toc-digest', sha256('x')]);
-  assert.equal(wrong.code, 1);
-  assert.match(wrong.err, /TOC digest mismatch/);
+  await rejectsUser(inspectLayer.run([path, '--toc-digest', sha256('x')]), /TOC digest mismatch/, 1);
   await assert.rejects(inspectLayer.run([path, '--toc-digest', 'nope']), (e: unknown) => e instanceof UserError && /not a sha256 digest/.test(e.message));
 
   // Our zstd:chunked, verified by its manifest checksum.
   const zl = await OciLayoutSource.open(join(work, 'zstd'), 'v1');
   const zm = parseManifest(await zl.fetchJSONBytes(parseIndex((await zl.resolveRoot()).bytes).manifests[1]!));
   const zpath = join(work, 'zstd/blobs/sha256', digestHex(zm.layers[1]!.digest));
-  const z = JSON.parse((await runCommand('inspect-layer', [zpath, '--json', '--toc-digest', zm.layers[1]!.annotations!['io.github.containers.zstd-chunked.manifest-checksum']!])).out) as LayerFileReport;
+  const z: LayerFileReport = await inspectLayerFile(zpath, { tocDigest: zm.layers[1]!.annotations!['io.github.containers.zstd-chunked.manifest-checksum']! });
   assert.equal(z.format, 'zstd:chunked');
   assert.equal(z.tocVerified, true);
   assert.deepEqual([z.toc?.entries, z.toc?.files], [3, 2]);
@@ -165,18 +180,17 @@ test('inspect-layer: eStargz, zstd:chunked (ours and skopeo 1.9), plain blobs; -
   const skRoot = parseIndex(await readFile(join(sk, 'index.json'))).manifests[0]!;
   const skDoc = JSON.parse(await readFile(join(sk, 'blobs/sha256', digestHex(skRoot.digest)), 'utf8')) as { layers?: Array<{ digest: string }>; manifests?: Array<{ digest: string }> };
   const skManifest = skDoc.manifests ? parseManifest(await readFile(join(sk, 'blobs/sha256', digestHex(skDoc.manifests[0]!.digest as `sha256:${string}`)))) : parseManifest(JSON.stringify(skDoc));
-  const s = JSON.parse((await runCommand('inspect-layer', [join(sk, 'blobs/sha256', digestHex(skManifest.layers[0]!.digest)), '--json'])).out) as LayerFileReport;
+  const s = await inspectLayerFile(join(sk, 'blobs/sha256', digestHex(skManifest.layers[0]!.digest)));
   assert.equal(s.format, 'zstd:chunked');
   assert.equal(s.toc?.files, 2);
 
   // Plain blobs.
-  const plain = JSON.parse((await runCommand('inspect-layer', [join(work, 'src/blobs/sha256', digestHex(built.layers[0]!.descriptor.digest)), '--json'])).out) as LayerFileReport;
+  const plain = await inspectLayerFile(join(work, 'src/blobs/sha256', digestHex(built.layers[0]!.descriptor.digest)));
   assert.deepEqual([plain.format, plain.compression, plain.toc], ['gzip', 'gzip', undefined]);
   const tar = join(work, 'plain.tar');
   await writeFilesTar({ a: 'a' }, tar);
-  const t = JSON.parse((await runCommand('inspect-layer', [tar, '--json'])).out) as LayerFileReport;
+  const t = await inspectLayerFile(tar);
   assert.deepEqual([t.format, t.compression], ['tar', 'none']);
-  const nope = await runCommand('inspect-layer', [tar, '--toc-digest', sha256('x')]);
-  assert.match(nope.err, /--toc-digest given, but the blob has no TOC/);
-  assert.match((await runCommand('inspect-layer', [join(work, 'missing')])).err, /ENOENT/);
+  await rejectsUser(inspectLayer.run([tar, '--toc-digest', sha256('x')]), /--toc-digest given, but the blob has no TOC/, 1);
+  await rejectsUser(inspectLayer.run([join(work, 'missing')]), /ENOENT/, 1);
 });
