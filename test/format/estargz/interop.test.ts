@@ -181,3 +181,13 @@ test('JSON escaping and user/group name elision match Go byte for byte (names wi
   const layer = await openEstargz(new BufferBlob(blob), { tocDigest: result.tocDigest });
   assert.deepEqual(layer.entries.map((e) => e.path).slice(1), names.map((n) => `d/${n}`));
 });
+
+test('a GNU-format input (long names as GNU L/K blocks, passed through raw) is verified by Go too', async () => {
+  const gnu = await realTar('gnu');
+  const { blob, result } = await convert(gnu, { level: 1 });
+  const go = await goVerify(blob, result.tocDigest);
+  const long = go.entries.find((e) => e.name.endsWith('file-with-long-name-as-well.txt'));
+  assert.ok(long && long.name.length > 150, 'long name read back by Go');
+  const gnuSource = await readSourceTar(gnu);
+  assert.equal(go.entries.filter((e) => e.type === 'reg').length - 1, gnuSource.filter((s) => s.type === 'file' || s.type === 'link').length);
+});
