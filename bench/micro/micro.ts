@@ -1,8 +1,9 @@
 // Micro-benchmarks of the lazy-read hot paths with tinybench, against the real modules:
 // TOC parse of a 100k-entry TOC, chunk decompress + verify, memory-LRU hit, range coalescing.
 // Usage: node --import tsx bench/micro/micro.ts [--out FILE.json] [--time MS]
+// Writes FILE.json and FILE.md (the table, with date and machine; bench/micro/latest.md goes in the README).
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -162,5 +163,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const table = microTable(results);
   process.stdout.write(`${table}\n`);
   await mkdir(dirname(values.out!), { recursive: true });
-  await writeFile(values.out!, JSON.stringify({ date: new Date().toISOString(), results, table }, null, 2));
+  const date = new Date().toISOString();
+  await writeFile(values.out!, JSON.stringify({ date, machine: `${cpus().length} × ${cpus()[0]?.model.trim()}`, node: process.version, results, table }, null, 2));
+  const md = `Run ${date.slice(0, 16).replace('T', ' ')} UTC on ${cpus().length} × ${cpus()[0]?.model.trim()}, Node ${process.version} (\`node --import tsx bench/micro/micro.ts\`):\n\n${table}\n`;
+  await writeFile(values.out!.replace(/\.json$/, '') + '.md', md);
 }

@@ -293,16 +293,19 @@ export async function writeReport(results: Results, out: string): Promise<void> 
 const README_MARK = '## Start-up benchmark';
 
 /** Copies the report to bench/startup/latest/ and replaces the README's benchmark section with it. */
-export async function publishToReadme(out: string): Promise<void> {
-  const latest = join(REPO_ROOT, 'bench/startup/latest');
+export async function publishToReadme(out: string, root = REPO_ROOT): Promise<void> {
+  const latest = join(root, 'bench/startup/latest');
   await mkdir(latest, { recursive: true });
   for (const f of ['results.json', 'results.md', 'chart.svg']) await copyFile(join(out, f), join(latest, f));
   const md = (await readFile(join(out, 'results.md'), 'utf8')).replace('](chart.svg)', '](bench/startup/latest/chart.svg)');
-  const readmePath = join(REPO_ROOT, 'README.md');
+  const readmePath = join(root, 'README.md');
   const readme = await readFile(readmePath, 'utf8');
+  // Replace this section only: from its heading to the next level-2 heading (or the end).
   const at = readme.indexOf(`\n${README_MARK}\n`);
-  const head = at >= 0 ? readme.slice(0, at) : readme.trimEnd();
-  const section = [
+  const head = (at >= 0 ? readme.slice(0, at) : readme).trimEnd();
+  const next = at >= 0 ? readme.indexOf('\n## ', at + 1) : -1;
+  const tail = next >= 0 ? readme.slice(next) : '';
+  const section: string[] = [
     '',
     README_MARK,
     '',
@@ -311,6 +314,9 @@ export async function publishToReadme(out: string): Promise<void> {
     '',
     md.trimEnd(),
     '',
-  ].join('\n');
-  await writeFile(readmePath, `${head}\n${section}`);
+  ];
+  const micro = await readFile(join(root, 'bench/micro/latest.md'), 'utf8').catch(() => undefined);
+  if (micro) section.push('### Micro-benchmarks of the lazy-read hot paths', '', micro.trimEnd(), '');
+  const text = section.join('\n');
+  await writeFile(readmePath, `${head}\n${text}${tail}`);
 }

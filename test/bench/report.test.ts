@@ -2,6 +2,10 @@
 // and the SVG chart (bar lengths proportional to the medians).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { publishToReadme, writeReport } from '../../bench/startup/harness.js';
 import { acceptanceNotes, markdownReport, markdownTable, percentile, summarise, svgChart, type Results, type Sample } from '../../bench/startup/report.js';
 
 function sample(image: string, mode: Sample['mode'], index: number, pullMs: number, runMs: number, bytes: number, error?: string): Sample {
@@ -101,4 +105,41 @@ test("acceptance notes: the issue's targets computed from the medians, met or mi
   assert.ok(notes.includes('gcc: lazy total / full total = 0.23.'));
   const slow = acceptanceNotes({ summary: summarise([sample('d', 'full', 0, 1000, 0, 1), sample('d', 'lazy', 0, 100, 1500, 1)]), images: [{ name: 'd', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
   assert.deepEqual(slow, ['d: lazy total / full total = 1.60 (worse than 1.2 × full).']);
+});
+
+test('writeReport + publishToReadme: the README gets one benchmark section, replaced on the next run, other sections kept', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'starling-readme-'));
+  try {
+    const out = join(root, 'out');
+    await mkdir(out);
+    await mkdir(join(root, 'bench/micro'), { recursive: true });
+    await writeFile(join(root, 'bench/micro/latest.md'), '| benchmark | mean |\n| --- | ---: |\n| toc | 1 ms |\n');
+    await writeFile(join(root, 'README.md'), '# Starling\n\nIntro.\n\n## Commands\n\nRun it.\n');
+    const results: Results = {
+      startedAt: '2026-01-01T00:00:00.000Z',
+      finishedAt: '2026-01-01T00:10:00.000Z',
+      machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 24, kernel: '6.1', node: 'v20' },
+      link: { profile: { rttMs: 20, rateMbit: 100 }, check: { rttMs: 21, throughputMbit: 97, probeBytes: 50e6, probeSeconds: 4.1 } },
+      samplesPerCell: 5,
+      images: [],
+      samples,
+      summary: summarise(samples),
+      notes: [],
+    };
+    await writeReport(results, out);
+    assert.deepEqual(JSON.parse(await readFile(join(out, 'results.json'), 'utf8')), JSON.parse(JSON.stringify(results)));
+    await publishToReadme(out, root);
+    await writeFile(join(root, 'README.md'), (await readFile(join(root, 'README.md'), 'utf8')) + '\n## Later section\n\nKept.\n');
+    await publishToReadme(out, root);
+    const readme = await readFile(join(root, 'README.md'), 'utf8');
+    assert.equal(readme.split('## Start-up benchmark').length, 2, 'exactly one benchmark section');
+    assert.match(readme, /^# Starling\n\nIntro\.\n\n## Commands\n\nRun it\.\n\n## Start-up benchmark\n/);
+    assert.match(readme, /!\[[^\]]*\]\(bench\/startup\/latest\/chart\.svg\)/);
+    assert.match(readme, /\| gcc \| lazy \| 0\.50 \(0\.60\)/);
+    assert.match(readme, /### Micro-benchmarks[^]*\| toc \| 1 ms \|/);
+    assert.match(readme, /\n## Later section\n\nKept\.\n$/);
+    assert.equal(await readFile(join(root, 'bench/startup/latest/chart.svg'), 'utf8'), await readFile(join(out, 'chart.svg'), 'utf8'));
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });
