@@ -76,7 +76,7 @@ function assertSameTree(got: string[], want: string[]): void {
   g.forEach((x, i) => assert.ok(x.mtime === w[i]!.mtime || Math.abs(x.mtime! - w[i]!.mtime!) <= 1, `${x.line}: mtime ${x.mtime} vs ${w[i]!.mtime}`));
 }
 
-const ref = (name: string) => `docker://${registry.host}/test/${name}:v1`;
+const ref = (name: string) => (name === 'mixed' ? `docker://${registry.host}/test/estargz:mixed` : `docker://${registry.host}/test/${name}:v1`);
 
 async function pullDump(name: string): Promise<string[]> {
   let dir = pulled.get(name);
@@ -116,22 +116,24 @@ async function putBlob(repo: string, bytes: Buffer): Promise<Descriptor> {
   return { mediaType: 'application/vnd.oci.image.config.v1+json', digest, size: bytes.length };
 }
 
-/** test/mixed:v1 — layer 0 plain gzip (fetched whole), layer 1 eStargz (lazy), from the same source image. */
+/**
+ * test/estargz:mixed — layer 0 plain gzip (fetched whole), layer 1 eStargz (lazy), from the same
+ * source image; the gzip blobs are copied into the eStargz repository so one manifest can name both.
+ */
 async function pushMixed(src: string): Promise<void> {
-  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/mixed:gz`]);
-  await starling('convert', `oci:${src}:v1`, `docker://${registry.host}/test/mixed:esgz`, '--format', 'estargz', '--chunk-size', '1048576');
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/estargz:gz`]);
   const get = async (tag: string) => {
-    const res = await fetch(`${registry.url}/v2/test/mixed/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await fetch(`${registry.url}/v2/test/estargz/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     const m = (await res.json()) as ImageManifest;
-    const config = (await (await fetch(`${registry.url}/v2/test/mixed/blobs/${m.config.digest}`)).json()) as ImageConfig;
+    const config = (await (await fetch(`${registry.url}/v2/test/estargz/blobs/${m.config.digest}`)).json()) as ImageConfig;
     return { m, config };
   };
   const gz = await get('gz');
-  const esgz = await get('esgz');
+  const esgz = await get('v1');
   const config = { ...esgz.config, rootfs: { type: 'layers', diff_ids: [gz.config.rootfs.diff_ids[0]!, esgz.config.rootfs.diff_ids[1]!] } };
-  const configDesc = await putBlob('test/mixed', Buffer.from(JSON.stringify(config)));
+  const configDesc = await putBlob('test/estargz', Buffer.from(JSON.stringify(config)));
   const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: [gz.m.layers[0]!, esgz.m.layers[1]!] };
-  const res = await fetch(`${registry.url}/v2/test/mixed/manifests/v1`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': manifest.mediaType } });
+  const res = await fetch(`${registry.url}/v2/test/estargz/manifests/mixed`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': manifest.mediaType } });
   assert.equal(res.status, 201);
 }
 
