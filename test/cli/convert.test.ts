@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { command as convert } from '../../src/cli/convert.js';
 import { command as convertLayer } from '../../src/cli/convert-layer.js';
 import { UserError } from '../../src/cli/command.js';
@@ -58,14 +58,15 @@ function commandScript(name: string): string {
     catch (e) { if (!(e instanceof UserError)) throw e; process.stderr.write('starling: ' + e.message + '\\n'); process.exitCode = e.exitCode; }`;
 }
 
-async function runCommand(name: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const script = commandScript(name);
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], { maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== 'number') reject(error);
-      else resolve({ code: error ? (error.code as number) : 0, out: stdout, err: stderr });
-    });
-  });
+async function runCommand(name: string, args: string[], stdin?: Buffer): Promise<{ code: number; out: string; err: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', commandScript(name), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdin.end(stdin ?? Buffer.alloc(0));
+  const code = await new Promise<number | null>((resolve, reject) => child.once('error', reject).once('close', resolve));
+  return { code: code ?? -1, out, err };
 }
 
 async function userError(p: Promise<unknown>, re: RegExp, exitCode: number): Promise<void> {
@@ -173,6 +174,11 @@ test('convert-layer prints {mediaType, digest, size, diffID, tocDigest, annotati
   assert.equal(z.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
   const names = await run('sh', ['-c', `zstd -dc '${zst}' | tar -t`]);
   assert.deepEqual(names.stdout.split('\n').filter((n) => n !== '').sort(), ['a/', 'a/b.txt', 'a/c.bin']);
+
+  // IN = - reads the blob from stdin (here gzip-compressed).
+  const fromStdin = await runCommand('convert-layer', ['-', join(work, 'stdin.zst'), '--format', 'zstd:chunked'], gzipSync(await readFile(tar)));
+  assert.equal(fromStdin.code, 0, fromStdin.err);
+  assert.equal((JSON.parse(fromStdin.out) as { diffID: string }).diffID, sha256(await readFile(tar)));
 
   await userError(convertLayer.run([join(work, 'missing.tar'), join(work, 'o'), '--format', 'estargz']), /ENOENT/, 1);
   await userError(convertLayer.run([tar, join(work, 'o'), '--format', 'zstd:chunked', '--chunk-size', '1k']), /estargz only/, 2);
