@@ -10,7 +10,7 @@ const SPLIT_MASK = (1 << 16) - 1;
 /** containers/storage `holesThreshold`. */
 export const HOLE_THRESHOLD = 1024;
 
-const ZEROS = new Uint8Array(HOLE_THRESHOLD);
+const ZEROS = Buffer.alloc(HOLE_THRESHOLD);
 
 /** Receives a file's payload in stream order, split into chunks. */
 export interface ChunkSink {
@@ -34,11 +34,13 @@ export class ContentChunker {
   constructor(private readonly sink: ChunkSink) {}
 
   /**
-   * Feeds the next payload bytes. Bytes of a zero run that reaches the end of `buf` are held back
-   * (as a count) until the run's end tells whether it is data or a hole. Data goes to the sink as
-   * subarrays of `buf`, one per chunk piece, so the sink sees few calls.
+   * Feeds the next payload bytes. A zero run that reaches the end of `buf` is held back (as a count)
+   * until its end tells whether it is data or a hole. Data goes to the sink as subarrays of `buf`,
+   * one per chunk piece, so the sink sees few calls. Holes are found with a native search for 1024
+   * zeros; everything between them is rolled in a tight loop.
    */
-  push(buf: Uint8Array): void {
+  push(input: Uint8Array): void {
+    const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.length);
     const n = buf.length;
     let i = 0;
     if (this.pendingZeros > 0 || this.inHole) {
@@ -55,62 +57,74 @@ export class ContentChunker {
         this.inHole = false;
         this.hole(total);
       } else {
-        // A short run: the carried zeros are data (the rest of the run, buf[0, i), is rolled below).
+        // A short run: the carried zeros are data, and so is the rest of the run, buf[0, i).
         this.rollCarriedZeros();
         i = 0;
       }
     }
-    let dataStart = i; // bytes of buf from here on not yet handed to the sink
+    // Zeros at the end of buf may continue in the next buffer: hold them back.
+    let end = n;
+    while (end > i && buf[end - 1] === 0) end--;
+    let dataStart = i;
+    while (i < end) {
+      const found = buf.indexOf(ZEROS, i);
+      const holeStart = found === -1 || found >= end ? end : found;
+      dataStart = this.roll(buf, i, holeStart, dataStart);
+      if (holeStart === end) break;
+      let holeEnd = holeStart + HOLE_THRESHOLD;
+      while (buf[holeEnd] === 0) holeEnd++; // stops before `end`: buf[end - 1] is not zero
+      if (holeStart > dataStart) this.sink.data(buf.subarray(dataStart, holeStart));
+      this.sink.cut();
+      this.hole(holeEnd - holeStart);
+      i = dataStart = holeEnd;
+    }
+    if (end > dataStart) this.sink.data(buf.subarray(dataStart, end));
+    if (end < n) this.addZeros(n - end);
+  }
+
+  /**
+   * Rolls buf[from, to) as data, cutting after every byte where the checksum says so; returns where
+   * the data not yet handed to the sink starts. Past the first 64 bytes the byte leaving the window
+   * is read from buf itself; the ring keeps the last 64 bytes for the next call.
+   */
+  private roll(buf: Buffer, from: number, to: number, dataStart: number): number {
     let s1 = this.s1;
     let s2 = this.s2;
-    let wofs = this.wofs;
     const window = this.window;
-    while (i < n) {
+    const w0 = this.wofs;
+    let w = w0;
+    let i = from;
+    const head = Math.min(to, from + WINDOW);
+    for (; i < head; i++) {
       const b = buf[i]!;
-      if (b === 0) {
-        let j = i + 1;
-        while (j < n && buf[j] === 0) j++;
-        if (j === n) {
-          // The run reaches the end of buf: hold it back until its length is known.
-          this.s1 = s1;
-          this.s2 = s2;
-          this.wofs = wofs;
-          if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
-          this.addZeros(n - i);
-          return;
-        }
-        if (j - i >= HOLE_THRESHOLD) {
-          this.s1 = s1;
-          this.s2 = s2;
-          this.wofs = wofs;
-          if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
-          this.sink.cut();
-          this.hole(j - i);
-          s1 = this.s1;
-          s2 = this.s2;
-          wofs = this.wofs;
-          i = j;
-          dataStart = j;
-          continue;
-        }
-        // A short zero run is data: fall through and roll its bytes like any other.
-      }
-      const drop = window[wofs]!;
-      window[wofs] = b;
-      wofs = (wofs + 1) & (WINDOW - 1);
+      const drop = window[w]!;
+      window[w] = b;
+      w = (w + 1) & (WINDOW - 1);
       s1 = (s1 + b - drop) | 0;
       s2 = (s2 + s1 - ((drop + CHAR_OFFSET) << 6)) | 0;
-      i++;
       if ((s2 & SPLIT_MASK) === SPLIT_MASK) {
-        this.sink.data(buf.subarray(dataStart, i));
+        this.sink.data(buf.subarray(dataStart, i + 1));
         this.sink.cut();
-        dataStart = i;
+        dataStart = i + 1;
       }
     }
+    for (; i < to; i++) {
+      const b = buf[i]!;
+      const drop = buf[i - WINDOW]!;
+      s1 = (s1 + b - drop) | 0;
+      s2 = (s2 + s1 - ((drop + CHAR_OFFSET) << 6)) | 0;
+      if ((s2 & SPLIT_MASK) === SPLIT_MASK) {
+        this.sink.data(buf.subarray(dataStart, i + 1));
+        this.sink.cut();
+        dataStart = i + 1;
+      }
+    }
+    // Byte at position p sits in ring slot (w0 + p - from) mod 64.
+    for (let p = Math.max(head, to - WINDOW); p < to; p++) window[(w0 + p - from) & (WINDOW - 1)] = buf[p]!;
     this.s1 = s1;
     this.s2 = s2;
-    this.wofs = wofs;
-    if (i > dataStart) this.sink.data(buf.subarray(dataStart, i));
+    this.wofs = (w0 + (to - from)) & (WINDOW - 1);
+    return dataStart;
   }
 
   /** Ends the payload: classifies a pending zero run and cuts the last chunk. */
