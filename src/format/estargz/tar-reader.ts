@@ -2,6 +2,7 @@
 // ustar block) so a writer can pass them through byte for byte, and hands out payloads piecewise
 // so large files are never held whole. Parses ustar, PAX (x and g) and GNU (L, K, base-256) headers.
 import type { Readable } from 'node:stream';
+import { detectCompression } from '../compression.js';
 import { TarEntryError, type TarEntryType, type TarHeader } from '../tar-entry.js';
 
 export const BLOCK = 512;
@@ -94,6 +95,15 @@ function paxNumber(pax: Record<string, string>, key: string, name: string): numb
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new TarFormatError(`tar: PAX ${key}=${JSON.stringify(v)} of ${JSON.stringify(name)} is not a number`);
   return Number(v);
+}
+
+/** The error for input that is not a tar; compressed input gets a hint instead of `reason`. */
+function notATar(head: Buffer, reason: string): TarFormatError {
+  const compression = detectCompression(head);
+  if (compression !== 'none') {
+    return new TarFormatError(`not a tar: the input is ${compression}-compressed; decompress it first (decompressedTar in format/compression.ts)`);
+  }
+  return new TarFormatError(`not a tar: ${reason}`);
 }
 
 /** Pulls tar entries from a byte stream, one at a time; payloads are read with readPayload. */
@@ -190,7 +200,7 @@ export class TarReader {
     for (;;) {
       const atStart = this.position === 0;
       if (atStart && this.buffered < BLOCK && (await this.fill(1)) && !(await this.fill(BLOCK))) {
-        throw new TarFormatError(`not a tar: the input is only ${this.buffered} bytes`);
+        throw notATar(Buffer.concat(this.bufs), `the input is only ${this.buffered} bytes`);
       }
       if (!(await this.fill(1))) {
         // Go's tar reader also accepts an archive that ends cleanly without the zero blocks.
@@ -206,9 +216,8 @@ export class TarReader {
         return null;
       }
       if (!checksumOk(block)) {
-        throw new TarFormatError(
-          atStart ? 'not a tar: the first 512-byte block is not a valid tar header (checksum mismatch)' : `tar: header checksum mismatch at byte ${this.position - BLOCK}`,
-        );
+        if (atStart) throw notATar(block, 'the first 512-byte block is not a valid tar header (checksum mismatch)');
+        throw new TarFormatError(`tar: header checksum mismatch at byte ${this.position - BLOCK}`);
       }
       raw.push(block);
       const flag = String.fromCharCode(block[156]!);

@@ -47,6 +47,7 @@ test('not a tar: random bytes, a few bytes, nothing', async () => {
   await assert.rejects(convert(Buffer.alloc(4096, 0x41), { level: 1 }), /not a tar: the first 512-byte block is not a valid tar header/);
   await assert.rejects(convert(Buffer.from('hello'), { level: 1 }), /not a tar: the input is only 5 bytes/);
   await assert.rejects(convert(Buffer.alloc(0), { level: 1 }), /not a tar: the input is empty/);
+  await assert.rejects(convert(gzipSync(realTarBytes.subarray(0, 4096)), { level: 1 }), /not a tar: the input is gzip-compressed; decompress it first/);
 });
 
 test('entry paths escaping the root, and hardlinks escaping it, are refused by name', async () => {
