@@ -24,8 +24,16 @@ async function hashTree(dir: string, hash: Hash): Promise<void> {
   }
 }
 
-export async function buildEngine(repoRoot: string, outDir: string): Promise<Engine> {
-  const dir = join(outDir, 'engine');
+/** The snapshot in `dir`: compiled there first unless `reuse` and it is already there. */
+export async function buildEngine(repoRoot: string, dir: string, reuse = false): Promise<Engine> {
+  const launcher = join(dir, 'starling.mjs');
+  if (!(reuse && (await exists(launcher)))) await compile(repoRoot, dir);
+  const hash = createHash('sha256');
+  for (const sub of ['format', 'convert', 'oci']) await hashTree(join(dir, 'dist', sub), hash);
+  return { argv: [process.execPath, launcher], convertKey: hash.digest('hex').slice(0, 12) };
+}
+
+async function compile(repoRoot: string, dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   // tsc emits even when some file has type errors; the run's commands fail loudly if it matters.
@@ -40,9 +48,6 @@ export async function buildEngine(repoRoot: string, outDir: string): Promise<Eng
   await rm(join(dir, 'node_modules'), { force: true });
   await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
-  const hash = createHash('sha256');
-  for (const sub of ['format', 'convert', 'oci']) await hashTree(join(dir, 'dist', sub), hash);
-  return { argv: [process.execPath, launcher], convertKey: hash.digest('hex').slice(0, 12) };
 }
 
 /** Runs a Starling command to completion; rejects with its stderr on failure. */

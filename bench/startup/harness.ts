@@ -34,6 +34,8 @@ export interface BenchOptions {
   probeBytes: number;
   /** Measure even when the link check is off the profile (the results then carry a warning). */
   allowBadLink: boolean;
+  /** A compiled snapshot of Starling to use (compiled there if missing), instead of a fresh one per run. */
+  engineDir?: string;
   /** Let lazy mounts fill the rest of the image in the background while the workload runs. */
   backgroundFetch: boolean;
   log(msg: string): void;
@@ -216,8 +218,8 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   const stopSignals = cleanupOnSignal();
   const reg = await startEmulatedRegistry(opts.profile);
   try {
-    opts.log('compiling a snapshot of Starling for this run');
-    const engine = await buildEngine(REPO_ROOT, workRoot);
+    opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling for this run');
+    const engine = await buildEngine(REPO_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
     opts.log(`checking the link (${opts.profile.rttMs} ms RTT, ${opts.profile.rateMbit} Mbit/s)`);
     const check = await checkLink(reg, opts.probeBytes);
     opts.log(`link: ${check.rttMs} ms RTT, ${check.throughputMbit} Mbit/s`);
@@ -240,6 +242,26 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     );
     const mountArgs = opts.backgroundFetch ? [] : ['--no-background-fetch'];
     const samples: Sample[] = [];
+    const results = (): Results => {
+      const r: Results = {
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        machine: machine(),
+        link: { profile: opts.profile, check },
+        samplesPerCell: opts.samples,
+        images: [...images.values()].map((i) => i.info),
+        samples,
+        summary: summarise(samples),
+        notes: [
+          ...(linkWarning ? [linkWarning] : []),
+          ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
+          `Lazy modes mount with default options${opts.backgroundFetch ? ' (background fetch of the whole image on)' : ' except --no-background-fetch: only what the workload reads (and the prefetch list) is fetched'}.`,
+          `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
+        ],
+      };
+      r.notes.push(...acceptanceNotes(r));
+      return r;
+    };
     const reference = new Map<string, string>();
     for (const [i, step] of plan.entries()) {
       const s = await runSample(images.get(step.image)!, step.mode, step.index, engine, reg, workRoot, mountArgs);
@@ -255,27 +277,12 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
         `[${i + 1}/${plan.length}] ${s.image} ${s.mode} #${s.index}: ` +
           (s.error ? `FAILED: ${s.error}` : `pull ${(s.pullMs / 1000).toFixed(2)} s, run ${(s.runMs / 1000).toFixed(2)} s, ${((s.pullBytes + s.runBytes) / 1e6).toFixed(1)} MB`),
       );
+      // The report so far, so an interrupted run still leaves its figures.
+      await writeReport(results(), opts.out);
     }
-
-    const notes = [
-      ...(linkWarning ? [linkWarning] : []),
-      `Lazy modes mount with default options${opts.backgroundFetch ? ' (background fetch of the whole image on)' : ' except --no-background-fetch: only what the workload reads (and the prefetch list) is fetched'}.`,
-      `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
-    ];
-    const results: Results = {
-      startedAt,
-      finishedAt: new Date().toISOString(),
-      machine: machine(),
-      link: { profile: opts.profile, check },
-      samplesPerCell: opts.samples,
-      images: [...images.values()].map((i) => i.info),
-      samples,
-      summary: summarise(samples),
-      notes,
-    };
-    results.notes.push(...acceptanceNotes(results));
-    await writeReport(results, opts.out);
-    return results;
+    const final = results();
+    await writeReport(final, opts.out);
+    return final;
   } finally {
     stopSignals();
     await reg.stop();

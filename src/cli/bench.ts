@@ -30,6 +30,8 @@ options:
   --background-fetch let lazy mounts fill the whole image in the background during the run
                      (default off: only what the workload reads, plus the prefetch list)
   --allow-bad-link   measure even if the link check is off the profile (a warning goes in the report)
+  --engine DIR       use the compiled Starling snapshot in DIR (compiled there if missing) instead
+                     of a fresh one per run: converted images are cached per snapshot
   --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
 
 function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
@@ -59,6 +61,7 @@ export const command: Command = {
         readme: { type: 'boolean' },
         'background-fetch': { type: 'boolean' },
         'allow-bad-link': { type: 'boolean' },
+        engine: { type: 'string' },
       },
       usage,
     );
@@ -76,6 +79,7 @@ export const command: Command = {
       readme: values.readme === true,
       backgroundFetch: values['background-fetch'] === true,
       allowBadLink: values['allow-bad-link'] === true,
+      ...(values.engine ? { engineDir: resolve(values.engine) } : {}),
     };
     if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });
