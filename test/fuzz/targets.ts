@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { decompress } from '@mongodb-js/zstd';
 import { BufferBlob } from '../../src/blob/source.js';
 import { estargzFooter, legacyStargzFooter, parseFooter as parseEstargzFooter } from '../../src/format/estargz/footer.js';
-import { openEstargz, readFileRange } from '../../src/format/estargz/reader.js';
+import { buildEntries, openEstargz, readFileRange } from '../../src/format/estargz/reader.js';
 import { TarFormatError as EstargzTarFormatError, TarReader } from '../../src/format/estargz/tar-reader.js';
 import { writeEstargz } from '../../src/format/estargz/writer.js';
 import { TarEntryError } from '../../src/format/tar-entry.js';
@@ -26,6 +26,10 @@ import { RawTarParser, TarFormatError as RawTarFormatError } from '../../src/for
 import { openZstdChunked } from '../../src/format/zstdchunked/reader.js';
 import { readTarSplit, TarSplitError } from '../../src/format/zstdchunked/tarsplit.js';
 import { writeZstdChunked } from '../../src/format/zstdchunked/writer.js';
+import { indexLayer } from '../../src/fs/layer-index.js';
+import { LazyFs } from '../../src/fs/lazyfs.js';
+import { MountMetrics } from '../../src/fs/metrics.js';
+import { buildLayerTree, buildMergedTree } from '../../src/fs/tree.js';
 import { DigestError, type Digest } from '../../src/oci/digest.js';
 import { Annotation } from '../../src/oci/mediatypes.js';
 import { parseConfig, parseIndex, parseManifest, parseManifestOrIndex, ValidationError } from '../../src/oci/validate.js';
@@ -63,8 +67,14 @@ async function writeToBuffer(write: (tar: Readable, out: Writable) => Promise<{ 
   return { blob: Buffer.concat(sink.parts), annotations: res.annotations, tocDigest: res.tocDigest };
 }
 
-/** Reads every regular file of an opened layer (the first and last 256 KiB of big ones): exercises decodeChunk. */
+/**
+ * What a mount does with an opened layer: index it and build its inode tree (merged, and as an
+ * overlay lower layer), then read every regular file (the first and last 256 KiB of big ones).
+ */
 async function readFiles(layer: LayerToc, blob: BufferBlob): Promise<void> {
+  const index = indexLayer(layer.entries, 'fuzzed layer');
+  buildMergedTree([index, index]);
+  buildLayerTree(index, 0);
   for (const e of layer.entries.slice(0, 64)) {
     if (e.type !== 'reg') continue;
     const window = 256 << 10;
@@ -86,6 +96,23 @@ const DOCKER_REFS = [
   'docker://[::1]:5000/a/b/c:v1.2-rc_3',
   'localhost/x:latest@sha256:' + '01'.repeat(32),
   'docker.io/library/busybox',
+];
+const TREE_SEED = [
+  { name: './', type: 'dir', mode: 0o755 },
+  { name: 'etc/', type: 'dir', mode: 0o755 },
+  { name: 'etc/hosts', type: 'reg', size: 0, mode: 0o644, uid: 1000, gid: 1000, modtime: '2024-01-02T03:04:05Z' },
+  { name: 'etc/hard', type: 'hardlink', linkName: 'etc/hosts' },
+  { name: 'etc/rel', type: 'symlink', linkName: '../usr/bin/true' },
+  { name: 'etc/abs', type: 'symlink', linkName: '/etc/shadow' },
+  { name: 'etc/.wh.old', type: 'reg', size: 0 },
+  { name: 'var/', type: 'dir' },
+  { name: 'var/cache/', type: 'dir', xattrs: { 'user.x': 'eQ==' } },
+  { name: 'var/cache/.wh..wh..opq', type: 'reg', size: 0 },
+  { name: 'var/cache/keep', type: 'reg', size: 0 },
+  { name: 'dev/', type: 'dir' },
+  { name: 'dev/null', type: 'char', devMajor: 1, devMinor: 3, mode: 0o666 },
+  { name: 'dev/fifo', type: 'fifo' },
+  { name: 'etc/hosts', type: 'reg', size: 0, mode: 0o600 },
 ];
 const IMAGE_REFS = ['oci:/tmp/layout:v1', 'oci:relative/dir', 'oci:/data/a:b:', 'docker://alpine', 'oci:C:\\x:tag', 'containers-storage:x'];
 
@@ -180,6 +207,39 @@ export async function buildTargets(): Promise<Target[]> {
       async run(b) {
         const blob = new BufferBlob(estargzBlob(esgzData, b).blob);
         await readFiles(await openEstargz(blob), blob);
+      },
+    },
+    {
+      // Metadata-only layers (no content to check), so mutated names, types and links get past the
+      // reader and reach the overlay rules, the inode trees and LazyFs; stacked on a fixed lower layer.
+      name: 'layer-tree',
+      seeds: [Buffer.from(JSON.stringify({ version: 1, entries: TREE_SEED }))],
+      json: true,
+      allowed: [TocError],
+      run(b) {
+        let doc: unknown;
+        try {
+          doc = JSON.parse(b.toString('utf8'));
+        } catch {
+          return;
+        }
+        const upper = indexLayer(buildEntries(doc, 1 << 30, 'fuzzed TOC').entries, 'upper');
+        const lower = indexLayer(buildEntries({ version: 1, entries: TREE_SEED }, 1 << 30, 'lower TOC').entries, 'lower');
+        for (const tree of [buildMergedTree([lower, upper]), buildLayerTree(upper, 1)]) {
+          const fs = new LazyFs(tree, [], new MountMetrics());
+          const walk = (path: string, depth: number): void => {
+            if (depth > 64) return;
+            for (const name of fs.readdir(path).names.slice(2)) {
+              const child = `${path === '/' ? '' : path}/${name}`;
+              const st = fs.getattr(child);
+              if ((st.mode & 0o170000) === 0o040000) walk(child, depth + 1);
+              else if ((st.mode & 0o170000) === 0o120000) fs.readlink(child);
+              fs.listxattr(child);
+            }
+          };
+          walk('/', 0);
+          fs.statfs();
+        }
       },
     },
     {
