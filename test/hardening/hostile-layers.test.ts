@@ -4,6 +4,7 @@
 // never a crash, a hang, an unbounded allocation, or a path that leaves the layer root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createGzip, gzipSync } from 'node:zlib';
 import { compress } from '@mongodb-js/zstd';
@@ -374,4 +375,15 @@ test('decompression bombs: a chunk inflates only to its declared size', async ()
   const zl = await open('zstd', Buffer.concat([lead, z]), zEntries);
   await assert.rejects(readFileRange(zl.toc, zl.blob, zl.toc.entries.find((x) => x.path === 'bomb')!, 0, 4096), (err: Error) => err instanceof ChunkVerifyError && /inflate to|declared/.test(err.message));
   await readThroughLazyFs(zl, { eio: ['bomb'] });
+  // The same bomb streamed (no content size in the frame header): refused by the block-level bound.
+  const streamed = await new Promise<Buffer>((resolve, reject) => {
+    const child = execFile('zstd', ['-q', '-c', '-3'], { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, out) => (err ? reject(err) : resolve(out)));
+    child.stdin!.end(bomb);
+  });
+  assert.equal(streamed[4]! & 0xc0, 0, 'frame without a content size');
+  const sEntries: TocEntry[] = [{ name: 'bomb', type: 'reg', size: 4096, offset: lead.length, endOffset: lead.length + streamed.length, digest: sha256(first4k) }];
+  const sl = await open('zstd', Buffer.concat([lead, streamed]), sEntries);
+  const rss = process.memoryUsage.rss();
+  await assert.rejects(readFileRange(sl.toc, sl.blob, sl.toc.entries.find((x) => x.path === 'bomb')!, 0, 4096), (err: Error) => err instanceof ChunkVerifyError && /inflate to|declared/.test(err.message));
+  assert.ok(process.memoryUsage.rss() - rss < 32 << 20, 'refused before inflating');
 });
