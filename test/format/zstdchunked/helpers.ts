@@ -19,6 +19,18 @@ export async function convertZstd(input: string | Buffer, opts?: ZstdChunkedWrit
   return { blob: sink.data, result };
 }
 
+const converted = new Map<string, Promise<{ blob: Buffer; result: LayerWriteResult }>>();
+
+/** convertZstd of a tar file with default options, once per test process (the conversions dominate test time). */
+export function convertZstdCached(path: string): Promise<{ blob: Buffer; result: LayerWriteResult }> {
+  let p = converted.get(path);
+  if (!p) {
+    p = convertZstd(path);
+    converted.set(path, p);
+  }
+  return p;
+}
+
 /** Builds the Go interop programs (a no-op when the cached binaries match their sources). */
 export async function ensureGoZstdChunked(): Promise<void> {
   await run(`${REPO}scripts/build-interop.sh`, [], { cwd: REPO, maxBuffer: 16 << 20 });

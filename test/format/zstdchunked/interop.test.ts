@@ -17,7 +17,7 @@ import { Annotation } from '../../../src/oci/mediatypes.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { realTar } from '../../fixtures/real-tar.js';
 import { readSourceTar } from '../estargz/helpers.js';
-import { convertZstd, ensureGoZstdChunked, goZstdChunked } from './helpers.js';
+import { convertZstdCached, ensureGoZstdChunked, goZstdChunked } from './helpers.js';
 
 interface GoChunk {
   offset: number;
@@ -58,6 +58,14 @@ function chunking(layer: LayerToc): Map<string, unknown[]> {
 
 describe('zstd:chunked interop with containers/storage 1.43', () => {
   let dir: string;
+  let goBlob: Promise<{ blob: Buffer; annotations: Record<string, string> }> | undefined;
+  /** realTar('gnu') compressed by the Go ZstdCompressor, once. */
+  const goCompressed = () =>
+    (goBlob ??= (async () => {
+      const goPath = join(dir, 'go-gnu.zst');
+      const annotations = JSON.parse(await goZstdChunked(['compress', await realTar('gnu'), goPath])) as Record<string, string>;
+      return { blob: await readFile(goPath), annotations };
+    })());
   before(async () => {
     await ensureGoZstdChunked();
     dir = await mkdtemp(join(tmpdir(), 'starling-zc-interop-'));
@@ -66,7 +74,7 @@ describe('zstd:chunked interop with containers/storage 1.43', () => {
   for (const format of ['pax', 'gnu'] as const) {
     it(`containers/storage's manifest reader reads our blob (${format} tar) and every chunk verifies`, async () => {
       const tarPath = await realTar(format);
-      const { blob, result } = await convertZstd(tarPath);
+      const { blob, result } = await convertZstdCached(tarPath);
       const path = join(dir, `ours-${format}.zst`);
       await writeFile(path, blob);
       const out = await goZstdChunked(['read', path, result.annotations[Annotation.zstdChunkedManifestChecksum]!, result.annotations[Annotation.zstdChunkedManifestPosition]!]);
@@ -86,10 +94,8 @@ describe('zstd:chunked interop with containers/storage 1.43', () => {
 
   it('reads blobs written by the Go ZstdCompressor, through its annotations and through its 40-byte footer alone', async () => {
     const tarPath = await realTar('gnu');
-    const goPath = join(dir, 'go-gnu.zst');
-    const annotations = JSON.parse(await goZstdChunked(['compress', tarPath, goPath])) as Record<string, string>;
+    const { blob, annotations } = await goCompressed();
     assert.ok(annotations[Annotation.legacyZstdChunkedManifestChecksum], 'Go 1.43 writes the io.containers.* keys');
-    const blob = await readFile(goPath);
     assert.equal(blob.subarray(blob.length - 8).toString('latin1'), 'GnUlInUx');
     const source = await readSourceTar(tarPath);
     for (const ann of [annotations, {}]) {
@@ -108,10 +114,9 @@ describe('zstd:chunked interop with containers/storage 1.43', () => {
 
   it('cuts exactly the chunks the Go compressor cuts, file by file, on the same tar', async () => {
     const tarPath = await realTar('gnu');
-    const ours = await convertZstd(tarPath);
-    const goPath = join(dir, 'go-gnu.zst');
-    const annotations = JSON.parse(await goZstdChunked(['compress', tarPath, goPath])) as Record<string, string>;
-    const theirs = await openZstdChunked(new BufferBlob(await readFile(goPath)), annotations);
+    const ours = await convertZstdCached(tarPath);
+    const go = await goCompressed();
+    const theirs = await openZstdChunked(new BufferBlob(go.blob), go.annotations);
     const mine = await openZstdChunked(new BufferBlob(ours.blob), ours.result.annotations);
     const a = chunking(mine);
     const b = chunking(theirs);
