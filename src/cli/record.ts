@@ -36,20 +36,16 @@ options:
   --json          print a JSON summary {files, bytes, exitCode} instead of a human one`;
 
 export interface AccessTrace {
-  /** Paths in first-open order. */
-  paths: string[];
-  /** Sizes of those files. */
-  bytes: number;
+  /** Paths in first-open order, with their file sizes. */
+  files: Map<string, number>;
   stop(): void;
 }
 
 /** Notes the first open of each regular file on every LazyFs of this process until `stop()`. */
 export function traceOpens(): AccessTrace {
   const original = Object.getOwnPropertyDescriptor(LazyFs.prototype, 'open')!;
-  const seen = new Set<string>();
   const trace: AccessTrace = {
-    paths: [],
-    bytes: 0,
+    files: new Map(),
     stop: () => Object.defineProperty(LazyFs.prototype, 'open', original),
   };
   const open = original.value as LazyFs['open'];
@@ -57,11 +53,7 @@ export function traceOpens(): AccessTrace {
     ...original,
     value(this: LazyFs, path: string, flags: number): number {
       const fh = open.call(this, path, flags); // throws for what is not an openable file
-      if (!seen.has(path)) {
-        seen.add(path);
-        trace.paths.push(path);
-        trace.bytes += this.getattr(path).size;
-      }
+      if (!trace.files.has(path)) trace.files.set(path, this.getattr(path).size);
       return fh;
     },
   });
@@ -133,15 +125,20 @@ export const command: Command = {
       if (res.exitCode !== 0) {
         throw new UserError(`the workload ${JSON.stringify(cmd.join(' '))} failed (${res.exitCode ?? res.signal}): ${res.stderr.trim().slice(-1000)}`);
       }
+      // The list is one path per line: a name with a line break cannot be listed (tar allows it).
+      const opened = [...trace.files.keys()];
+      const unlistable = opened.filter((p) => /[\r\n]/.test(p));
+      if (unlistable.length) log(`left out ${unlistable.length} opened file(s) whose names contain line breaks: ${JSON.stringify(unlistable.slice(0, 3))}`);
+      const listed = opened.filter((p) => !/[\r\n]/.test(p));
       const tmp = `${out}.tmp-${process.pid}`;
       try {
-        await writeFile(tmp, trace.paths.map((p) => `${p}\n`).join(''));
+        await writeFile(tmp, listed.map((p) => `${p}\n`).join(''));
         await rename(tmp, out);
       } catch (err) {
         await rm(tmp, { force: true });
         throw new UserError(`--out: cannot write ${out}: ${(err as Error).message}`);
       }
-      const summary = { out, files: trace.paths.length, bytes: trace.bytes, exitCode: res.exitCode };
+      const summary = { out, files: listed.length, bytes: listed.reduce((n, p) => n + trace.files.get(p)!, 0), exitCode: res.exitCode };
       process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${summary.files} files (${(summary.bytes / 1e6).toFixed(1)} MB) opened by the workload, in first-open order: ${out}\n`);
       return 0;
     } finally {
