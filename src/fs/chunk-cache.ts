@@ -28,6 +28,8 @@ export class ChunkCache {
   private readonly diskIndex = new Map<Digest, number>();
   private diskUsed = 0;
   private evicting = false;
+  /** Fan-out directories known to exist (a mkdir per write showed up in profiles). */
+  private readonly madeDirs = new Set<string>();
   private readonly chunksDir: string;
   private readonly tmpDir: string;
 
@@ -127,7 +129,11 @@ export class ChunkCache {
     if (this.diskIndex.has(digest) || data.length > this.opts.diskBytes) return;
     const path = this.pathOf(digest);
     const tmp = join(this.tmpDir, `${process.pid}-${++tmpCounter}`);
-    await mkdir(join(path, '..'), { recursive: true });
+    const dir = join(path, '..');
+    if (!this.madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
     try {
       await writeFile(tmp, data);
       await rename(tmp, path);
