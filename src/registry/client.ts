@@ -75,6 +75,7 @@ export const MANIFEST_ACCEPT = [...MANIFEST_TYPES, ...INDEX_TYPES].join(', ');
 // containerd's limit on manifest size (formats.md §1c.2).
 const MAX_MANIFEST_BYTES = 4 * 1048 * 1048;
 const MAX_REDIRECTS = 5;
+const REDIRECTS = [301, 302, 303, 307, 308];
 
 export class RegistryClient {
   readonly baseUrl: URL;
@@ -227,7 +228,7 @@ export class RegistryClient {
         bodyTimeout: this.timeoutMs,
       });
       const location = header(res.headers, 'location');
-      if (follow && [301, 302, 303, 307, 308].includes(res.statusCode) && location) {
+      if (follow && REDIRECTS.includes(res.statusCode) && location) {
         await res.body.dump().catch(() => undefined);
         if (hop >= MAX_REDIRECTS) throw new RegistryError(this.context(req.repository, req.object), `${req.method} ${describeUrl(url)}: more than ${MAX_REDIRECTS} redirects`);
         url = new URL(location, url);
@@ -238,13 +239,17 @@ export class RegistryClient {
     }
   }
 
-  /** Size of a blob, or undefined if the repository does not have it. */
+  /**
+   * Size of a blob, or undefined if the repository does not have it; -1 when it exists but the
+   * size is unknown. A redirect (to storage, where a URL signed for GET may refuse HEAD) is not
+   * followed: the registry answering with one means it has the blob.
+   */
   async blobSize(repository: string, digest: Digest): Promise<number | undefined> {
-    const res = await this.fetch({ method: 'HEAD', repository, path: `blobs/${digest}`, object: `blob ${digest}`, expect: [200, 404] });
+    const res = await this.fetch({ method: 'HEAD', repository, path: `blobs/${digest}`, object: `blob ${digest}`, expect: [200, 404, ...REDIRECTS], followRedirects: false });
     await res.body.dump();
     if (res.status === 404) return undefined;
     const len = Number(header(res.headers, 'content-length'));
-    return Number.isSafeInteger(len) ? len : -1;
+    return res.status === 200 && Number.isSafeInteger(len) ? len : -1;
   }
 
   /** HEAD of a manifest: its digest, media type and size when the registry says them; undefined on 404. */

@@ -201,6 +201,14 @@ test('a redirect to another host: Authorization is not forwarded, the location i
   await c.close();
 });
 
+test('a blob whose HEAD is redirected exists without following the redirect', async () => {
+  const c = client();
+  proxy.inject({ kind: 'redirect', match: { method: 'HEAD', path: '/blobs/' } });
+  assert.equal(await c.blobSize(REPO, bigDigest), -1);
+  assert.equal(proxy.storageLog.length, 0);
+  await c.close();
+});
+
 test('a full blob stream resumes after a reset with a Range request, and detects altered bytes', async () => {
   const rs = await openRegistrySource(`docker://${proxy.host}/${REPO}:none`, {
     credentials: { get: (d) => creds.get(d === proxy.host ? 'placeholder' : d) },
