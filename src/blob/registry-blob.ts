@@ -11,6 +11,8 @@
 // - Redirects: the first GET follows them; a redirect to another host (object storage, CDN) is
 //   remembered and later reads go there directly, without Authorization. A 401/403 from that host
 //   (an expired presigned URL) re-resolves the redirect through the registry once.
+// - Integrity: bytes of a range cannot be checked here (only a whole-blob answer is hashed against
+//   the digest); readers verify what they read (TOC digest, chunk digests) and answer EIO.
 // - `stats.requests` counts HTTP requests (every attempt and redirect hop), `stats.bytes` the
 //   response body bytes received (multipart framing included); a mount reports both.
 import type { Readable } from 'node:stream';
