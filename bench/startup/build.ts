@@ -1,7 +1,7 @@
 // Builds a benchmark image (gzip layers, OCI layout) from its recipe, cached on disk under
 // <cacheDir>/<name>-<key>/gzip. The key hashes the recipe and every selected file's path, size,
 // mtime and mode, so a changed machine file or recipe builds a new image; content is not re-read.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -31,10 +31,19 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+const runningTools = new Set<ChildProcess>();
+
+/** Stops every tool runTool started that is still running (the harness is being interrupted). */
+export function killRunningTools(): void {
+  for (const child of runningTools) child.kill('SIGTERM');
+}
+
 /** Runs a command, rejecting with its stderr when it fails. */
 export function runTool(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    runningTools.add(child);
+    child.once('close', () => runningTools.delete(child));
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

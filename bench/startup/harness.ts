@@ -13,7 +13,7 @@ import { Annotation } from '../../src/oci/mediatypes.js';
 import type { ImageConfig, ImageManifest } from '../../src/oci/types.js';
 import { assertLinkMatches, checkLink, startEmulatedRegistry, type EmulatedRegistry } from '../net/link.js';
 import type { LinkProfile } from '../net/relay.js';
-import { buildBenchImage, exists, runTool, type BuiltBenchImage } from './build.js';
+import { buildBenchImage, exists, killRunningTools, runTool, type BuiltBenchImage } from './build.js';
 import { buildEngine, starling, type Engine } from './engine.js';
 import { imageRecipe } from './images.js';
 import { MODE_FORM, prepare, type Form, type Prepared } from './modes.js';
@@ -154,10 +154,17 @@ async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg:
 
 let active: Prepared | undefined;
 
-/** On SIGINT/SIGTERM the sample in progress is unmounted and removed before exiting. */
-function cleanupOnSignal(): () => void {
+/**
+ * On SIGINT/SIGTERM: stop the tools running for us (a conversion, a pull), unmount the sample in
+ * progress, stop the registry and relay, remove the work directory — then exit.
+ */
+function cleanupOnSignal(cleanup: () => Promise<void>): () => void {
   const handler = (sig: NodeJS.Signals) => {
-    void (active?.cleanup() ?? Promise.resolve()).finally(() => process.kill(process.pid, sig));
+    killRunningTools();
+    void (async () => {
+      await active?.cleanup().catch(() => undefined);
+      await cleanup().catch(() => undefined);
+    })().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
@@ -215,8 +222,11 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   const startedAt = new Date().toISOString();
   await mkdir(opts.out, { recursive: true });
   const workRoot = await mkdtemp(join(opts.out, 'work-'));
-  const stopSignals = cleanupOnSignal();
   const reg = await startEmulatedRegistry(opts.profile);
+  const stopSignals = cleanupOnSignal(async () => {
+    await reg.stop();
+    await rm(workRoot, { recursive: true, force: true });
+  });
   try {
     opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling for this run');
     const engine = await buildEngine(REPO_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
