@@ -16,7 +16,8 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   await mkdir(paths.dir, { recursive: true });
   await recoverStale(opts.mountpoint, paths, opts.log);
   const st = await stat(opts.mountpoint).catch(() => undefined);
-  if (!st?.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
+  if (!st) throw new MountError(`mountpoint ${opts.mountpoint} does not exist`);
+  if (!st.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
 
   const mount = await ImageMount.open({ ...opts, workDir: paths.dir });
   let stopping: Promise<void> | undefined;
