@@ -34,6 +34,8 @@ export interface BenchOptions {
   probeBytes: number;
   /** Measure even when the link check is off the profile (the results then carry a warning). */
   allowBadLink: boolean;
+  /** Only build, convert, record and push the images (fills the cache), measure nothing. */
+  prepareOnly?: boolean;
   /** A compiled snapshot of Starling to use (compiled there if missing), instead of a fresh one per run. */
   engineDir?: string;
   /** Let lazy mounts fill the rest of the image in the background while the workload runs. */
@@ -245,9 +247,10 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     const forms = new Set(opts.modes.map((m) => MODE_FORM[m]));
     const images = new Map<string, PreparedImage>();
     for (const name of opts.images) images.set(name, await prepareImage(name, forms, engine, reg, opts));
+    if (opts.prepareOnly) opts.log('images prepared; --prepare-only: nothing measured');
 
     const plan = shuffled(
-      opts.images.flatMap((image) => opts.modes.flatMap((mode) => Array.from({ length: opts.samples }, (_, index) => ({ image, mode, index })))),
+      opts.prepareOnly ? [] : opts.images.flatMap((image) => opts.modes.flatMap((mode) => Array.from({ length: opts.samples }, (_, index) => ({ image, mode, index })))),
       opts.seed,
     );
     const mountArgs = opts.backgroundFetch ? [] : ['--no-background-fetch'];

@@ -32,6 +32,7 @@ options:
   --allow-bad-link   measure even if the link check is off the profile (a warning goes in the report)
   --engine DIR       use the compiled Starling snapshot in DIR (compiled there if missing) instead
                      of a fresh one per run: converted images are cached per snapshot
+  --prepare-only     build, convert, record and push the images (filling the cache), measure nothing
   --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
 
 function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
@@ -62,6 +63,7 @@ export const command: Command = {
         'background-fetch': { type: 'boolean' },
         'allow-bad-link': { type: 'boolean' },
         engine: { type: 'string' },
+        'prepare-only': { type: 'boolean' },
       },
       usage,
     );
@@ -80,6 +82,7 @@ export const command: Command = {
       backgroundFetch: values['background-fetch'] === true,
       allowBadLink: values['allow-bad-link'] === true,
       ...(values.engine ? { engineDir: resolve(values.engine) } : {}),
+      prepareOnly: values['prepare-only'] === true,
     };
     if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });
