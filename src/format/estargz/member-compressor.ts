@@ -2,7 +2,8 @@
 // order. A bounded window (members and bytes in flight) keeps memory flat whatever the layer size;
 // the output bytes do not depend on the window, so the blob is the same on any number of cores.
 import type { Writable } from 'node:stream';
-import { gzip, type ZlibOptions } from 'node:zlib';
+import { once } from 'node:events';
+import { createGzip, gzip, type ZlibOptions } from 'node:zlib';
 import { Sha256Counter, type Digest } from '../../oci/digest.js';
 
 export interface MemberCompressorOptions {
@@ -55,6 +56,38 @@ export class MemberCompressor {
     this.pending.push({ result, bytes: data.length });
     this.inFlightBytes += data.length;
     return this.submitted++;
+  }
+
+  /**
+   * Starts a member too large to hold in memory (a long run of tar headers): after every queued
+   * member is written, its bytes stream through one gzip stream straight to the output. The bytes
+   * equal those of submit() with the same content, since deflate output does not depend on how
+   * its input is split. No other member may be submitted until `end()` resolved.
+   */
+  async startStreamingMember(): Promise<{ write(data: Buffer): Promise<void>; end(): Promise<void> }> {
+    await this.flush();
+    this.offsets.push(this.hash.bytes);
+    this.submitted++;
+    const gz = createGzip(this.zlibOptions);
+    let writing: Promise<void> = Promise.resolve();
+    gz.on('data', (d: Buffer) => {
+      // Output order is preserved by chaining writes; pausing bounds what zlib buffers meanwhile.
+      gz.pause();
+      writing = writing.then(() => this.write(d)).finally(() => gz.resume());
+      writing.catch(() => undefined); // surfaced by end(); avoid an unhandled rejection meanwhile
+    });
+    const ended = once(gz, 'end');
+    ended.catch(() => undefined);
+    return {
+      write: async (data) => {
+        if (!gz.write(data)) await once(gz, 'drain');
+      },
+      end: async () => {
+        gz.end();
+        await ended;
+        await writing;
+      },
+    };
   }
 
   /** Queues bytes written as they are (the footer), after every member submitted before. */

@@ -30,6 +30,11 @@ export interface EstargzWriteOptions {
   missedPrioritized?: string[];
   /** Members compressed at once (default 16); does not change the output bytes. */
   parallelism?: number;
+  /**
+   * Uncompressed bytes of one member held in memory before it is streamed instead (only a long run
+   * of payload-less entries gets there; default 32 MiB); does not change the output bytes.
+   */
+  maxMemberBuffer?: number;
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
@@ -58,6 +63,9 @@ function landmarkEntry(name: string): SourceEntry {
 
 class LayerBuilder {
   private parts: Buffer[] = [];
+  private partsBytes = 0;
+  /** The open member when it outgrew the buffer limit and streams instead. */
+  private streaming?: { write(data: Buffer): Promise<void>; end(): Promise<void> };
   private membersSubmitted = 0;
   private readonly diff = new Sha256Counter();
   private readonly names = new OwnerNames();
@@ -71,22 +79,38 @@ class LayerBuilder {
   constructor(
     private readonly compressor: MemberCompressor,
     private readonly chunkSize: number,
+    private readonly maxMemberBuffer: number,
   ) {}
 
   private append(buf: Buffer): void {
     if (buf.length === 0) return;
     this.parts.push(buf);
+    this.partsBytes += buf.length;
     this.diff.update(buf);
+  }
+
+  /** Streams the open member's bytes out once they exceed the buffer limit (long header runs). */
+  private async spillIfLarge(): Promise<void> {
+    if (this.partsBytes <= this.maxMemberBuffer) return;
+    this.streaming ??= await this.compressor.startStreamingMember();
+    for (const p of this.parts) await this.streaming.write(p);
+    this.parts = [];
+    this.partsBytes = 0;
   }
 
   /** Closes the open member (if it holds anything); returns the index the next member gets. */
   private async cut(): Promise<number> {
-    if (this.parts.length > 0) {
-      const parts = this.parts;
-      this.parts = [];
-      await this.compressor.submit(parts);
+    if (this.streaming) {
+      for (const p of this.parts) await this.streaming.write(p);
+      await this.streaming.end();
+      this.streaming = undefined;
+      this.membersSubmitted++;
+    } else if (this.parts.length > 0) {
+      await this.compressor.submit(this.parts);
       this.membersSubmitted++;
     }
+    this.parts = [];
+    this.partsBytes = 0;
     return this.membersSubmitted;
   }
 
@@ -104,6 +128,7 @@ class LayerBuilder {
     this.byName.set(clean, own);
     this.entries.push(entry);
     this.append(src.raw);
+    await this.spillIfLarge();
     if (entry.type !== 'reg') return;
 
     const size = src.payloadSize;
@@ -252,7 +277,7 @@ export async function writeEstargz(tar: Readable, out: Writable, opts: EstargzWr
     maxInFlight: parallelism,
     maxInFlightBytes: Math.max(4 * chunkSize, 16 << 20),
   });
-  const builder = new LayerBuilder(compressor, chunkSize);
+  const builder = new LayerBuilder(compressor, chunkSize, opts.maxMemberBuffer ?? 32 << 20);
   const reader = new TarReader(tar);
   const prioritized = opts.prioritizedFiles ?? [];
   if (prioritized.length === 0) {

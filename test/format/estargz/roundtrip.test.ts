@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { pack, type Header } from 'tar-stream';
 import { decompressedTar } from '../../../src/format/compression.js';
 import { writeEstargz } from '../../../src/format/estargz/writer.js';
 import { BufferBlob } from '../../../src/blob/source.js';
@@ -155,6 +156,30 @@ test('output is deterministic: same bytes twice and whatever the parallelism', a
   assert.equal(sha256(a.blob), sha256(b.blob));
   assert.equal(sha256(a.blob), sha256(c.blob));
   assert.equal(a.result.tocDigest, b.result.tocDigest);
+});
+
+test('members too large to buffer stream instead, with the same bytes (long runs of headers)', async () => {
+  const streamed = await convert(tarPath, { level: 1, maxMemberBuffer: 1024 });
+  const buffered = await convert(tarPath, { level: 1 });
+  assert.equal(sha256(streamed.blob), sha256(buffered.blob));
+  // 3000 empty files and dirs: one member of 3000+ headers.
+  const p = pack();
+  for (let i = 0; i < 1500; i++) {
+    p.entry({ name: `d${i}/`, type: 'directory', mode: 0o755 } as Header);
+    p.entry({ name: `d${i}/empty`, mode: 0o644 } as Header, '');
+  }
+  p.entry({ name: 'last.txt', mode: 0o644 } as Header, 'the end');
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const d of p as AsyncIterable<Buffer>) parts.push(d);
+  const headersTar = Buffer.concat(parts);
+  const a = await convert(headersTar, { level: 1, maxMemberBuffer: 64 * 1024 });
+  const b = await convert(headersTar, { level: 1 });
+  assert.equal(sha256(a.blob), sha256(b.blob));
+  const l = await openEstargz(new BufferBlob(a.blob), { tocDigest: a.result.tocDigest });
+  assert.equal(l.entries.length, 3001);
+  const last = l.entries.at(-1)!;
+  assert.equal((await readFileRange(l, new BufferBlob(a.blob), last, 0, 100)).toString(), 'the end');
 });
 
 test('chunk size option: every payload member holds at most chunkSize bytes and chunkSize is recorded', async () => {
