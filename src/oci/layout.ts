@@ -209,6 +209,36 @@ export class OciLayoutSource implements ImageSource {
   async close(): Promise<void> {}
 }
 
+const LOCK_FILE = 'index.json.lock';
+/** A lock older than this is taken to belong to a process that died while holding it. */
+const STALE_LOCK_MS = 30_000;
+
+/**
+ * Serialises read-modify-write updates of index.json between processes writing tags into the same
+ * layout (two conversions into one directory must not lose each other's tag).
+ */
+async function withIndexLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(dir, LOCK_FILE);
+  const deadline = Date.now() + 2 * STALE_LOCK_MS;
+  for (;;) {
+    try {
+      await writeFile(lock, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = await stat(lock).then((st) => Date.now() - st.mtimeMs, () => 0);
+      if (age > STALE_LOCK_MS) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new LayoutError(`${dir}: ${LOCK_FILE} is held by another writer; remove it if no conversion is running`);
+      else await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
 export class OciLayoutDestination implements ImageDestination {
   private constructor(
     readonly dir: string,
@@ -277,6 +307,10 @@ export class OciLayoutDestination implements ImageDestination {
   /** Adds `desc` to index.json under the tag (replacing the entry with the same ref.name; untagged replaces untagged entries). */
   async setRoot(desc: Descriptor): Promise<void> {
     if (!(await this.hasBlob(desc))) throw new LayoutError(`${this.description}: root ${desc.digest} was not stored before setRoot`);
+    await withIndexLock(this.dir, () => this.updateIndex(desc));
+  }
+
+  private async updateIndex(desc: Descriptor): Promise<void> {
     const existing = await readIndexFile(this.dir);
     const kept = (existing?.index.manifests ?? []).filter((d) => refName(d) !== this.tag);
     const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };

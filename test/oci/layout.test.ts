@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -205,4 +205,30 @@ test('OciLayoutDestination: refuses foreign directories, verifies manifests, wri
   const counter = new Sha256Counter();
   counter.update(Buffer.from('abc'));
   await assert.rejects(dst.putBlobFile({ mediaType: 'x/y', digest: counter.digest(), size: 4 }, join(dir, 'blob')), /has 3 bytes/);
+});
+
+test('concurrent writers into one layout keep every tag (index.json updates are locked)', async (t) => {
+  const dir = await tmp(t);
+  const bytes = (i: number) => Buffer.from(JSON.stringify({ schemaVersion: 2, n: i }));
+  const writers = await Promise.all(Array.from({ length: 12 }, (_, i) => OciLayoutDestination.open(dir, `t${i}`)));
+  await Promise.all(
+    writers.map(async (dst, i) => {
+      const b = bytes(i);
+      const desc: Descriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(b), size: b.length };
+      await dst.putManifest(desc, b);
+      await dst.setRoot(desc);
+    }),
+  );
+  const tags = parseIndex(await readFile(join(dir, 'index.json'))).manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']);
+  assert.deepEqual(tags.sort(), Array.from({ length: 12 }, (_, i) => `t${i}`).sort());
+  assert.ok(!(await readdir(dir)).includes('index.json.lock'));
+  // A stale lock (its writer died) is broken after a while rather than blocking forever.
+  await writeFile(join(dir, 'index.json.lock'), '1\n');
+  const old = new Date(Date.now() - 60_000);
+  await utimes(join(dir, 'index.json.lock'), old, old);
+  const b = bytes(99);
+  const desc: Descriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(b), size: b.length };
+  await writers[0]!.putManifest(desc, b);
+  await writers[0]!.setRoot(desc);
+  assert.equal(parseIndex(await readFile(join(dir, 'index.json'))).manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 't0')?.digest, desc.digest);
 });
