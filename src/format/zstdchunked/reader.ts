@@ -153,7 +153,7 @@ async function verifyTarSplit(blob: BlobSource, range: BlobRange, digest: Digest
   const text = await decompressExact(compressed, range.uncompressedLength, (msg) => new TocError(`${where}: tar-split: ${msg}`));
   let headers;
   try {
-    headers = readTarSplit(text).headers;
+    headers = readTarSplit(text);
   } catch (err) {
     if (err instanceof TarSplitError) throw new TocError(`${where}: ${err.message}`);
     throw err;

@@ -134,20 +134,13 @@ export class TarSplitBuilder {
 
 export class TarSplitError extends Error {}
 
-export interface TarSplitSummary {
-  /** Headers decoded from the segments, in order (what containers/storage's IterateHeaders yields). */
-  headers: TarHeader[];
-  /** Size of the tar the tar-split rebuilds: segment bytes plus file sizes. */
-  tarSize: number;
-}
-
 /**
  * Parses decompressed tar-split JSON lines and decodes the tar header in each segment, skipping
- * the previous entry's padding first (the layout tar-split's NewInputTarStream produces).
+ * the previous entry's padding first (the layout tar-split's NewInputTarStream produces): the
+ * headers in order, as containers/storage's IterateHeaders yields them.
  */
-export function readTarSplit(text: Buffer): TarSplitSummary {
+export function readTarSplit(text: Buffer): TarHeader[] {
   const headers: TarHeader[] = [];
-  let tarSize = 0;
   let pendingPadding = 0;
   /** Past the end-of-archive marker, or a tar that ended inside its last padding: only trailing bytes follow. */
   let ended = false;
@@ -171,13 +164,11 @@ export function readTarSplit(text: Buffer): TarSplitSummary {
     if (e.type === 1) {
       const size = e.size ?? 0;
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new TarSplitError(`tar-split line ${lineNo}: bad size`);
-      tarSize += size;
       continue;
     }
     if (e.type !== 2) throw new TarSplitError(`tar-split line ${lineNo}: unknown entry type ${JSON.stringify(e.type)}`);
     if (typeof e.payload !== 'string' && e.payload !== null) throw new TarSplitError(`tar-split line ${lineNo}: bad payload`);
     let payload = Buffer.from(e.payload ?? '', 'base64');
-    tarSize += payload.length;
     if (ended) continue;
     if (payload.length < pendingPadding) {
       // Go's tar reader (and our writer) accept a tar that ends inside its last entry's padding.
@@ -192,7 +183,7 @@ export function readTarSplit(text: Buffer): TarSplitSummary {
       pendingPadding = blockPadding(hdr.size);
     } else if (payload.length > 0) ended = true;
   }
-  return { headers, tarSize };
+  return headers;
 }
 
 /** The entry header at the start of a segment, or undefined when it holds only end-of-archive blocks. */
