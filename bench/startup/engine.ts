@@ -1,6 +1,6 @@
-// The Starling the benchmark measures: a snapshot of src/ compiled once per run into
-// bench/out/engine (so edits in the working tree during a run change nothing, and no TypeScript
-// is compiled inside a timed phase), started as `node bench/out/engine/starling.mjs …`.
+// The Starling the benchmark measures: the committed src/ (git HEAD, not whatever is being edited
+// in the working tree) compiled once into a snapshot directory, so nothing changes during a run and
+// no TypeScript is compiled inside a timed phase; started as `node <dir>/starling.mjs …`.
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +9,8 @@ import { exists, runTool } from './build.js';
 export interface Engine {
   /** argv prefix that runs the snapshot's CLI. */
   argv: string[];
+  /** The commit the snapshot was compiled from. */
+  commit: string;
   /**
    * Hash of the compiled code conversion depends on (format/, convert/, oci/): converted images
    * are cached under it, so a change to the writers converts again instead of measuring old blobs.
@@ -30,14 +32,21 @@ export async function buildEngine(repoRoot: string, dir: string, reuse = false):
   if (!(reuse && (await exists(launcher)))) await compile(repoRoot, dir);
   const hash = createHash('sha256');
   for (const sub of ['format', 'convert', 'oci']) await hashTree(join(dir, 'dist', sub), hash);
-  return { argv: [process.execPath, launcher], convertKey: hash.digest('hex').slice(0, 12) };
+  const commit = (await readFile(join(dir, 'COMMIT'), 'utf8')).trim();
+  return { argv: [process.execPath, launcher], commit, convertKey: hash.digest('hex').slice(0, 12) };
 }
 
 async function compile(repoRoot: string, dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
+  const source = join(dir, 'source');
+  await mkdir(source, { recursive: true });
+  const commit = (await runTool('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).trim();
+  const archive = join(dir, 'source.tar');
+  await runTool('git', ['-C', repoRoot, 'archive', '--format=tar', '-o', archive, commit, 'src', 'tsconfig.json']);
+  await runTool('tar', ['-xf', archive, '-C', source]);
+  await rm(archive);
   // tsc emits even when some file has type errors; the run's commands fail loudly if it matters.
-  const tscErrors = await runTool(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(repoRoot, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).then(
+  const tscErrors = await runTool(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(source, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).then(
     () => '',
     (err: Error) => err.message,
   );
@@ -48,6 +57,7 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   await rm(join(dir, 'node_modules'), { force: true });
   await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
+  await writeFile(join(dir, 'COMMIT'), `${commit}\n`);
 }
 
 /** Runs a Starling command to completion; rejects with its stderr on failure. */

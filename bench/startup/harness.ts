@@ -230,8 +230,9 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     await rm(workRoot, { recursive: true, force: true });
   });
   try {
-    opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling for this run');
+    opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling (git HEAD) for this run');
     const engine = await buildEngine(REPO_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
+    opts.log(`Starling at commit ${engine.commit.slice(0, 12)}`);
     opts.log(`checking the link (${opts.profile.rttMs} ms RTT, ${opts.profile.rateMbit} Mbit/s)`);
     const check = await checkLink(reg, opts.probeBytes);
     opts.log(`link: ${check.rttMs} ms RTT, ${check.throughputMbit} Mbit/s`);
@@ -266,6 +267,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
         samples,
         summary: summarise(samples),
         notes: [
+          `Starling at commit ${engine.commit.slice(0, 12)}.`,
           ...(linkWarning ? [linkWarning] : []),
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
           `Lazy modes mount with default options${opts.backgroundFetch ? ' (background fetch of the whole image on)' : ' except --no-background-fetch: only what the workload reads (and the prefetch list) is fetched'}.`,
