@@ -89,7 +89,7 @@ class LayerBuilder {
     this.diff.update(buf);
   }
 
-  /** Streams the open member's bytes out once they exceed the buffer limit (long header runs). */
+  /** Streams the open member's bytes out once they exceed the buffer limit (long header runs, huge chunks). */
   private async spillIfLarge(): Promise<void> {
     if (this.partsBytes <= this.maxMemberBuffer) return;
     this.streaming ??= await this.compressor.startStreamingMember();
@@ -153,6 +153,7 @@ class LayerBuilder {
         chunk.update(piece);
         file?.update(piece);
         this.append(piece);
+        await this.spillIfLarge(); // only with a chunk size above the member buffer limit
         got += piece.length;
       }
       current.chunkDigest = chunk.digest();

@@ -178,6 +178,9 @@ test('members too large to buffer stream instead, with the same bytes (long runs
   assert.equal(sha256(a.blob), sha256(b.blob));
   const l = await openEstargz(new BufferBlob(a.blob), { tocDigest: a.result.tocDigest });
   assert.equal(l.entries.length, 3001);
+  // A chunk larger than the buffer limit streams too.
+  const hugeChunks = await convert(tarPath, { level: 1, chunkSize: 64 << 20, maxMemberBuffer: 1 << 20 });
+  assert.equal(sha256(hugeChunks.blob), sha256((await convert(tarPath, { level: 1, chunkSize: 64 << 20 })).blob));
   const last = l.entries.at(-1)!;
   assert.equal((await readFileRange(l, new BufferBlob(a.blob), last, 0, 100)).toString(), 'the end');
 });
