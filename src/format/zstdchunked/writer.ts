@@ -273,7 +273,8 @@ export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdC
   const output = new FrameOutput(out, level, maxInflightBytes, 1024);
   const encoder = new ZstdChunkedEncoder(output, level);
   const diff = new Sha256Counter();
-  for await (const chunk of tar as AsyncIterable<Buffer>) {
+  for await (const piece of tar as AsyncIterable<Uint8Array>) {
+    const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
     diff.update(chunk);
     encoder.feed(chunk);
     await output.settle();
