@@ -3,7 +3,7 @@
 // Usage: node --import tsx bench/micro/micro.ts [--out FILE.json] [--time MS]
 // Writes FILE.json and FILE.md (the table, with date and machine; bench/micro/latest.md goes in the README).
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -152,7 +152,7 @@ export function microTable(results: MicroResult[]): string {
   const lines = ['| benchmark | mean | p50 | ops/s | MB/s |', '| --- | ---: | ---: | ---: | ---: |'];
   const ms = (v: number) => (v >= 1 ? `${v.toFixed(2)} ms` : `${(v * 1000).toFixed(2)} µs`);
   for (const r of results) {
-    lines.push(`| ${r.name} | ${ms(r.meanMs)} | ${ms(r.p50Ms)} | ${Math.round(r.opsPerSecond).toLocaleString('en')} | ${r.mbPerSecond ? r.mbPerSecond.toFixed(0) : '—'} |`);
+    lines.push(`| ${r.name} | ${ms(r.meanMs)} | ${ms(r.p50Ms)} | ${r.opsPerSecond < 10 ? r.opsPerSecond.toFixed(2) : Math.round(r.opsPerSecond).toLocaleString('en')} | ${r.mbPerSecond ? r.mbPerSecond.toFixed(0) : '—'} |`);
   }
   return lines.join('\n');
 }
@@ -165,6 +165,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   await mkdir(dirname(values.out!), { recursive: true });
   const date = new Date().toISOString();
   await writeFile(values.out!, JSON.stringify({ date, machine: `${cpus().length} × ${cpus()[0]?.model.trim()}`, node: process.version, results, table }, null, 2));
-  const md = `Run ${date.slice(0, 16).replace('T', ' ')} UTC on ${cpus().length} × ${cpus()[0]?.model.trim()}, Node ${process.version} (\`node --import tsx bench/micro/micro.ts\`):\n\n${table}\n`;
+  const load = loadavg()[0]!.toFixed(1);
+  const md = `Run ${date.slice(0, 16).replace('T', ' ')} UTC on ${cpus().length} × ${cpus()[0]?.model.trim()} (load average ${load} at the end), Node ${process.version} (\`node --import tsx bench/micro/micro.ts\`):\n\n${table}\n`;
   await writeFile(values.out!.replace(/\.json$/, '') + '.md', md);
 }
