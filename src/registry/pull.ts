@@ -101,11 +101,12 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
   const onAbort = () => cancel.abort(new PullError(`${source.description}: pull interrupted`));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) onAbort();
+  let spools: Array<Promise<string> | undefined> = [];
   try {
     await mkdir(rootfs, { mode: 0o755 });
     // Layer 0 streams straight into extraction; later layers spool to files, `concurrency` at a time.
     const slot = limiter(Math.max(1, opts.concurrency ?? 4));
-    const spools = layers.map((l, i) => (i === 0 ? undefined : slot(() => spool(source, l, join(work, `layer-${i}`), count, cancel.signal))));
+    spools = layers.map((l, i) => (i === 0 ? undefined : slot(() => spool(source, l, join(work, `layer-${i}`), count, cancel.signal))));
     for (const p of spools) p?.catch(() => undefined); // awaited in order below; a failure surfaces there
     const totals = { bytesExtracted: 0, fileBytes: 0, entries: 0, skippedDevices: 0 };
     for (const [i, layer] of layers.entries()) {
@@ -127,7 +128,12 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
       if (i > 0) await rm(join(work, `layer-${i}`), { force: true });
     }
     if (targetExists) await rmdir(target);
-    await rename(rootfs, target);
+    try {
+      await rename(rootfs, target);
+    } catch (err) {
+      if (targetExists) await mkdir(target).catch(() => undefined); // give back the empty DIR we removed
+      throw err;
+    }
     const p = img.config;
     return {
       manifestDigest: img.manifestDescriptor.digest,
@@ -140,6 +146,7 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     cancel.abort();
+    await Promise.allSettled(spools); // no download may still write into `work` while it goes
     await rm(work, { recursive: true, force: true });
   }
 }
