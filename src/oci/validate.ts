@@ -1,7 +1,7 @@
 // Parses and validates manifests, indexes and configs (OCI and Docker v2.2). Every error names the
 // field that is wrong as a path, e.g. `manifest.layers[2].digest: not a sha256 digest: "x"`.
 import { isDigest, type Digest } from './digest.js';
-import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from './mediatypes.js';
+import { INDEX_TYPES, MANIFEST_TYPES } from './mediatypes.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
 
 export class ValidationError extends Error {
@@ -128,11 +128,9 @@ export function parseManifest(bytes: Buffer | string, descriptorType?: string, f
   schemaVersion(m, field);
   checkDeclaredType(m, descriptorType, MANIFEST_TYPES, field);
   if (m.manifests !== undefined) throw new ValidationError(`${field}.manifests`, 'present in a manifest (is this an index?)');
-  const docker = (m.mediaType ?? descriptorType) === MediaType.dockerManifest;
-  const config = validateDescriptor(m.config, `${field}.config`);
-  if (docker && config.mediaType !== MediaType.dockerConfig) {
-    throw new ValidationError(`${field}.config.mediaType`, `a Docker v2.2 manifest needs ${MediaType.dockerConfig}, got ${show(config.mediaType)}`);
-  }
+  // Any config media type is valid here (Docker plugins, OCI artifacts); whether the manifest is a
+  // container image is for the caller to decide.
+  validateDescriptor(m.config, `${field}.config`);
   descriptors(m.layers, `${field}.layers`);
   if (m.subject !== undefined) validateDescriptor(m.subject, `${field}.subject`);
   if (m.annotations !== undefined) annotations(m.annotations, `${field}.annotations`);
