@@ -3,6 +3,7 @@
 // in its own process (wall time, CPU time and exact peak RSS from wait4), side by side in one run.
 //
 //   node --import tsx bench/convert/zstdchunked.ts [--runs N] [--cache DIR] [--out FILE]
+//   node --import tsx bench/convert/zstdchunked.ts --memory   (peak RSS on a > 1 GiB layer, streamed)
 //
 // The layer is the benchmark layer's directory list written as a GNU tar with 512-byte records (so it
 // ends right after its two zero blocks): 1.43's compressor fails with "short write" on PAX tars and
@@ -56,6 +57,30 @@ async function sha256File(path: string): Promise<string> {
   return d.digest;
 }
 
+/**
+ * Memory bound: the benchmark directories plus a 1 GiB file of zeros (one hole: a single chunk cut
+ * into many frames) streamed from `tar` into one conversion; wait4's max RSS of the shell is the
+ * largest of its children.
+ */
+async function memory(cacheDir: string): Promise<void> {
+  const dir = join(cacheDir, `zstdchunked-memory-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  try {
+    await run('truncate', ['-s', '1G', join(dir, 'zeros.bin')]);
+    const self = new URL(import.meta.url).pathname;
+    const script = `tar --sort=name --format=gnu -cf - -C / ${LAYER_DIRS.join(' ')} -C ${dir} zeros.bin | ${process.execPath} --import tsx ${self} --convert /dev/stdin /dev/null`;
+    const m = await measureCommand('bash', ['-c', `set -o pipefail; ${script}`], { cwd: REPO });
+    const result = JSON.parse(m.stdout) as { size: number; uncompressedSize: number; entryCount: number };
+    const summary =
+      `zstd:chunked writer memory: ${(result.uncompressedSize / MiB).toFixed(0)} MiB layer (${LAYER_DIRS.join(', ')} + a 1 GiB zero file), ${result.entryCount} TOC entries\n` +
+      `wall ${(m.wallMs / 1000).toFixed(1)} s, CPU ${(m.cpuMs / 1000).toFixed(1)} s, peak RSS ${(m.peakRssBytes / MiB).toFixed(0)} MiB, blob ${(result.size / MiB).toFixed(0)} MiB\n`;
+    process.stdout.write(summary);
+    await writeReport(join(REPO, 'bench/out/convert-zstdchunked-memory.txt'), summary);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -63,9 +88,11 @@ async function main(): Promise<void> {
       cache: { type: 'string', default: join(REPO, 'bench/out/cache') },
       out: { type: 'string', default: join(REPO, 'bench/out/convert-zstdchunked.md') },
       convert: { type: 'boolean', default: false },
+      memory: { type: 'boolean', default: false },
     },
     allowPositionals: true,
   });
+  if (values.memory) return memory(values.cache!);
   if (values.convert) {
     const [input, output] = process.argv.slice(process.argv.indexOf('--convert') + 1);
     if (!input || !output) throw new Error('usage: zstdchunked.ts --convert IN.tar OUT');
