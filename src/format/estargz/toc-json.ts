@@ -43,7 +43,21 @@ function ordered(e: TocEntry): Record<string, unknown> {
   return o;
 }
 
+const escapeLikeGo = (text: string) => text.replace(/\\.|[<>&\u2028\u2029]/g, (m) => GO_ESCAPES[m] ?? m);
+
+/**
+ * The TOC JSON bytes. Serialised entry by entry into UTF-8 pieces, so a TOC of many thousands of
+ * entries never exists as one large JS string (peak memory of big layers).
+ */
 export function tocJson(toc: Toc): Buffer {
-  const text = JSON.stringify({ version: toc.version, entries: toc.entries.map(ordered) }, null, '\t');
-  return Buffer.from(text.replace(/\\.|[<>&\u2028\u2029]/g, (m) => GO_ESCAPES[m] ?? m), 'utf8');
+  if (toc.entries.length === 0) return Buffer.from(`{\n\t"version": ${toc.version},\n\t"entries": []\n}`);
+  const pieces: Buffer[] = [Buffer.from(`{\n\t"version": ${toc.version},\n\t"entries": [\n`)];
+  const separator = Buffer.from(',\n');
+  for (const [i, e] of toc.entries.entries()) {
+    if (i > 0) pieces.push(separator);
+    // MarshalIndent nests each entry two levels deep.
+    pieces.push(Buffer.from('\t\t' + escapeLikeGo(JSON.stringify(ordered(e), null, '\t')).replace(/\n/g, '\n\t\t')));
+  }
+  pieces.push(Buffer.from('\n\t]\n}'));
+  return Buffer.concat(pieces);
 }
