@@ -264,6 +264,12 @@ test('converting inside one layout adds a tag next to the source image', async (
   assert.equal((await (await OciLayoutSource.open(dir, 'v1')).resolveRoot()).descriptor.digest, b.root.digest);
   assert.ok(!(await readdir(dir)).some((n) => n.startsWith('.')));
   for (const tag of ['v1', 'v1-zstd']) await run('skopeo', ['inspect', `oci:${dir}:${tag}`]);
+  // Converting onto the source's own tag replaces it; the other tag is kept.
+  const s2 = await convert(dir, { format: 'estargz', platforms: 'all', level: 1 }, dir, 'v1', 'v1');
+  const after = await OciLayoutSource.open(dir);
+  assert.deepEqual(after.tags().sort(), ['v1', 'v1-zstd']);
+  assert.equal((await (await OciLayoutSource.open(dir, 'v1')).resolveRoot()).descriptor.digest, s2.root.digest);
+  assert.notEqual(s2.root.digest, b.root.digest);
 });
 
 test('nested indexes are converted; non-image artifacts in an index are carried untouched', async () => {

@@ -88,6 +88,8 @@ test('index and config errors name the field', () => {
   rejects(() => parseIndex(j(manifest)), 'index.mediaType', /is not one of/);
   rejects(() => parseIndex(j({ schemaVersion: 2, manifests: [], config: {} })), 'index', /is this a manifest/);
   rejects(() => parseManifestOrIndex(j({ ...manifest, mediaType: 'application/json' })), 'manifest.mediaType', /not a manifest or index media type/);
+  // The document must not contradict the descriptor that referenced it.
+  rejects(() => parseManifestOrIndex(j(manifest), 'application/vnd.oci.image.index.v1+json'), 'manifest.mediaType', /disagrees with the descriptor's "application\/vnd.oci.image.index.v1\+json"/);
 
   rejects(() => parseConfig(j({ ...config, rootfs: { type: 'layers', diff_ids: [D('d'), 'nope'] } })), 'config.rootfs.diff_ids[1]', /not a sha256 digest/);
   rejects(() => parseConfig(j({ ...config, rootfs: { type: 'x', diff_ids: [] } })), 'config.rootfs.type', /expected "layers"/);
