@@ -154,6 +154,22 @@ test('an interrupted pull stops its downloads and leaves no DIR', async () => {
   assert.deepEqual((await readdir(work)).filter((n) => n.startsWith('.rootfs-interrupted')), []);
 });
 
+test('layers download in parallel while the first one is extracted', async () => {
+  const built = await push('pull/parallel:v1', {
+    layers: [{ files: { a: 'a' } }, { files: { b: 'b' } }, { files: { c: 'c' } }, { files: { d: 'd' } }],
+  });
+  // One after the other, the four 700 ms answers would start at least 2.1 s apart.
+  for (const l of built.layers) proxy.inject({ kind: 'delay', ms: 700, match: { method: 'GET', path: `/blobs/${l.descriptor.digest}` } });
+  const n = proxy.log.length;
+  const { code } = await runPull([`docker://${proxy.host}/pull/parallel:v1`, join(work, 'rootfs-parallel')]);
+  assert.equal(code, 0);
+  const gets = proxy.log.slice(n).filter((r) => r.fault === 'delay');
+  assert.equal(gets.length, 4);
+  const spread = Math.max(...gets.map((r) => r.at)) - Math.min(...gets.map((r) => r.at));
+  assert.ok(spread < 1400, `layer downloads started ${spread} ms apart: not in parallel`);
+  for (const f of ['a', 'b', 'c', 'd']) assert.equal(await readFile(join(work, 'rootfs-parallel', f), 'utf8'), f);
+});
+
 test('a hostile layer is refused: nothing outside DIR, no DIR', async () => {
   const sandbox = join(work, 'sandbox');
   await mkdir(sandbox);

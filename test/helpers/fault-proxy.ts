@@ -61,6 +61,8 @@ export interface LoggedRequest {
   fault?: Fault['kind'];
   /** The status sent back (for passed-through and faulted answers alike; undefined for resets). */
   status?: number;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export interface FaultProxy {
@@ -175,7 +177,7 @@ export async function startFaultProxy(upstream: string, opts: FaultProxyOptions 
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (paused) await new Promise<void>((r) => paused!.push(r));
-    const entry: LoggedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers };
+    const entry: LoggedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, at: Date.now() };
     log.push(entry);
     const q = queue.find((x) => x.left > 0 && matches(x.fault.match, req));
     if (!q) return forward(req, res, entry);
@@ -230,7 +232,7 @@ export async function startFaultProxy(upstream: string, opts: FaultProxyOptions 
   };
 
   const storageHandle = (req: IncomingMessage, res: ServerResponse) => {
-    const entry: LoggedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers };
+    const entry: LoggedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, at: Date.now() };
     storageLog.push(entry);
     const id = /^\/storage\/([^?]+)/.exec(req.url ?? '')?.[1];
     const r = id ? redirects.get(id) : undefined;
