@@ -51,10 +51,13 @@ export class ContentChunker {
         return;
       }
       const total = this.pendingZeros + i;
-      if (this.inHole || total >= HOLE_THRESHOLD) {
-        if (!this.inHole) this.sink.cut();
-        this.pendingZeros = 0;
+      if (this.inHole) {
+        // The hole's earlier zeros went out already; these end it.
         this.inHole = false;
+        this.hole(i);
+      } else if (total >= HOLE_THRESHOLD) {
+        this.sink.cut();
+        this.pendingZeros = 0;
         this.hole(total);
       } else {
         // A short run: the carried zeros are data, and so is the rest of the run, buf[0, i).
@@ -130,30 +133,42 @@ export class ContentChunker {
   /** Ends the payload: classifies a pending zero run and cuts the last chunk. */
   finish(): void {
     if (this.inHole) {
-      const count = this.pendingZeros;
-      this.pendingZeros = 0;
-      this.inHole = false;
-      this.hole(count);
+      this.inHole = false; // its zeros went out as they came
     } else if (this.pendingZeros > 0) {
       this.rollCarriedZeros();
     }
     this.sink.cut();
   }
 
+  /**
+   * Zeros at the end of a buffer. Inside a hole they go out at once (so a huge hole never piles up
+   * in the sink); otherwise they wait until the run is long enough to be a hole, or turns out short.
+   */
   private addZeros(count: number): void {
-    const wasHole = this.inHole;
+    if (this.inHole) {
+      this.holeZeros(count);
+      return;
+    }
     this.pendingZeros += count;
-    if (!wasHole && this.pendingZeros >= HOLE_THRESHOLD) {
+    if (this.pendingZeros >= HOLE_THRESHOLD) {
       // A hole: the data chunk before it ends here.
-      this.inHole = true;
       this.sink.cut();
+      this.inHole = true;
+      const held = this.pendingZeros;
+      this.pendingZeros = 0;
+      this.holeZeros(held);
     }
   }
 
-  /** A whole hole of `count` zeros: rolled into the checksum, handed out, and cut. */
-  private hole(count: number): void {
+  /** Zeros of a hole: rolled into the checksum (no cut checks) and handed out. */
+  private holeZeros(count: number): void {
     this.rollZeros(count);
     this.sink.zeros(count);
+  }
+
+  /** The rest of a hole (or a whole one), then the cut that ends it. */
+  private hole(count: number): void {
+    this.holeZeros(count);
     this.sink.cut();
   }
 
