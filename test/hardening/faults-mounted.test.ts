@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { StatsReport } from '../../src/fs/image-mount.js';
-import { childDigest, digestOf, run, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { childDigest, run, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { sha256 } from '../../src/oci/digest.js';
 
 let env: MountEnv;
 let mnt: string;
@@ -17,7 +18,7 @@ const BLOB_GET = { method: 'GET', path: '/blobs/sha256:', range: true };
 /** A data file no earlier case has read (so nothing of it is cached). */
 function freshFile(): { path: string; digest: string } {
   const name = `data/f${String(next++).padStart(3, '0')}.bin`;
-  return { path: join(mnt, name), digest: digestOf(env.files.get(name)!) };
+  return { path: join(mnt, name), digest: sha256(env.files.get(name)!) };
 }
 
 async function expectEio(path: string): Promise<void> {

@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StatsReport } from '../../src/fs/image-mount.js';
 import { isMountpoint } from '../../src/fs/stale.js';
-import { childDigest, digestOf, run, spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { childDigest, run, spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { sha256 } from '../../src/oci/digest.js';
 
 const reader = join(dirname(fileURLToPath(import.meta.url)), 'load-reader.mjs');
 let env: MountEnv;
@@ -54,7 +55,7 @@ function readers(mnt: string, count: number, ms: number) {
 }
 
 async function verifyAll(mnt: string): Promise<void> {
-  for (const [p, content] of env.files) if (p.startsWith('data/f00')) assert.equal(await childDigest(join(mnt, p)), digestOf(content), p);
+  for (const [p, content] of env.files) if (p.startsWith('data/f00')) assert.equal(await childDigest(join(mnt, p)), sha256(content), p);
 }
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -154,7 +155,7 @@ test('two mounts share one cache directory: both verified under concurrent reade
   for (const sub of await readdir(join(cache, 'chunks'))) for (const f of await readdir(join(cache, 'chunks', sub))) chunkFiles.push(join(cache, 'chunks', sub, f));
   assert.ok(chunkFiles.length > 10);
   assert.deepEqual(await readdir(join(cache, 'tmp')), []);
-  for (const f of chunkFiles.slice(0, 40)) assert.equal(digestOf(await readFile(f)), `sha256:${f.split('/').at(-1)}`);
+  for (const f of chunkFiles.slice(0, 40)) assert.equal(sha256(await readFile(f)), `sha256:${f.split('/').at(-1)}`);
   // Damage entries the way a torn write or a bad disk would: truncated, overwritten, emptied.
   await truncate(chunkFiles[0]!, 100);
   await writeFile(chunkFiles[1]!, Buffer.alloc((await readFile(chunkFiles[1]!)).length, 0x41));
@@ -163,7 +164,7 @@ test('two mounts share one cache directory: both verified under concurrent reade
   await mountImage(c, cache);
   const again = await readers(c, 4, 3000);
   for (const r of again) assert.deepEqual((JSON.parse(r.stdout) as { mismatches: string[] }).mismatches, []);
-  for (const [p, content] of env.files) assert.equal(await childDigest(join(c, p)), digestOf(content), p);
+  for (const [p, content] of env.files) assert.equal(await childDigest(join(c, p)), sha256(content), p);
   const s = JSON.parse((await env.starling('stats', c, '--json')).stdout) as StatsReport;
   assert.ok(s.totals.cache.diskHits > 0, 'the intact entries were used');
   await env.umount(c);

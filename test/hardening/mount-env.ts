@@ -10,7 +10,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { detachAll, listMounts } from '../../src/fs/stale.js';
-import { sha256 } from '../../src/oci/digest.js';
 import { buildImage } from '../fixtures/image.js';
 import { noise } from '../fs/helpers/layer.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -149,14 +148,10 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
   }
 }
 
-/** sha256 of a file read by a child process (`sha256sum`), or the error it failed with. */
+/** sha256 of a file as a child process (`sha256sum`) reads it; rejects when the read fails. */
 export async function childDigest(path: string): Promise<string> {
   const { stdout } = await run('sha256sum', [path], { maxBuffer: 1 << 20 });
   return `sha256:${stdout.split(' ')[0]}`;
-}
-
-export function digestOf(b: Buffer): string {
-  return sha256(b);
 }
 
 /** Starts a child process without waiting; resolves with its exit code/signal and output. */

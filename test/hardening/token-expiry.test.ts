@@ -5,7 +5,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { childDigest, digestOf, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { childDigest, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
+import { sha256 } from '../../src/oci/digest.js';
 
 let env: MountEnv;
 let mnt: string;
@@ -23,7 +24,7 @@ after(async () => {
 const file = (i: number) => `data/f${String(i).padStart(3, '0')}.bin`;
 
 test('the registry refuses the mount\'s token mid-mount: the read re-authenticates and succeeds', async () => {
-  assert.equal(await childDigest(join(mnt, file(0))), digestOf(env.files.get(file(0))!));
+  assert.equal(await childDigest(join(mnt, file(0))), sha256(env.files.get(file(0))!));
   const before = env.tokens!.log.length;
   const ts = env.tokens!;
   env.proxy!.inject({
@@ -32,7 +33,7 @@ test('the registry refuses the mount\'s token mid-mount: the read re-authenticat
     headers: { 'www-authenticate': `Bearer realm="${ts.realm}",service="${ts.service}",scope="repository:test/img:pull",error="invalid_token"` },
     match: { method: 'GET', path: '/blobs/sha256:', range: true },
   });
-  assert.equal(await childDigest(join(mnt, file(1))), digestOf(env.files.get(file(1))!));
+  assert.equal(await childDigest(join(mnt, file(1))), sha256(env.files.get(file(1))!));
   assert.equal(env.proxy!.pending(), 0, 'the 401 was served');
   assert.ok(env.tokens!.log.length > before, 'a new token was fetched');
 });
@@ -48,9 +49,9 @@ test('short-lived tokens expire between reads: later reads still succeed', async
     headers: { 'www-authenticate': `Bearer realm="${ts.realm}",service="${ts.service}",scope="repository:test/img:pull",error="invalid_token"` },
     match: { method: 'GET', path: '/blobs/sha256:', range: true },
   });
-  assert.equal(await childDigest(join(mnt, file(2))), digestOf(env.files.get(file(2))!));
+  assert.equal(await childDigest(join(mnt, file(2))), sha256(env.files.get(file(2))!));
   await new Promise((r) => setTimeout(r, 2500));
   const before = env.tokens!.log.length;
-  assert.equal(await childDigest(join(mnt, file(3))), digestOf(env.files.get(file(3))!));
+  assert.equal(await childDigest(join(mnt, file(3))), sha256(env.files.get(file(3))!));
   assert.ok(env.tokens!.log.length > before, 'the expired token was renewed');
 });
