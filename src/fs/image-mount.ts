@@ -7,11 +7,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BlobSource } from '../blob/source.js';
-import type { ChunkRef, FileEntry } from '../format/toc.js';
+import { TocError, type ChunkRef, type FileEntry } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
-import type { Platform } from '../oci/types.js';
+import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveImage } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
 import { ChunkCache } from './chunk-cache.js';
@@ -25,6 +25,7 @@ import { LazyFs } from './lazyfs.js';
 import { LayerMetrics, MountMetrics } from './metrics.js';
 import { Prefetcher } from './prefetcher.js';
 import { buildLayerTree, buildMergedTree, type Tree } from './tree.js';
+import { TocRangeCache } from './toc-cache.js';
 import { openWholeLayer } from './whole-layer.js';
 
 const run = promisify(execFile);
@@ -141,7 +142,7 @@ export class ImageMount {
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
-        const lazy = await openLayerToc(remote, desc);
+        const lazy = await this.openToc(remote, desc);
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
           const reader = new ChunkReader({ name: desc.digest, decodeChunk: lazy.toc.decodeChunk, blob: remote, metrics, diskCache: true }, path);
@@ -196,6 +197,19 @@ export class ImageMount {
       this.overlayMounted = true;
     }
     this.startPrefetch(mergedTree);
+  }
+
+  /** openLayerToc through the TOC range cache; cached bytes that fail verification are dropped and refetched. */
+  private async openToc(remote: BlobSource, desc: Descriptor): ReturnType<typeof openLayerToc> {
+    const cached = new TocRangeCache(remote, this.opts.cacheDir, desc.digest);
+    try {
+      return await openLayerToc(cached, desc);
+    } catch (err) {
+      if (!(err instanceof TocError)) throw err;
+      await cached.drop();
+      this.opts.log(`layer ${desc.digest}: cached TOC did not verify (${err.message}); reading it again`);
+      return openLayerToc(remote, desc);
+    }
   }
 
   private startPrefetch(mergedTree: Tree | undefined): void {
