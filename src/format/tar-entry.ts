@@ -170,6 +170,16 @@ export function cleanEntryName(name: string): string {
   return out.join('/');
 }
 
+/** Throws unless every hardlink among TOC `entries` names an entry of the same layer (both readers require it). */
+export function checkHardlinkTargets(entries: readonly TocEntry[]): void {
+  const names = new Set(entries.filter((e) => e.type !== 'chunk').map((e) => cleanEntryName(e.name)));
+  for (const e of entries) {
+    if (e.type === 'hardlink' && !names.has(cleanEntryName(e.linkName ?? ''))) {
+      throw new TarEntryError(`hardlink ${JSON.stringify(e.name)} points to ${JSON.stringify(e.linkName ?? '')}, which is not in the layer`);
+    }
+  }
+}
+
 /**
  * Normalises an untrusted entry path relative to the layer root: absolute paths become relative,
  * '.' and empty components go; '' is the root. Throws TarEntryError for NUL or a '..' that would

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { sha256, Sha256Counter } from '../../oci/digest.js';
 import { Annotation, MediaType } from '../../oci/mediatypes.js';
-import { cleanEntryName, normalizeEntryPath, OwnerNames, TarEntryError, tocEntryFromTarHeader, type TarHeader } from '../tar-entry.js';
+import { checkHardlinkTargets, cleanEntryName, normalizeEntryPath, OwnerNames, TarEntryError, tocEntryFromTarHeader, type TarHeader } from '../tar-entry.js';
 import type { TocEntry } from '../toc.js';
 import type { LayerWriteResult } from '../writer.js';
 import { estargzFooter } from './footer.js';
@@ -170,6 +170,7 @@ class LayerBuilder {
     await this.compressor.flush();
     const offsets = this.compressor.offsets;
     const entries = this.entries.filter((e) => !this.replaced.has(e));
+    checkHardlinkTargets(entries);
     for (const e of entries) {
       const member = this.memberOf.get(e);
       if (member !== undefined) e.offset = offsets[member]!;

@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { sha256, Sha256Counter, type Digest } from '../../oci/digest.js';
 import { Annotation, MediaType } from '../../oci/mediatypes.js';
-import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
+import { checkHardlinkTargets, normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import type { TocEntry } from '../toc.js';
 import type { LayerWriteResult } from '../writer.js';
 import { encodeFooter, formatManifestPosition, formatTarSplitPosition } from './footer.js';
@@ -141,6 +141,10 @@ class ZstdChunkedEncoder implements ChunkSink {
       throw new TarEntryError(`tar entry ${JSON.stringify(hdr.name)} names the layer root but is not a directory (type ${hdr.typeflag})`);
     }
     if (hdr.typeflag === '1') normalizeEntryPath(hdr.linkname, `hardlink ${JSON.stringify(hdr.name)} target`);
+    // Base-256 fields may be negative; the TOC (and both readers) take non-negative numbers only.
+    for (const [field, v] of [['uid', hdr.uid], ['gid', hdr.gid], ['mode', hdr.mode], ['devmajor', hdr.devmajor], ['devminor', hdr.devminor]] as const) {
+      if (v < 0) throw new TarEntryError(`tar entry ${JSON.stringify(hdr.name)}: negative ${field} ${v} is not supported`);
+    }
     for (const r of raw) this.addRaw(r);
     this.tarSplit.segment(Buffer.concat(raw));
     this.hdr = hdr;
@@ -290,6 +294,7 @@ export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdC
     if (endOffsetFrame !== undefined) entry.endOffset = output.offsetOf(endOffsetFrame);
     return entry;
   });
+  checkHardlinkTargets(tocEntries);
   const tocJson = Buffer.from(serializeToc(tocEntries, tarSplitDigest), 'utf8');
   if (tocJson.length > MAX_TOC_BYTES) {
     throw new Error(`zstd:chunked TOC of ${tocJson.length} bytes for ${tocEntries.length} entries exceeds the ${MAX_TOC_BYTES}-byte limit readers enforce`);
