@@ -5,7 +5,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mode } from './report.js';
 import { runTool } from './build.js';
-import { isMountpoint } from '../../src/fs/stale.js';
+import { listMounts } from '../../src/fs/stale.js';
 import { starling, type Engine } from './engine.js';
 
 /** The image forms pushed to the registry, by tag. */
@@ -35,6 +35,10 @@ export interface ModeContext {
   mountArgs: string[];
 }
 
+async function mountsUnder(dir: string): Promise<string[]> {
+  return (await listMounts()).map((m) => m.mountpoint).filter((p) => p === dir || p.startsWith(`${dir}/`));
+}
+
 /** `starling mount` returns once its daemon serves the mount; `starling umount` stops it. */
 async function lazyMount(ctx: ModeContext): Promise<Prepared> {
   const mnt = join(ctx.work, 'rootfs');
@@ -46,8 +50,11 @@ async function lazyMount(ctx: ModeContext): Promise<Prepared> {
     rootfs: mnt,
     async cleanup() {
       await starling(ctx.engine, ['umount', mnt], env).catch(() => starling(ctx.engine, ['umount', '--force', mnt], env));
-      // Never remove the work directory through a mount that is still there.
-      if (await isMountpoint(mnt)) throw new Error(`${mnt} is still mounted after umount`);
+      // umount returns once the mount point is free; the daemon's own FUSE mounts (in its run dir,
+      // inside the work dir) go a moment later. Never remove the work directory through a mount.
+      for (let i = 0; i < 300 && (await mountsUnder(ctx.work)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      const left = await mountsUnder(ctx.work);
+      if (left.length > 0) throw new Error(`still mounted 30 s after umount: ${left.join(', ')}`);
       await rm(ctx.work, { recursive: true, force: true });
     },
   };
