@@ -6,7 +6,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openLayerToc } from '../format/open.js';
 import type { LayerFormat } from '../format/toc.js';
@@ -20,6 +20,7 @@ import { parseConfig, parseManifestOrIndex, ValidationError } from '../oci/valid
 import { claimedFormat, hasEstargzEntries, keepOwnFormatAnnotations, withoutFormatAnnotations } from './annotations.js';
 import { jsonBytes, putJSONBlob, putManifestBytes } from './blobs.js';
 import { convertLayer, ConvertError } from './layer.js';
+import { ByteCounter } from '../oci/byte-counter.js';
 
 export interface ConvertImageOptions {
   format: LayerFormat;
@@ -116,16 +117,6 @@ function configPlatform(c: ImageConfig): Platform {
   return { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
 }
 
-/** Counts bytes flowing through, for progress. */
-class ByteCounter extends Transform {
-  constructor(private readonly onBytes: (n: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.onBytes(chunk.length);
-    cb(null, chunk);
-  }
-}
 
 class Converter {
   private readonly started = Date.now();

@@ -8,7 +8,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decompressedTar } from '../format/compression.js';
 import { DigestingStream } from '../oci/digest.js';
@@ -17,6 +17,7 @@ import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveImage } from './resolve.js';
+import { ByteCounter } from '../oci/byte-counter.js';
 
 export class PullError extends Error {}
 
@@ -47,16 +48,6 @@ export interface PullSummary {
   seconds: number;
 }
 
-/** Counts bytes flowing through. */
-class ByteCounter extends Transform {
-  constructor(private readonly onBytes: (n: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.onBytes(chunk.length);
-    cb(null, chunk);
-  }
-}
 
 /** `stream` through a ByteCounter, errors and destruction passed along both ways. */
 function counted(stream: Readable, count: (n: number) => void): Readable {

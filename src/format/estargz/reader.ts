@@ -8,6 +8,7 @@ import type { BlobSource } from '../../blob/source.js';
 import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
+import { isObject, tocFieldReaders, type Json } from '../toc-fields.js';
 import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
@@ -78,11 +79,6 @@ export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {
   return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Validates the TOC JSON and turns it into normalised FileEntries with resolved chunks. */
 export function buildEntries(toc: unknown, tocOffset: number, where: string): { entries: FileEntry[]; prefetchEnd?: number } {
@@ -91,23 +87,7 @@ export function buildEntries(toc: unknown, tocOffset: number, where: string): { 
   if (!Array.isArray(toc.entries)) throw new TocError(`${where}: TOC has no entries array`);
   const raw: unknown[] = toc.entries;
 
-  const fail = (i: number, msg: string): never => {
-    const e = raw[i];
-    const name = isObject(e) && typeof e.name === 'string' ? ` (${JSON.stringify(e.name)})` : '';
-    throw new TocError(`${where}: TOC entry ${i}${name}: ${msg}`);
-  };
-  const int = (e: Json, i: number, key: string): number => {
-    const v = e[key];
-    if (v === undefined || v === null) return 0;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(i, `${key} ${JSON.stringify(v)} is not a non-negative integer`);
-    return v as number;
-  };
-  const str = (e: Json, i: number, key: string): string => {
-    const v = e[key];
-    if (v === undefined || v === null) return '';
-    if (typeof v !== 'string') fail(i, `${key} is not a string`);
-    return v as string;
-  };
+  const { fail, int, str } = tocFieldReaders(raw, where);
 
   // Compressed end of each data entry: the offset of the next member start (formats.md §1a.4).
   const nextOffset: number[] = new Array(raw.length);

@@ -8,6 +8,7 @@ import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { Annotation } from '../../oci/mediatypes.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type FileEntry, type FileType, type LayerToc, type TocEntry } from '../toc.js';
+import { isObject, tocFieldReaders, type Json } from '../toc-fields.js';
 import {
   FOOTER_FRAME_SIZE,
   FooterError,
@@ -211,11 +212,6 @@ function metadataDifference(a: TocEntry, b: TocEntry): string | undefined {
   return undefined;
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * Validates a parsed zstd:chunked TOC and turns it into normalised FileEntries with their chunks
@@ -233,23 +229,7 @@ export function decodeZstdChunkedToc(toc: unknown, dataEnd: number, where = 'zst
     tarSplitDigest = toc.tarSplitDigest;
   }
 
-  const fail = (i: number, msg: string): never => {
-    const e = raw[i];
-    const name = isObject(e) && typeof e.name === 'string' ? ` (${JSON.stringify(e.name)})` : '';
-    throw new TocError(`${where}: TOC entry ${i}${name}: ${msg}`);
-  };
-  const int = (e: Json, i: number, key: string): number => {
-    const v = e[key];
-    if (v === undefined || v === null) return 0;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(i, `${key} ${JSON.stringify(v)} is not a non-negative integer`);
-    return v as number;
-  };
-  const str = (e: Json, i: number, key: string): string => {
-    const v = e[key];
-    if (v === undefined || v === null) return '';
-    if (typeof v !== 'string') fail(i, `${key} is not a string`);
-    return v as string;
-  };
+  const { fail, int, str } = tocFieldReaders(raw, where);
   const path = (name: string, i: number, what: string): string => {
     try {
       return normalizeEntryPath(name, what);
