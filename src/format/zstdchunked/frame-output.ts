@@ -2,7 +2,7 @@
 // they are submitted (@mongodb-js/zstd runs compress() there), written strictly in submission
 // order, and submission waits (settle) while too many bytes are in flight — so the output is
 // deterministic and memory stays bounded whatever the input size.
-import { compress } from '@mongodb-js/zstd';
+import { compressFrame } from './zstd.js';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { Sha256Counter } from '../../oci/digest.js';
@@ -37,7 +37,7 @@ export class FrameOutput {
 
   /** Starts compressing `data` as the next frame (not empty). */
   submit(data: Buffer): void {
-    const job = compress(data, this.level);
+    const job = compressFrame(data, this.level);
     job.catch(() => undefined); // awaited in order later; avoid an unhandled rejection if we fail first
     this.queue.push({ job, size: data.length });
     this.inflightBytes += data.length;

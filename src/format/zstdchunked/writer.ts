@@ -2,7 +2,7 @@
 // to the input byte for byte (tar headers and padding in the open frame, a new frame at each payload,
 // one frame per content chunk), then the TOC, the tar-split and the 64-byte footer in skippable
 // frames — the current containers/storage layout.
-import { compress } from '@mongodb-js/zstd';
+import { compressFrame } from './zstd.js';
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { sha256, Sha256Counter, type Digest } from '../../oci/digest.js';
@@ -30,11 +30,7 @@ const MAX_FRAME = 32 * MAX_BLOCK;
 const ZERO_PIECE = Buffer.alloc(MAX_FRAME);
 
 export interface ZstdChunkedWriteOptions {
-  /**
-   * zstd level (default 10, as containers/storage). NOTE: @mongodb-js/zstd 1.2.2 ignores the level it
-   * is given and always compresses at zstd's default (3); the value is passed through so a binding
-   * that honours it needs no change here.
-   */
+  /** zstd level (default 10, as containers/storage). */
   level?: number;
   /** Uncompressed bytes allowed in flight in the compressor pool (default 16 MiB). */
   maxInflightBytes?: number;
@@ -104,7 +100,7 @@ class ZstdChunkedEncoder implements ChunkSink {
   ) {
     this.tarSplit = new TarSplitBuilder((text) => {
       this.tarSplitSize += text.length;
-      const job = compress(text, level);
+      const job = compressFrame(text, level);
       job.catch(() => undefined);
       this.tarSplitParts.push(job);
     });
@@ -299,7 +295,7 @@ export async function writeZstdChunked(tar: Readable, out: Writable, opts: ZstdC
   if (tocJson.length > MAX_TOC_BYTES) {
     throw new Error(`zstd:chunked TOC of ${tocJson.length} bytes for ${tocEntries.length} entries exceeds the ${MAX_TOC_BYTES}-byte limit readers enforce`);
   }
-  const toc = await compress(tocJson, level);
+  const toc = await compressFrame(tocJson, level);
   const tocDigest = sha256(toc);
 
   const manifest = { offset: output.written + 8, length: toc.length, uncompressedLength: tocJson.length };
