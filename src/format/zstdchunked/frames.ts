@@ -26,6 +26,8 @@ export interface InflateBound {
   /** Every frame declared its content size, so `max` is the exact size. */
   exact: boolean;
   frames: number;
+  /** Each zstd frame's byte range in the buffer and the bound of its output. */
+  parts: Array<{ start: number; end: number; max: number }>;
 }
 
 /**
@@ -42,6 +44,7 @@ export function inflateBound(buf: Uint8Array): InflateBound {
   let max = 0;
   let exact = true;
   let frames = 0;
+  const parts: InflateBound['parts'] = [];
   while (pos < buf.length) {
     need(pos, 4);
     const magic = view.getUint32(pos, true);
@@ -54,6 +57,7 @@ export function inflateBound(buf: Uint8Array): InflateBound {
     }
     if (magic !== ZSTD_MAGIC) throw new ZstdFrameError(`not a zstd frame at byte ${pos}`);
     frames++;
+    const start = pos;
     pos += 4;
     need(pos, 1);
     const fhd = buf[pos++]!;
@@ -112,15 +116,18 @@ export function inflateBound(buf: Uint8Array): InflateBound {
     }
     if (contentSize === undefined) exact = false;
     max += contentSize ?? frameMax;
+    parts.push({ start, end: pos, max: contentSize ?? frameMax });
   }
-  return { max, exact, frames };
+  return { max, exact, frames, parts };
 }
 
 /**
  * Decompresses `buf`, which must inflate to exactly `expected` bytes, without ever inflating much
- * more: refused unless the frame walk bounds the output by `expected` (exact sizes) or by
- * `expected` + 2 blocks (a frame without a content size leaves its last compressed block partial;
- * Go's compressor may add an empty frame). `fail` builds the error to throw, naming the object.
+ * more. With exact sizes the frame walk must add up to `expected`. Frames without a content size
+ * (@mongodb-js/zstd writes none; our tar-split is several such frames) are inflated one at a time,
+ * each only if the output so far plus that frame's bound stays within `expected` + 2 blocks (a
+ * frame's last compressed block is usually partial; Go's compressor may add an empty frame).
+ * `fail` builds the error to throw, naming the object.
  */
 export async function decompressExact(buf: Buffer, expected: number, fail: (msg: string) => Error): Promise<Buffer> {
   let bound: InflateBound;
@@ -129,15 +136,25 @@ export async function decompressExact(buf: Buffer, expected: number, fail: (msg:
   } catch (err) {
     throw fail((err as Error).message);
   }
-  if (bound.exact ? bound.max !== expected : bound.max < expected || bound.max > expected + 2 * MAX_BLOCK) {
+  if (bound.exact ? bound.max !== expected : bound.max < expected) {
     throw fail(`compressed data may inflate to ${bound.max} bytes, but ${expected} are declared`);
   }
-  let out: Buffer;
-  try {
-    out = await decompress(buf);
-  } catch (err) {
-    throw fail(`zstd: ${(err as Error).message}`);
+  const pieces: Buffer[] = [];
+  let got = 0;
+  for (const frame of bound.parts) {
+    if (got + frame.max > expected + 2 * MAX_BLOCK) {
+      throw fail(`compressed data may inflate to ${got + frame.max} bytes, but ${expected} are declared`);
+    }
+    let piece: Buffer;
+    try {
+      piece = await decompress(bound.parts.length === 1 ? buf : buf.subarray(frame.start, frame.end));
+    } catch (err) {
+      throw fail(`zstd: ${(err as Error).message}`);
+    }
+    if (piece.length > frame.max) throw fail(`a frame decompressed to ${piece.length} bytes, past its bound of ${frame.max}`);
+    got += piece.length;
+    pieces.push(piece);
   }
-  if (out.length !== expected) throw fail(`decompressed to ${out.length} bytes, but ${expected} are declared`);
-  return out;
+  if (got !== expected) throw fail(`decompressed to ${got} bytes, but ${expected} are declared`);
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, got);
 }

@@ -20,7 +20,7 @@ describe('zstd frames', () => {
 
   it('is exact for a frame that declares its content size', async () => {
     const empty = await compress(Buffer.alloc(0), 3);
-    assert.deepEqual(inflateBound(empty), { max: 0, exact: true, frames: 1 });
+    assert.deepEqual(inflateBound(empty), { max: 0, exact: true, frames: 1, parts: [{ start: 0, end: empty.length, max: 0 }] });
   });
 
   it('refuses truncated and foreign bytes', async () => {
@@ -36,5 +36,17 @@ describe('zstd frames', () => {
     await assert.rejects(decompressExact(c, data.length - 1, (m) => new Error(`x: ${m}`)), /x: decompressed to 300000 bytes, but 299999 are declared/);
     await assert.rejects(decompressExact(c, 1000, (m) => new Error(m)), /may inflate to \d+ bytes, but 1000 are declared/);
     await assert.rejects(decompressExact(Buffer.from('junk'), 4, (m) => new Error(m)), /not a zstd frame/);
+  });
+
+  it('decompresses many frames without content sizes (a tar-split) however their last blocks round up', async () => {
+    // Each frame's bound rounds its last block up to a whole block; over 12 frames that is far more
+    // than two blocks past the declared size, which must not make a real tar-split unreadable.
+    const text = Buffer.from(Array.from({ length: 12 * 200_000 }, (_, i) => 'abcdefghij'.charCodeAt((i * 7919) % 10) ^ (i % 3)));
+    const frames = await Promise.all(Array.from({ length: 12 }, (_, i) => compress(text.subarray(i * 200_000, (i + 1) * 200_000), 3)));
+    const all = Buffer.concat(frames);
+    assert.ok(inflateBound(all).max > text.length + 2 * MAX_BLOCK, 'the summed bound overshoots by more than two blocks');
+    assert.deepEqual(await decompressExact(all, text.length, (m) => new Error(m)), text);
+    // Declared half the size: refused at the frame that would pass it, before inflating the rest.
+    await assert.rejects(decompressExact(all, text.length / 2, (m) => new Error(m)), /may inflate to \d+ bytes, but 1200000 are declared/);
   });
 });
