@@ -17,3 +17,23 @@ export class UserError extends Error {
     super(message);
   }
 }
+
+/**
+ * Errors of our own modules carry messages meant for users: shown without a stack. Programming
+ * errors (TypeError, RangeError, SyntaxError) and non-Errors pass through to be reported in full.
+ */
+export function asUserError(err: unknown): unknown {
+  if (err instanceof UserError || err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || !(err instanceof Error)) return err;
+  return new UserError(err.message);
+}
+
+/** An AbortSignal raised by SIGINT or SIGTERM until `dispose()`, so a command can stop cleanly. */
+export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => void process.off('SIGINT', onSignal).off('SIGTERM', onSignal),
+  };
+}

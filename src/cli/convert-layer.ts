@@ -4,9 +4,9 @@ import type { Readable } from 'node:stream';
 import { FileBlob } from '../blob/source.js';
 import { convertLayer } from '../convert/layer.js';
 import { hasEstargzFooter } from '../convert/strip-estargz.js';
-import { asUserError, parseFormat, parseLayerOptions } from './convert.js';
+import { parseFormat, parseLayerOptions } from './convert.js';
 import { parseCommandArgs } from './args.js';
-import { UserError, type Command } from './command.js';
+import { asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling convert-layer IN OUT --format estargz|zstd:chunked [options]
 

@@ -7,7 +7,7 @@ import type { Platform } from '../oci/types.js';
 import { openImageDestination, openImageSource } from '../registry/transport.js';
 import { formatBytes, ProgressBar } from './_progress.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
-import { UserError, type Command } from './command.js';
+import { abortOnSignals, asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling convert SRC DST --format estargz|zstd:chunked [options]
 
@@ -61,12 +61,6 @@ export async function parseLayerOptions(
     out.prioritizedFiles = prioritized;
   }
   return out;
-}
-
-/** Errors caused by the input or the environment are shown as messages; programming errors keep their stack. */
-export function asUserError(err: unknown): unknown {
-  if (err instanceof UserError || err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError || !(err instanceof Error)) return err;
-  return new UserError(err.message);
 }
 
 function parsePlatforms(values: string[] | undefined): 'all' | Platform[] {
@@ -133,9 +127,7 @@ export const command: Command = {
     };
 
     // SIGINT/SIGTERM abort the conversion cleanly: temp files go, the destination gets no new root.
-    const interrupt = new AbortController();
-    const onSignal = () => interrupt.abort();
-    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    const interrupt = abortOnSignals();
     try {
       const src = await openImageSource(srcRef, registry);
       try {
@@ -156,7 +148,7 @@ export const command: Command = {
       if (interrupt.signal.aborted) throw new UserError(`interrupted: ${dstRef} was not updated`, 130);
       throw asUserError(err);
     } finally {
-      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      interrupt.dispose();
     }
     return 0;
   },

@@ -3,8 +3,7 @@ import { inspectLayerFile, type LayerFileReport } from '../convert/inspect.js';
 import type { FileEntry } from '../format/toc.js';
 import { formatBytes } from './_progress.js';
 import { parseCommandArgs } from './args.js';
-import { UserError, type Command } from './command.js';
-import { asUserError } from './convert.js';
+import { asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling inspect-layer BLOB [--toc] [--toc-digest D] [--json]
 

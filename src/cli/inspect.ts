@@ -3,8 +3,7 @@ import { inspectImage, type ImageReport, type LayerReport } from '../convert/ins
 import { openImageSource } from '../registry/transport.js';
 import { formatBytes } from './_progress.js';
 import { parseCommandArgs } from './args.js';
-import { UserError, type Command } from './command.js';
-import { asUserError } from './convert.js';
+import { asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling inspect REF [--json] [--plain-http] [--insecure]
 

@@ -7,8 +7,7 @@ import { mountPaths } from '../fs/control.js';
 import { runMountDaemon } from '../fs/daemon.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
-import { UserError, type Command } from './command.js';
-import { asUserError } from './convert.js';
+import { asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling mount REF MOUNTPOINT [options]
 

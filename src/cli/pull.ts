@@ -5,8 +5,7 @@ import { pullImage } from '../registry/pull.js';
 import { openImageSource } from '../registry/transport.js';
 import { formatBytes, ProgressBar } from './_progress.js';
 import { parseCommandArgs, parseIntArg } from './args.js';
-import { UserError, type Command } from './command.js';
-import { asUserError } from './convert.js';
+import { abortOnSignals, asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling pull REF DIR [options]
 
@@ -50,9 +49,7 @@ export const command: Command = {
     const concurrency = values.concurrency !== undefined ? parseIntArg(values.concurrency, '--concurrency', 1, 64) : undefined;
     const progress = new ProgressBar('pull');
     // SIGINT/SIGTERM stop the pull cleanly: downloads end, the temporary tree goes, DIR is not created.
-    const interrupt = new AbortController();
-    const onSignal = () => interrupt.abort();
-    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    const interrupt = abortOnSignals();
     try {
       const source = await openImageSource(ref, {
         ...(values['plain-http'] ? { plainHttp: true } : {}),
@@ -84,7 +81,7 @@ export const command: Command = {
       if (interrupt.signal.aborted) throw new UserError(`interrupted: ${dir} was not created`, 130);
       throw asUserError(err);
     } finally {
-      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      interrupt.dispose();
     }
   },
 };

@@ -18,8 +18,7 @@ import { resolveImage } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
 import { runInRootfs } from './_workload.js';
 import { parseCommandArgs } from './args.js';
-import { UserError, type Command } from './command.js';
-import { asUserError } from './convert.js';
+import { asUserError, UserError, type Command } from './command.js';
 
 const usage = `usage: starling record REF --out FILE [options] -- CMD [ARG…]
 
