@@ -1,6 +1,6 @@
 // Typed access to the fields of untrusted TOC JSON, shared by both format readers: every bad
 // value becomes a TocError naming the TOC entry (index and name) it came from.
-import { TocError } from './toc.js';
+import { NO_XATTRS, TocError } from './toc.js';
 
 export type Json = Record<string, unknown>;
 
@@ -28,5 +28,16 @@ export function tocFieldReaders(raw: readonly unknown[], where: string) {
     if (typeof v !== 'string') fail(i, `${key} is not a string`);
     return v as string;
   };
-  return { fail, int, str };
+  /** The entry's base64 xattrs decoded (the shared empty map when it has none). */
+  const xattrs = (e: Json, i: number): ReadonlyMap<string, Buffer> => {
+    if (e.xattrs === undefined || e.xattrs === null) return NO_XATTRS;
+    if (!isObject(e.xattrs)) fail(i, 'xattrs is not an object');
+    const out = new Map<string, Buffer>();
+    for (const [k, v] of Object.entries(e.xattrs as Json)) {
+      if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) fail(i, `xattr ${JSON.stringify(k)} is not base64`);
+      out.set(k, Buffer.from(v as string, 'base64'));
+    }
+    return out.size > 0 ? out : NO_XATTRS;
+  };
+  return { fail, int, str, xattrs };
 }

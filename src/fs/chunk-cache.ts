@@ -2,11 +2,10 @@
 // disk cache shared by every layer, image and mount (a second mount of the same image fetches
 // nothing). Disk entries are written to a temp name and renamed, so a crash never leaves a partial
 // chunk under a digest; they are re-hashed when read back, so a damaged file is a miss, not bad bytes.
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { digestHex, type Digest } from '../oci/digest.js';
+import { digestHex, sha256Async, type Digest } from '../oci/digest.js';
 import { CacheCounters } from './metrics.js';
 
 export interface ChunkCacheOptions {
@@ -113,7 +112,7 @@ export class ChunkCache {
       this.counters.diskMisses++;
       return undefined;
     }
-    if (`sha256:${createHash('sha256').update(data).digest('hex')}` !== digest) {
+    if ((await sha256Async(data)) !== digest) {
       this.forget(digest);
       await rm(path, { force: true });
       this.counters.diskMisses++;

@@ -2,7 +2,7 @@
 // with the overlay rules (formats.md §1d.3) or, for `--mode overlay`, one layer in the shape kernel
 // overlayfs expects (§1d.2: whiteouts as 0/0 char devices, opaque dirs by xattr). Inode numbers are
 // given in build order, so the same image always gets the same numbers.
-import type { FileEntry } from '../format/toc.js';
+import { NO_XATTRS, type FileEntry } from '../format/toc.js';
 import { splitPath, type LayerIndex } from './layer-index.js';
 
 export interface Inode {
@@ -14,7 +14,7 @@ export interface Inode {
   /** Directory children by name. */
   children?: Map<string, Inode>;
   nlink: number;
-  xattrs: Map<string, Buffer>;
+  xattrs: ReadonlyMap<string, Buffer>;
 }
 
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -28,7 +28,7 @@ export interface Tree {
 }
 
 function syntheticEntry(path: string, type: FileEntry['type'], mode: number): FileEntry {
-  return { path, type, mode, uid: 0, gid: 0, mtimeMs: 0, size: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: new Map(), chunks: [] };
+  return { path, type, mode, uid: 0, gid: 0, mtimeMs: 0, size: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: NO_XATTRS, chunks: [] };
 }
 
 class TreeBuilder {

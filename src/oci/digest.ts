@@ -1,5 +1,5 @@
 // Digests of the form `sha256:<64 hex>`: parsing, computing over buffers and streams.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, webcrypto, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
 export type Digest = `sha256:${string}`;
@@ -22,6 +22,18 @@ export function isDigest(value: unknown): value is Digest {
 
 export function sha256(data: Uint8Array | string): Digest {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** Above this size `sha256Async` hashes on the libuv pool; below it the hop costs more than the hash. */
+const ASYNC_HASH_BYTES = 256 << 10;
+
+/**
+ * sha256 that keeps large inputs off the JS main thread (WebCrypto digests run on the libuv pool),
+ * for the mount's chunk path, where that thread also answers every FUSE request.
+ */
+export async function sha256Async(data: Uint8Array): Promise<Digest> {
+  if (data.length < ASYNC_HASH_BYTES) return sha256(data);
+  return `sha256:${Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex')}`;
 }
 
 /** The hex part of a digest (what `blobs/sha256/<hex>` paths use). */

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { createGunzip, gunzip } from 'node:zlib';
 import type { BlobSource } from '../../blob/source.js';
-import { isDigest, sha256, type Digest } from '../../oci/digest.js';
+import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
 import { isObject, tocFieldReaders, type Json } from '../toc-fields.js';
@@ -87,7 +87,7 @@ export function buildEntries(toc: unknown, tocOffset: number, where: string): { 
   if (!Array.isArray(toc.entries)) throw new TocError(`${where}: TOC has no entries array`);
   const raw: unknown[] = toc.entries;
 
-  const { fail, int, str } = tocFieldReaders(raw, where);
+  const { fail, int, str, xattrs: readXattrs } = tocFieldReaders(raw, where);
 
   // Compressed end of each data entry: the offset of the next member start (formats.md §1a.4).
   const nextOffset: number[] = new Array(raw.length);
@@ -117,7 +117,8 @@ export function buildEntries(toc: unknown, tocOffset: number, where: string): { 
     if (size <= 0) fail(i, `chunk at ${fileOffset} is empty or beyond the file size ${file.size}`);
     const end = nextOffset[i]!;
     if (offset >= end || end > tocOffset) fail(i, `compressed range ${offset}..${end} is empty or runs into the TOC at ${tocOffset}`);
-    const digest = chunkDigest || fileDigest;
+    // One string for a single-chunk file's digest and chunk digest (100k-entry TOCs hold many).
+    const digest = chunkDigest && chunkDigest !== fileDigest ? chunkDigest : fileDigest;
     if (!isDigest(digest)) fail(i, chunkDigest ? `chunkDigest ${JSON.stringify(chunkDigest)} is not a sha256 digest` : 'no chunkDigest: the chunk cannot be verified');
     file.chunks.push({ fileOffset, size, start: offset, end, innerOffset, digest: digest as Digest, zeros: false });
   };
@@ -150,14 +151,7 @@ export function buildEntries(toc: unknown, tocOffset: number, where: string): { 
     const modtime = str(e, i, 'modtime');
     const mtimeMs = modtime ? Date.parse(modtime) : 0;
     if (Number.isNaN(mtimeMs)) fail(i, `modtime ${JSON.stringify(modtime)} is not an RFC 3339 time`);
-    const xattrs = new Map<string, Buffer>();
-    if (e.xattrs !== undefined && e.xattrs !== null) {
-      if (!isObject(e.xattrs)) fail(i, 'xattrs is not an object');
-      for (const [k, v] of Object.entries(e.xattrs as Json)) {
-        if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) fail(i, `xattr ${JSON.stringify(k)} is not base64`);
-        xattrs.set(k, Buffer.from(v as string, 'base64'));
-      }
-    }
+    const xattrs = readXattrs(e, i);
     const digest = str(e, i, 'digest');
     if (digest && !isDigest(digest)) fail(i, `digest ${JSON.stringify(digest)} is not a sha256 digest`);
     let linkName = str(e, i, 'linkName');
@@ -200,7 +194,10 @@ export function buildEntries(toc: unknown, tocOffset: number, where: string): { 
 
   const entries = files.filter((f): f is FileEntry => f !== undefined);
   for (const f of entries) {
-    if (f.type === 'reg') checkCoverage(f, where);
+    if (f.type === 'reg') {
+      checkCoverage(f, where);
+      f.chunks = f.chunks.slice(); // exact length: push() left room for 16 more chunks in every file
+    }
     if (f.type === 'hardlink') {
       const target = byPath.get(f.linkName);
       if (target === undefined || files[target] === undefined) throw new TocError(`${where}: hardlink ${JSON.stringify(f.path)} points to ${JSON.stringify(f.linkName)}, which is not in the layer`);
@@ -219,10 +216,14 @@ function checkCoverage(f: FileEntry, where: string): void {
   if (pos !== f.size) throw new TocError(`${where}: ${JSON.stringify(f.path)}: chunks cover ${pos} bytes of ${f.size}`);
 }
 
+/** Largest single output buffer of a chunk inflate (bigger chunks come in several). */
+const MAX_INFLATE_OUTPUT = 16 << 20;
+
 /** Inflates `compressed` (one or more gzip members) but stops once `want` bytes have come out. */
 function inflatePrefix(compressed: Buffer, want: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const gz = createGunzip({ chunkSize: 64 * 1024 });
+    // Output buffers the size of the chunk: one 'data' event and no concatenation for a whole chunk.
+    const gz = createGunzip({ chunkSize: Math.min(MAX_INFLATE_OUTPUT, Math.max(64 << 10, want)) });
     const parts: Buffer[] = [];
     let got = 0;
     let settled = false;
@@ -231,7 +232,7 @@ function inflatePrefix(compressed: Buffer, want: number): Promise<Buffer> {
       settled = true;
       gz.destroy();
       if (err) reject(err);
-      else resolve(Buffer.concat(parts, Math.min(got, want)).subarray(0, want));
+      else resolve(parts.length === 1 ? parts[0]!.subarray(0, want) : Buffer.concat(parts, Math.min(got, want)).subarray(0, want));
     };
     gz.on('data', (d: Buffer) => {
       parts.push(d);
@@ -250,7 +251,7 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   }
   const plain = await inflatePrefix(compressed, chunk.innerOffset + chunk.size);
   const data = plain.subarray(chunk.innerOffset);
-  const actual = sha256(data);
+  const actual = await sha256Async(data);
   if (actual !== chunk.digest) {
     throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} (file offset ${chunk.fileOffset}): digest ${actual}, TOC says ${chunk.digest}`);
   }
