@@ -128,7 +128,8 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   const execArgv = process.execArgv
     .filter((a) => !a.startsWith('--test'))
     .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
-  const child = spawn(process.execPath, [...execArgv, process.argv[1]!, 'mount', ...argv, '--foreground'], {
+  // --expose-gc: the daemon collects the garbage of parsing TOCs once before it serves (image-mount.ts).
+  const child = spawn(process.execPath, [...execArgv, '--expose-gc', process.argv[1]!, 'mount', ...argv, '--foreground'], {
     detached: true,
     cwd: '/',
     stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],

@@ -162,6 +162,10 @@ export class ImageMount {
     this.layers.push(...opened);
     const indexes: LayerIndex[] = opened.map((l) => indexLayer(l.entries, `layer ${l.digest}`));
     const readers = opened.map((l) => l.reader);
+    // Parsing a large TOC leaves several times its final size in garbage (JSON text, raw objects:
+    // ~150 MB for 100k entries). An idle daemon would keep that RSS for minutes, and every later GC
+    // while serving would walk it, so collect it now, before serving (when the runtime allows it).
+    (globalThis as { gc?: () => void }).gc?.();
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
     await mkdir(opts.workDir, { recursive: true });
     const upper = opts.upper ? { upperdir: join(opts.upper, 'upper'), workdir: join(opts.upper, 'work') } : undefined;
