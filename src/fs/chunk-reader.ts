@@ -162,7 +162,7 @@ export class ChunkReader {
     if (this.layer.diskCache) {
       await Promise.all(
         missing.map(async (m) => {
-          const data = await cache.getDisk(m.chunk.digest);
+          const data = await cache.getDisk(m.chunk.digest, m.chunk.size);
           if (!data) return toFetch.push(m);
           if (keepInMemory) cache.putMemory(m.chunk.digest, data);
           m.resolve(data);
