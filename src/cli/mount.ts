@@ -83,6 +83,11 @@ export const command: Command = {
     if (!values.foreground) return startDaemon(argv, mountpoint);
 
     const daemonChild = typeof process.send === 'function';
+    const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
+    const upper = values.upper ? resolve(values.upper) : undefined;
+    // The daemon starts in the caller's directory so that relative paths mean what they meant there;
+    // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
+    if (daemonChild) process.chdir('/');
     const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
     try {
       await runMountDaemon(
@@ -91,14 +96,14 @@ export const command: Command = {
           mountpoint,
           ...(platform ? { platform } : {}),
           ...(values['plain-http'] ? { plainHttp: true } : {}),
-          cacheDir: resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling'),
+          cacheDir,
           cacheBytes,
           memoryCacheBytes,
           prefetch: !values['no-prefetch'],
           background: !values['no-background-fetch'],
           ...(prefetchList ? { prefetchList } : {}),
           mode,
-          ...(values.upper ? { upper: resolve(values.upper) } : {}),
+          ...(upper ? { upper } : {}),
           fuseTimeoutMs,
           log,
         },
@@ -123,7 +128,7 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   const paths = mountPaths(mountpoint);
   await mkdir(paths.dir, { recursive: true });
   const logFile = await open(paths.log, 'a');
-  // Keep the loader flags (tsx in tests), not the test runner's; the daemon runs in '/', so a bare
+  // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
   // `--import NAME` is resolved here first.
   const execArgv = process.execArgv
     .filter((a) => !a.startsWith('--test'))
@@ -131,7 +136,6 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   // --expose-gc: the daemon collects the garbage of parsing TOCs once before it serves (image-mount.ts).
   const child = spawn(process.execPath, [...execArgv, '--expose-gc', process.argv[1]!, 'mount', ...argv, '--foreground'], {
     detached: true,
-    cwd: '/',
     stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
   });
   await logFile.close();

@@ -344,6 +344,26 @@ test('--prefetch-list fetches the listed files right after mount; reading them t
   }
 });
 
+test('relative MOUNTPOINT, --cache-dir and --prefetch-list mean what they mean in the caller\'s directory', async () => {
+  const dir = join(work, 'relative');
+  await mkdir(join(dir, 'mnt'), { recursive: true });
+  await writeFile(join(dir, 'list'), 'small/one.txt\n');
+  const mnt = join(dir, 'mnt');
+  mounted.add(mnt);
+  await run(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'mount', ref('zstd'), 'mnt', '--cache-dir', 'cache', '--prefetch-list', 'list', '--no-background-fetch'], {
+    cwd: dir,
+    env: { ...process.env, STARLING_RUN_DIR: join(work, 'run') },
+  });
+  try {
+    const s = await stats(mnt);
+    assert.equal(s.mountpoint, mnt);
+    assert.equal((await run('cat', [join(mnt, 'small/one.txt')])).stdout.length > 0, true);
+    assert.ok((await readdir(join(dir, 'cache'))).includes('chunks'), 'the cache dir is created where the caller named it');
+  } finally {
+    await umount(mnt);
+  }
+});
+
 test('a bad reference fails with a clear message and leaves nothing mounted', async () => {
   const mnt = join(work, 'mnt-bad');
   await mkdir(mnt, { recursive: true });
