@@ -1,12 +1,15 @@
-// bench/fs: read throughput through a lazy mount (cold: empty cache; warm: remount over the filled
-// disk cache) against the same files from a full local extraction (`starling pull`), for many small
-// files and one large file; find/stat over a many-file layer; the daemon's peak RSS. One run, side by
-// side. The whole-layer download time of the large file's layer is measured as the cold baseline.
-// usage: node --import tsx bench/fs/run.ts [--files N] [--small N] [--large-mib N]
-// Reads of the mount run in child processes (the benchmark never reads a mount it serves itself;
-// the daemon is a separate process anyway). Local-disk numbers are page-cache warm, as the
-// extraction has just been written: a strict baseline.
-import { execFile } from 'node:child_process';
+// bench/fs: reading through a lazy mount, side by side in one run with what it is measured against.
+// - cold (empty cache): the large file read through the mount against downloading its layer whole,
+//   both over the same emulated link (bench/net) and both straight over loopback;
+// - warm (a new daemon over the filled disk cache): large file, small files and find/stat against the
+//   same files from a full local extraction (`starling pull`), with the page cache hot, and with it
+//   dropped before each side (both then read the local disk);
+// - the floor: the same small-file and find/stat workloads on a fuse-native filesystem that answers
+//   from constants (null-fuse.ts), i.e. the cost of the FUSE round trips alone;
+// - the daemon's RSS right after mount and its peak (VmHWM).
+// usage: node --import tsx bench/fs/run.ts [--files N] [--small N] [--large-mib N] [--rtt MS] [--rate MBIT]
+// Reads of a mount run in child processes. The daemon is the compiled CLI, built from this tree first.
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,27 +17,42 @@ import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { buildImage, writeFilesTar } from '../../test/fixtures/image.js';
-import { startRegistry } from '../../test/helpers/registry.js';
+import { checkLink, startEmulatedRegistry } from '../net/link.js';
 
 const run = promisify(execFile);
-const { values } = parseArgs({ options: { files: { type: 'string', default: '100000' }, small: { type: 'string', default: '2000' }, 'large-mib': { type: 'string', default: '256' } } });
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string', default: '100000' },
+    small: { type: 'string', default: '2000' },
+    'large-mib': { type: 'string', default: '1024' },
+    rtt: { type: 'string', default: '20' },
+    rate: { type: 'string', default: '1000' },
+  },
+});
 const FILES = Number(values.files);
 const SMALL = Number(values.small);
 const LARGE = Number(values['large-mib']) << 20;
-const cli = fileURLToPath(new URL('../../test/fs/helpers/starling.ts', import.meta.url));
+const MEMORY_CACHE_MIB = 128;
+const profile = { rttMs: Number(values.rtt), rateMbit: Number(values.rate) };
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'bin/starling.js');
 
 async function timed(cmd: string): Promise<number> {
   const t0 = performance.now();
   await run('sh', ['-c', cmd], { maxBuffer: 256 << 20 });
   return (performance.now() - t0) / 1000;
 }
+const dropCaches = () => run('sh', ['-c', 'sync && echo 3 > /proc/sys/vm/drop_caches']);
+const memStatus = async (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
+await run('npx', ['tsc', '-p', join(root, 'tsconfig.json')], { cwd: root });
 const work = await mkdtemp(join(tmpdir(), 'starling-bench-fs-'));
 const env = { ...process.env, STARLING_RUN_DIR: join(work, 'run') };
-const starling = (...args: string[]) => run(process.execPath, ['--import', 'tsx', cli, ...args], { env, maxBuffer: 64 << 20 });
-const registry = await startRegistry();
+const starling = (...args: string[]) => run(process.execPath, [cli, ...args], { env, maxBuffer: 64 << 20 });
+const reg = await startEmulatedRegistry(profile);
 const mnt = join(work, 'mnt');
 let mounted = false;
+let nullFs: ReturnType<typeof spawn> | undefined;
 try {
   console.error(`building: ${SMALL} small files (4 KiB), one ${LARGE >> 20} MiB file, ${FILES} tiny files`);
   const smallFiles: Record<string, string> = {};
@@ -45,68 +63,123 @@ try {
   await writeFilesTar(manyFiles, join(work, 'many.tar'));
   await writeFilesTar({ 'large/file.bin': randomBytes(LARGE) }, join(work, 'large.tar'));
   await buildImage(join(work, 'src'), { layers: [{ tar: join(work, 'small.tar') }, { tar: join(work, 'large.tar') }, { tar: join(work, 'many.tar') }] }, 'v1');
-  const ref = `docker://${registry.host}/bench/fs:v1`;
   let t0 = performance.now();
-  await starling('convert', `oci:${join(work, 'src')}:v1`, ref, '--format', 'estargz');
+  await starling('convert', `oci:${join(work, 'src')}:v1`, `docker://${reg.directHost}/bench/fs:v1`, '--format', 'estargz');
   console.error(`converted + pushed in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const link = await checkLink(reg);
+  console.error(`link: ${link.rttMs.toFixed(2)} ms RTT, ${link.throughputMbit.toFixed(0)} Mbit/s`);
 
-  // Baselines: whole download of the large layer, and a full local extraction.
-  const manifest = (await (await fetch(`${registry.url}/v2/bench/fs/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: Array<{ digest: string; size: number }> };
+  // Baselines: whole downloads of the large layer, and a full local extraction.
+  const manifest = (await (await fetch(`http://${reg.directHost}/v2/bench/fs/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: Array<{ digest: string; size: number }> };
   const largeLayer = manifest.layers[1]!;
-  const download = await timed(`curl -fs -o /dev/null ${registry.url}/v2/bench/fs/blobs/${largeLayer.digest}`);
+  const download = async (host: string) => timed(`curl -fs -o /dev/null http://${host}/v2/bench/fs/blobs/${largeLayer.digest}`);
+  const downloadLoopback = await download(reg.directHost);
+  const downloadLink = await download(reg.host);
   const local = join(work, 'local');
-  await starling('pull', ref, local);
+  await starling('pull', `docker://${reg.directHost}/bench/fs:v1`, local);
 
   const reads = {
-    large: (root: string) => `cat ${root}/large/file.bin > /dev/null`,
-    small: (root: string) => `find ${root}/small -type f -exec cat {} + > /dev/null`,
-    stat: (root: string) => `find ${root}/many -printf '%s\\n' | wc -l`,
+    large: (dir: string) => `cat ${dir}/large/file.bin > /dev/null`,
+    small: (dir: string) => `find ${dir}/small -type f -exec cat {} + > /dev/null`,
+    stat: (dir: string) => `find ${dir}/many -printf '%s\\n' | wc -l`,
   };
-  const results: Record<string, Record<string, number>> = { local: {}, cold: {}, warm: {} };
-  for (const [k, cmd] of Object.entries(reads)) results.local![k] = await timed(cmd(local));
+  type Row = { large?: number; small?: number; stat?: number; mount?: number; fetchedMiB?: number; rssMount?: number; rssPeak?: number };
+  const results: Record<string, Row> = {};
+  const readAll = async (dir: string, row: Row, which = Object.keys(reads) as Array<keyof typeof reads>, drop = false) => {
+    for (const k of which) {
+      if (drop) await dropCaches();
+      row[k] = await timed(reads[k](dir));
+    }
+  };
+  results['local, page cache hot'] = {};
+  await readAll(local, results['local, page cache hot']!);
+  results['local, page cache dropped'] = {};
+  await readAll(local, results['local, page cache dropped']!, undefined, true);
 
-  const cache = join(work, 'cache');
+  // The floor: the same small-file and find/stat workloads on the null filesystem, one fresh mount
+  // each so that no lookup is cached from the phase before.
+  const nullMnt = join(work, 'null');
+  await mkdir(nullMnt);
+  const floor: Row = {};
+  for (const [k, cmd, files, size] of [
+    ['large', `cat ${nullMnt}/f0 > /dev/null`, 1, LARGE],
+    ['small', `ls ${nullMnt} | head -n ${SMALL} | (cd ${nullMnt} && xargs cat) > /dev/null`, SMALL, 4096],
+    ['stat', `find ${nullMnt} -printf '%s\\n' | wc -l`, FILES, 4096],
+  ] as const) {
+    nullFs = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./null-fuse.ts', import.meta.url)), nullMnt, String(files), String(size)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      nullFs!.stdout!.once('data', () => resolve());
+      nullFs!.once('exit', (code) => reject(new Error(`null-fuse exited (${code})`)));
+    });
+    floor[k] = await timed(cmd);
+    const exited = new Promise((r) => nullFs!.once('exit', r));
+    nullFs.kill('SIGTERM');
+    await exited;
+    nullFs = undefined;
+  }
+  results['null FUSE (floor)'] = floor;
+
   await mkdir(mnt);
-  let rss = 0;
-  let rssAfterMount = 0;
-  const status = async (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-  for (const phase of ['cold', 'warm'] as const) {
+  const mountPhase = async (name: string, host: string, cache: string, which?: Array<keyof typeof reads>, drop = false) => {
+    const row: Row = {};
+    if (drop) await dropCaches();
     t0 = performance.now();
-    await starling('mount', ref, mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--memory-cache', '128MiB');
+    await starling('mount', `docker://${host}/bench/fs:v1`, mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--memory-cache', `${MEMORY_CACHE_MIB}MiB`);
     mounted = true;
-    results[phase]!.mount = (performance.now() - t0) / 1000;
+    row.mount = (performance.now() - t0) / 1000;
     const { pid } = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { pid: number };
-    rssAfterMount = Math.max(rssAfterMount, await status(pid, 'VmRSS'));
-    for (const [k, cmd] of Object.entries(reads)) results[phase]![k] = await timed(cmd(mnt));
-    const stats = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { pid: number; totals: { fetchedBytes: number } };
-    results[phase]!.fetchedMiB = stats.totals.fetchedBytes / 2 ** 20;
-    rss = Math.max(rss, await status(stats.pid, 'VmHWM'));
+    row.rssMount = await memStatus(pid, 'VmRSS');
+    await readAll(mnt, row, which, drop);
+    const stats = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { totals: { fetchedBytes: number } };
+    row.fetchedMiB = stats.totals.fetchedBytes / 2 ** 20;
+    row.rssPeak = await memStatus(pid, 'VmHWM');
     await starling('umount', mnt);
     mounted = false;
-  }
+    results[name] = row;
+  };
+  await mountPhase(`mount, cold, over the link`, reg.host, join(work, 'cache-link'), ['large']);
+  await mountPhase('mount, cold, loopback', reg.directHost, join(work, 'cache'));
+  await mountPhase('mount, warm, page cache hot', reg.directHost, join(work, 'cache'));
+  await mountPhase('mount, warm, page cache dropped', reg.directHost, join(work, 'cache'), undefined, true);
+
   const mib = (n: number) => n / 2 ** 20;
   const smallBytes = SMALL * 4096;
-  const row = (name: string, r: Record<string, number>) =>
-    `| ${name} | ${(mib(LARGE) / r.large!).toFixed(0)} MiB/s | ${(mib(smallBytes) / r.small!).toFixed(1)} MiB/s (${(SMALL / r.small!).toFixed(0)} files/s) | ${r.stat!.toFixed(2)} s | ${r.mount !== undefined ? `${r.mount.toFixed(2)} s` : '–'} | ${r.fetchedMiB !== undefined ? r.fetchedMiB.toFixed(1) : '–'} |`;
+  const cell = (v: number | undefined, f: (v: number) => string) => (v === undefined ? '–' : f(v));
+  const row = (name: string, r: Row) =>
+    `| ${name} | ${cell(r.large, (v) => `${(mib(LARGE) / v).toFixed(0)} MiB/s`)} | ${cell(r.small, (v) => `${(SMALL / v).toFixed(0)} files/s (${(mib(smallBytes) / v).toFixed(1)} MiB/s)`)} | ${cell(r.stat, (v) => `${v.toFixed(2)} s`)} | ${cell(r.mount, (v) => `${v.toFixed(2)} s`)} | ${cell(r.fetchedMiB, (v) => v.toFixed(1))} | ${cell(r.rssMount, (v) => v.toFixed(0))} / ${cell(r.rssPeak, (v) => v.toFixed(0))} |`;
+  const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)} %`;
+  const r = results as Record<string, Required<Row>>;
+  const hot = r['local, page cache hot']!;
+  const dropped = r['local, page cache dropped']!;
+  const warmHot = r['mount, warm, page cache hot']!;
+  const warmDropped = r['mount, warm, page cache dropped']!;
+  const cold = r['mount, cold, loopback']!;
+  const coldLink = r['mount, cold, over the link']!;
+  const rssBound = 200 + MEMORY_CACHE_MIB;
+  const peak = Math.max(...Object.values(r).map((x) => x.rssPeak ?? 0));
+  const afterMount = Math.max(...Object.values(r).map((x) => x.rssMount ?? 0));
   const report = [
-    `bench/fs — ${new Date().toISOString()} — ${SMALL} × 4 KiB files, one ${mib(LARGE)} MiB file, find/stat over ${FILES} files; eStargz, local Distribution`,
+    `bench/fs — ${new Date().toISOString()} — ${SMALL} × 4 KiB files, one ${mib(LARGE)} MiB file, find/stat over ${FILES} files; eStargz, Distribution on 127.0.0.1; ` +
+      `link ${profile.rttMs} ms / ${profile.rateMbit} Mbit/s (checked: ${link.rttMs.toFixed(2)} ms, ${link.throughputMbit.toFixed(0)} Mbit/s); memory cache ${MEMORY_CACHE_MIB} MiB; daemon built from this tree`,
     '',
-    '| source | large file read | small files read | find+stat | mount | fetched MiB |',
-    '| --- | --- | --- | --- | --- | --- |',
-    row('local extraction', results.local!),
-    row('mount, cold cache', results.cold!),
-    row('mount, warm disk cache', results.warm!),
+    '| source | large file read | small files read | find+stat | mount | fetched MiB | daemon RSS MiB after mount / peak |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...Object.entries(results).map(([name, x]) => row(name, x)),
     '',
-    `large layer (${mib(largeLayer.size).toFixed(0)} MiB compressed) whole download: ${download.toFixed(2)} s; cold sequential read through the mount: ${results.cold!.large!.toFixed(2)} s = ${(results.cold!.large! / download).toFixed(2)} × download`,
-    `warm / local throughput: large ${((100 * results.local!.large!) / results.warm!.large!).toFixed(0)} %, small ${((100 * results.local!.small!) / results.warm!.small!).toFixed(0)} %`,
-    `daemon RSS right after mount: ${rssAfterMount.toFixed(0)} MiB; peak over the run (VmHWM): ${rss.toFixed(0)} MiB (memory cache bound 128 MiB)`,
-    `load average at the end: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')} (2 cores, shared)`,
+    `- cold sequential read over the link: ${coldLink.large.toFixed(2)} s against a whole download of the layer (${mib(largeLayer.size).toFixed(0)} MiB) over the same link ${downloadLink.toFixed(2)} s = ${(coldLink.large / downloadLink).toFixed(2)} × (target ≤ 1.2)`,
+    `- cold sequential read over loopback: ${cold.large.toFixed(2)} s against a loopback download ${downloadLoopback.toFixed(2)} s = ${(cold.large / downloadLoopback).toFixed(2)} ×`,
+    `- warm against local, page cache hot on both sides: large ${pct(hot.large, warmHot.large)}, small ${pct(hot.small, warmHot.small)}, find+stat ${pct(hot.stat, warmHot.stat)} (target ≥ 70 %)`,
+    `- warm against local, page cache dropped before each read on both sides: large ${pct(dropped.large, warmDropped.large)}, small ${pct(dropped.small, warmDropped.small)}, find+stat ${pct(dropped.stat, warmDropped.stat)}`,
+    `- against the FUSE floor (null filesystem; its find+stat walks one flat directory): warm large file ${pct(floor.large!, warmHot.large)} of its rate, small files ${pct(floor.small!, warmHot.small)}, find+stat ${pct(floor.stat!, warmHot.stat)}`,
+    `- daemon RSS: ${afterMount.toFixed(0)} MiB right after mount at most, ${peak.toFixed(0)} MiB peak (target ≤ 200 MB + the ${MEMORY_CACHE_MIB} MiB memory cache = ${rssBound} MiB)`,
+    `- load average at the end: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')} (2 cores, shared)`,
   ].join('\n');
   console.log(report);
-  await mkdir(join(process.cwd(), 'bench/out'), { recursive: true });
-  await writeFile(join(process.cwd(), 'bench/out', `fs-${Date.now()}.md`), `${report}\n`);
+  await mkdir(join(root, 'bench/out'), { recursive: true });
+  await writeFile(join(root, 'bench/out', `fs-${Date.now()}.md`), `${report}\n`);
 } finally {
+  nullFs?.kill('SIGTERM');
   if (mounted) await starling('umount', '--force', mnt).catch(() => {});
-  await registry.stop();
+  await reg.stop();
   await rm(work, { recursive: true, force: true });
 }
