@@ -117,6 +117,16 @@ export class ChunkCache {
     return hit;
   }
 
+  /** Whether the chunk is in memory, without counting a hit or miss or touching its recency. */
+  inMemory(digest: Digest): boolean {
+    return this.memory?.has(digest) ?? false;
+  }
+
+  /** Whether the disk cache is known to hold the chunk (it may still turn out damaged when read). */
+  onDisk(digest: Digest): boolean {
+    return this.diskIndex.has(digest);
+  }
+
   putMemory(digest: Digest, data: Buffer): void {
     this.memory?.set(digest, data);
   }

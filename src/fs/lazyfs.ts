@@ -131,6 +131,7 @@ export class LazyFs {
     if (node.children) throw new FsError('EISDIR', path);
     const fh = this.nextFh++;
     this.handles.set(fh, { node, lastEnd: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
+    if (node.entry.type === 'reg') this.readers[node.layer]?.preloadFromDisk(node.entry);
     return fh;
   }
 

@@ -98,6 +98,29 @@ test('warm disk cache: a second mount over the same cache dir fetches nothing', 
   }
 });
 
+test('open moves a file\'s first chunk from the disk cache to memory, and never fetches by itself', async () => {
+  const layers = image();
+  const first = await setup(layers);
+  try {
+    await first.readAll('/etc/hosts');
+    await new Promise((r) => setTimeout(r, 50)); // disk writes follow the served read
+    const second = await setup(layers, { cacheDir: first.dir });
+    const cold = second.fs.open('/bin/tool', 0); // nothing of it on disk: the open must not fetch
+    const warm = second.fs.open('/etc/hosts', 0);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(second.layerMetrics.map((l) => l.fetchedBytes), [0, 0]);
+    assert.equal(second.metrics.cache.diskHits, 1);
+    const hits = second.metrics.cache.memoryHits;
+    assert.equal((await second.fs.read(warm, 0, 100)).toString(), '127.0.0.1 upper\n');
+    assert.equal(second.metrics.cache.memoryHits, hits + 1, 'the read finds the chunk in memory');
+    assert.equal(second.metrics.cache.diskHits, 1);
+    second.fs.release(cold);
+    second.fs.release(warm);
+  } finally {
+    await first.cleanup();
+  }
+});
+
 test('a damaged disk cache entry is a miss and is fetched again, never served', async () => {
   const layers = image();
   const first = await setup(layers);
