@@ -25,6 +25,12 @@ export interface Stat {
   mtimeMs: number;
 }
 
+/** A directory entry: what readdir gives per name (FUSE without readdirplus passes on nothing else). */
+export interface DirEntry {
+  ino: number;
+  mode: number;
+}
+
 export interface StatFs {
   bsize: number;
   frsize: number;
@@ -80,7 +86,7 @@ export class LazyFs {
     const size = e.type === 'reg' ? e.size : e.type === 'symlink' ? Buffer.byteLength(e.linkName) : node.children ? BLOCK : 0;
     return {
       ino: node.ino,
-      mode: TYPE_BITS[e.type] | (e.mode & 0o7777),
+      mode: this.modeOf(node),
       nlink: node.nlink,
       uid: e.uid,
       gid: e.gid,
@@ -96,16 +102,22 @@ export class LazyFs {
     return this.statOf(this.lookup(path));
   }
 
-  readdir(path: string): { names: string[]; stats: Stat[] } {
+  /** The names in a directory and what a directory entry carries for each (d_ino, d_type). */
+  readdir(path: string): { names: string[]; entries: DirEntry[] } {
     const node = this.lookup(path);
     if (!node.children) throw new FsError('ENOTDIR', path);
     const names = ['.', '..'];
-    const stats = [this.statOf(node), this.statOf(node)];
+    const self = { ino: node.ino, mode: this.modeOf(node) };
+    const entries = [self, self];
     for (const [name, child] of node.children) {
       names.push(name);
-      stats.push(this.statOf(child));
+      entries.push({ ino: child.ino, mode: this.modeOf(child) });
     }
-    return { names, stats };
+    return { names, entries };
+  }
+
+  private modeOf(node: Inode): number {
+    return TYPE_BITS[node.entry.type] | (node.entry.mode & 0o7777);
   }
 
   readlink(path: string): string {
