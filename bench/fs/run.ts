@@ -4,8 +4,8 @@
 // - warm (a new daemon over the filled disk cache): large file, small files and find/stat against the
 //   same files from a full local extraction (`starling pull`), with the page cache hot, and with it
 //   dropped before each side (both then read the local disk);
-// - the floor: the same small-file and find/stat workloads on a fuse-native filesystem that answers
-//   from constants (null-fuse.ts), i.e. the cost of the FUSE round trips alone;
+// - the floor: the same workloads, commands and directory layout on a fuse-native filesystem that
+//   answers from constants (null-fuse.ts), i.e. the cost of the FUSE round trips alone;
 // - the daemon's RSS right after mount and its peak (VmHWM).
 // usage: node --import tsx bench/fs/run.ts [--files N] [--small N] [--large-mib N] [--rtt MS] [--rate MBIT]
 // Reads of a mount run in child processes. The daemon is the compiled CLI, built from this tree first.
@@ -102,12 +102,12 @@ try {
   const nullMnt = join(work, 'null');
   await mkdir(nullMnt);
   const floor: Row = {};
-  for (const [k, cmd, files, size] of [
-    ['large', `cat ${nullMnt}/f0 > /dev/null`, 1, LARGE],
-    ['small', `ls ${nullMnt} | head -n ${SMALL} | (cd ${nullMnt} && xargs cat) > /dev/null`, SMALL, 4096],
-    ['stat', `find ${nullMnt} -printf '%s\\n' | wc -l`, FILES, 4096],
+  for (const [k, cmd, files, size, dirs] of [
+    ['large', `cat ${nullMnt}/f0 > /dev/null`, 1, LARGE, 0],
+    ['small', `find ${nullMnt} -type f -exec cat {} + > /dev/null`, SMALL, 4096, 50],
+    ['stat', `find ${nullMnt} -printf '%s\\n' | wc -l`, FILES, 4096, 1000],
   ] as const) {
-    nullFs = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./null-fuse.ts', import.meta.url)), nullMnt, String(files), String(size)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    nullFs = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./null-fuse.ts', import.meta.url)), nullMnt, String(files), String(size), String(dirs)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       nullFs!.stdout!.once('data', () => resolve());
       nullFs!.once('exit', (code) => reject(new Error(`null-fuse exited (${code})`)));
@@ -171,7 +171,7 @@ try {
     `- cold sequential read over loopback: ${cold.large.toFixed(2)} s against a loopback download ${downloadLoopback.toFixed(2)} s = ${(cold.large / downloadLoopback).toFixed(2)} ×`,
     `- warm against local, page cache hot on both sides: large ${pct(hot.large, warmHot.large)}, small ${pct(hot.small, warmHot.small)}, find+stat ${pct(hot.stat, warmHot.stat)} (target ≥ 70 %)`,
     `- warm against local, page cache dropped before each read on both sides: large ${pct(dropped.large, warmDropped.large)}, small ${pct(dropped.small, warmDropped.small)}, find+stat ${pct(dropped.stat, warmDropped.stat)}`,
-    `- against the FUSE floor (null filesystem; its find+stat walks one flat directory): warm large file ${pct(floor.large!, warmHot.large)} of its rate, small files ${pct(floor.small!, warmHot.small)}, find+stat ${pct(floor.stat!, warmHot.stat)}`,
+    `- against the FUSE floor (null filesystem, same directory layout and commands): warm large file ${pct(floor.large!, warmHot.large)} of its rate, small files ${pct(floor.small!, warmHot.small)}, find+stat ${pct(floor.stat!, warmHot.stat)}`,
     `- daemon RSS: ${afterMount.toFixed(0)} MiB right after mount at most, ${peak.toFixed(0)} MiB peak (target ≤ 200 MB + the ${MEMORY_CACHE_MIB} MiB memory cache = ${rssBound} MiB)`,
     `- load average at the end: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')} (2 cores, shared)`,
   ].join('\n');
