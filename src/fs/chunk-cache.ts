@@ -22,19 +22,19 @@ export interface ChunkCacheOptions {
 let tmpCounter = 0;
 
 /**
- * The file's bytes if it holds exactly `size` of them, else undefined (missing, shorter, longer or
- * unreadable). One open and one read on the libuv pool, close not waited for: readFile's
- * open/fstat/read/close costs ~250 us per small chunk here against ~110 us, and a warm mount of
- * small files is made of these.
+ * The file's bytes if it holds exactly `size` of them; 'missing' when it cannot be opened, 'damaged'
+ * when it is shorter, longer or unreadable. One open and one read on the libuv pool, close not
+ * waited for: readFile's open/fstat/read/close costs ~250 us per small chunk here against ~110 us,
+ * and a warm mount of small files is made of these.
  */
-function readExactly(path: string, size: number): Promise<Buffer | undefined> {
+function readExactly(path: string, size: number): Promise<Buffer | 'missing' | 'damaged'> {
   return new Promise((resolve) => {
     fsOpen(path, 'r', (err, fd) => {
-      if (err) return resolve(undefined);
+      if (err) return resolve('missing');
       const buf = Buffer.allocUnsafe(size + 1); // one byte more, to notice a file that is too long
       fsRead(fd, buf, 0, size + 1, 0, (readErr, n) => {
         fsClose(fd, () => {});
-        resolve(readErr || n !== size ? undefined : buf.subarray(0, size));
+        resolve(readErr || n !== size ? 'damaged' : buf.subarray(0, size));
       });
     });
   });
@@ -135,12 +135,12 @@ export class ChunkCache {
   async getDisk(digest: Digest, size: number): Promise<Buffer | undefined> {
     const path = this.pathOf(digest);
     const data = await readExactly(path, size);
-    if (!data) {
+    if (data === 'missing') {
       this.forget(digest);
       this.counters.diskMisses++;
       return undefined;
     }
-    if ((await sha256Async(data)) !== digest) {
+    if (data === 'damaged' || (await sha256Async(data)) !== digest) {
       this.forget(digest);
       await rm(path, { force: true });
       this.counters.diskMisses++;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkCache } from '../../src/fs/chunk-cache.js';
@@ -155,6 +155,34 @@ test('a tampered chunk gives EIO for reads that need it, logged once; other file
     assert.match(logs[0]!, /layer0/);
   } finally {
     await cleanup();
+  }
+});
+
+test('disk cache entries: intact is a hit; missing, short, long or altered is a miss, and a damaged file is removed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'starling-fs-'));
+  try {
+    const { sha256 } = await import('../../src/oci/digest.js');
+    const cache = await ChunkCache.open({ dir, diskBytes: 10 << 20, memoryBytes: 0 });
+    const chunks = [1, 2, 3, 4].map((seed) => noise(5_000, seed));
+    const digests = chunks.map((c) => sha256(c));
+    for (const [i, c] of chunks.entries()) await cache.putDisk(digests[i]!, c);
+    const file = (i: number) => join(dir, 'chunks', digests[i]!.slice(7, 9), digests[i]!.slice(7));
+    await writeFile(file(1), chunks[1]!.subarray(0, 4_999)); // short
+    await writeFile(file(2), Buffer.concat([chunks[2]!, Buffer.from('x')])); // long
+    const altered = Buffer.from(chunks[3]!);
+    altered[100]! ^= 1;
+    await writeFile(file(3), altered); // same size, wrong bytes
+    assert.deepEqual(await cache.getDisk(digests[0]!, 5_000), chunks[0]);
+    for (const i of [1, 2, 3]) assert.equal(await cache.getDisk(digests[i]!, 5_000), undefined, `entry ${i}`);
+    assert.equal(await cache.getDisk(sha256('never stored'), 12), undefined);
+    assert.deepEqual([cache.counters.diskHits, cache.counters.diskMisses], [1, 4]);
+    for (const i of [1, 2, 3]) {
+      assert.equal(cache.onDisk(digests[i]!), false);
+      await assert.rejects(readFile(file(i)), { code: 'ENOENT' }, `damaged entry ${i} is removed`);
+    }
+    assert.equal(cache.diskBytesUsed, 5_000);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

@@ -69,18 +69,16 @@ export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {
   if (opts.tocDigest !== undefined && tocDigest !== opts.tocDigest) {
     throw new TocError(`${where}: TOC digest mismatch: the layer descriptor says ${opts.tocDigest}, the TOC hashes to ${tocDigest}`);
   }
-  const { entries, prefetchEnd } = buildEntries(parseTocJson(json, where), footer.tocOffset, where);
-  return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
-}
-
-
-function parseTocJson(json: Buffer, where: string): unknown {
+  let parsed: unknown;
   try {
-    return JSON.parse(json.toString('utf8'));
+    parsed = JSON.parse(json.toString('utf8'));
   } catch (err) {
     throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
   }
+  const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
+  return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
 }
+
 
 /** Validates the TOC JSON and turns it into normalised FileEntries with resolved chunks. */
 export function buildEntries(toc: unknown, tocOffset: number, where: string): { entries: FileEntry[]; prefetchEnd?: number } {
