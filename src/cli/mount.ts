@@ -133,8 +133,11 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   const execArgv = process.execArgv
     .filter((a) => !a.startsWith('--test'))
     .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
-  // --expose-gc: the daemon collects the garbage of parsing TOCs once before it serves (image-mount.ts).
-  const child = spawn(process.execPath, [...execArgv, '--expose-gc', process.argv[1]!, 'mount', ...argv, '--foreground'], {
+  // --expose-gc: the daemon collects the garbage of parsing TOCs once it serves (image-mount.ts).
+  // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
+  // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
+  // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
+  const child = spawn(process.execPath, [...execArgv, '--expose-gc', '--max-semi-space-size=4', process.argv[1]!, 'mount', ...argv, '--foreground'], {
     detached: true,
     stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
   });
