@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Builds each Go reference program under test/interop/<name>/ into .interop-bin/<name>, in GOPATH mode
-# against Debian's packaged sources (golang-github-containerd-stargz-snapshotter-dev,
-# golang-github-containers-storage-dev). Rebuilds only when the program's sources change.
+# Builds each Go reference program (test/interop/<name>/, and bench/fs/loopback/) into
+# .interop-bin/<name>, in GOPATH mode against Debian's packaged sources
+# (golang-github-containerd-stargz-snapshotter-dev, golang-github-containers-storage-dev,
+# golang-github-hanwen-go-fuse-dev). Rebuilds only when the program's sources change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .interop-bin
 root="$PWD"
 gopath="$PWD/.interop-bin/gopath"
-for dir in test/interop/*/; do
+for dir in test/interop/*/ bench/fs/loopback/; do
   name=$(basename "$dir")
   ls "$dir"*.go >/dev/null 2>&1 || continue
   stamp=$(cat "$dir"* | sha256sum | cut -c1-16)
   out=".interop-bin/$name"
   if [ -x "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then continue; fi
   echo "build-interop: building $name (Go, GOPATH mode; the first build takes a minute or two)" >&2
-  # GOPATH mode needs the program inside a GOPATH src tree; a symlink keeps the source in test/.
+  # GOPATH mode needs the program inside a GOPATH src tree; a symlink keeps the source where it is.
   mkdir -p "$gopath/src/starling-interop"
   ln -sfn "$root/$dir" "$gopath/src/starling-interop/$name"
   (cd "$gopath/src/starling-interop/$name" && GO111MODULE=off CGO_ENABLED=0 \

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs every system dependency Starling's tests and demo need. Idempotent: packages already
-# present are not fetched again, and the Go interop helper is rebuilt only when its source changes.
+# present are not fetched again, and the Go reference programs are rebuilt only when its source changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(fuse libfuse2 docker-registry skopeo zstd golang-go
       golang-github-containerd-stargz-snapshotter-dev golang-github-containers-storage-dev
-      golang-github-ulikunitz-xz-dev openssl iproute2 attr e2fsprogs python3 gcc)
+      golang-github-ulikunitz-xz-dev golang-github-hanwen-go-fuse-dev bindfs
+      openssl iproute2 attr e2fsprogs python3 gcc)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,7 +26,7 @@ fi
 
 if [ ! -e /dev/fuse ]; then echo "setup: /dev/fuse is missing; FUSE mounts cannot work" >&2; exit 1; fi
 
-# The Go reference program (test/interop) is built in GOPATH mode against Debian's sources.
+# The Go reference programs (test/interop, bench/fs/loopback) are built in GOPATH mode against Debian's sources.
 if [ -d test/interop ] && [ -x scripts/build-interop.sh ]; then
   scripts/build-interop.sh
 fi

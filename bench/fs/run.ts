@@ -52,7 +52,7 @@ const starling = (...args: string[]) => run(process.execPath, [cli, ...args], { 
 const reg = await startEmulatedRegistry(profile);
 const mnt = join(work, 'mnt');
 let mounted = false;
-let nullFs: ReturnType<typeof spawn> | undefined;
+let server: ReturnType<typeof spawn> | undefined;
 try {
   console.error(`building: ${SMALL} small files (4 KiB), one ${LARGE >> 20} MiB file, ${FILES} tiny files`);
   const smallFiles: Record<string, string> = {};
@@ -97,32 +97,61 @@ try {
   results['local, page cache dropped'] = {};
   await readAll(local, results['local, page cache dropped']!, undefined, true);
 
+  // A FUSE server run as a child process, mounted at `at` until `fn` is done, then stopped (SIGTERM
+  // makes each of them unmount). Ready once the mount shows in /proc/mounts.
+  const withFuseServer = async (cmd: string, args: string[], at: string, fn: () => Promise<void>) => {
+    server = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+    const exited = new Promise((r) => server!.once('exit', r));
+    try {
+      for (let i = 0; !(await readFile('/proc/mounts', 'utf8')).includes(` ${at} `); i++) {
+        if (server.exitCode !== null || i > 600) throw new Error(`${cmd} did not mount ${at}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await fn();
+    } finally {
+      server.kill('SIGTERM');
+      await exited;
+      server = undefined;
+    }
+  };
+
   // The floor: the same small-file and find/stat workloads on the null filesystem, one fresh mount
   // each so that no lookup is cached from the phase before.
-  const nullMnt = join(work, 'null');
-  await mkdir(nullMnt);
+  const refMnt = join(work, 'ref');
+  await mkdir(refMnt);
   const floor: Row = {};
   for (const [k, cmd, files, size, dirs] of [
-    ['large', `cat ${nullMnt}/f0 > /dev/null`, 1, LARGE, 0],
-    ['small', `find ${nullMnt} -type f -exec cat {} + > /dev/null`, SMALL, 4096, 50],
-    ['stat', `find ${nullMnt} -printf '%s\\n' | wc -l`, FILES, 4096, 1000],
+    ['large', `cat ${refMnt}/f0 > /dev/null`, 1, LARGE, 0],
+    ['small', `find ${refMnt} -type f -exec cat {} + > /dev/null`, SMALL, 4096, 50],
+    ['stat', `find ${refMnt} -printf '%s\\n' | wc -l`, FILES, 4096, 1000],
   ] as const) {
-    nullFs = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./null-fuse.ts', import.meta.url)), nullMnt, String(files), String(size), String(dirs)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      nullFs!.stdout!.once('data', () => resolve());
-      nullFs!.once('exit', (code) => reject(new Error(`null-fuse exited (${code})`)));
+    const args = ['--import', 'tsx', fileURLToPath(new URL('./null-fuse.ts', import.meta.url)), refMnt, String(files), String(size), String(dirs)];
+    await withFuseServer(process.execPath, args, refMnt, async () => {
+      floor[k] = await timed(cmd);
     });
-    floor[k] = await timed(cmd);
-    const exited = new Promise((r) => nullFs!.once('exit', r));
-    nullFs.kill('SIGTERM');
-    await exited;
-    nullFs = undefined;
   }
   results['null FUSE (floor)'] = floor;
 
+  // References: other FUSE stacks serving the local extraction with the same cache timeouts, read
+  // on a fresh mount and again on the same mount (kernel caches hot).
+  const day = 86_400;
+  const references = [
+    ['bindfs (C, libfuse 2)', 'bindfs', ['-f', '--multithreaded', '-o', `ro,use_ino,kernel_cache,entry_timeout=${day},attr_timeout=${day},negative_timeout=${day}`, local, refMnt]],
+    ['go-fuse loopback (stargz-snapshotter\'s FUSE library)', join(root, '.interop-bin/loopback'), [local, refMnt]],
+  ] as const;
+  for (const [name, cmd, args] of references) {
+    await withFuseServer(cmd, [...args], refMnt, async () => {
+      results[`${name}, fresh mount`] = {};
+      await readAll(refMnt, results[`${name}, fresh mount`]!);
+      results[`${name}, same mount again`] = {};
+      await readAll(refMnt, results[`${name}, same mount again`]!);
+    });
+  }
+
   await mkdir(mnt);
-  const mountPhase = async (name: string, host: string, cache: string, which?: Array<keyof typeof reads>, drop = false) => {
+  const mountPhase = async (name: string, host: string, cache: string, which?: Array<keyof typeof reads>, drop = false, again?: string) => {
     const row: Row = {};
+    results[name] = row;
     if (drop) await dropCaches();
     t0 = performance.now();
     await starling('mount', `docker://${host}/bench/fs:v1`, mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--memory-cache', `${MEMORY_CACHE_MIB}MiB`);
@@ -131,16 +160,19 @@ try {
     const { pid } = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { pid: number };
     row.rssMount = await memStatus(pid, 'VmRSS');
     await readAll(mnt, row, which, drop);
+    if (again) {
+      results[again] = {};
+      await readAll(mnt, results[again]!, which);
+    }
     const stats = JSON.parse((await starling('stats', mnt, '--json')).stdout) as { totals: { fetchedBytes: number } };
     row.fetchedMiB = stats.totals.fetchedBytes / 2 ** 20;
     row.rssPeak = await memStatus(pid, 'VmHWM');
     await starling('umount', mnt);
     mounted = false;
-    results[name] = row;
   };
   await mountPhase(`mount, cold, over the link`, reg.host, join(work, 'cache-link'), ['large']);
   await mountPhase('mount, cold, loopback', reg.directHost, join(work, 'cache'));
-  await mountPhase('mount, warm, page cache hot', reg.directHost, join(work, 'cache'));
+  await mountPhase('mount, warm, fresh mount', reg.directHost, join(work, 'cache'), undefined, false, 'mount, warm, same mount again');
   await mountPhase('mount, warm, page cache dropped', reg.directHost, join(work, 'cache'), undefined, true);
 
   const mib = (n: number) => n / 2 ** 20;
@@ -152,8 +184,12 @@ try {
   const r = results as Record<string, Required<Row>>;
   const hot = r['local, page cache hot']!;
   const dropped = r['local, page cache dropped']!;
-  const warmHot = r['mount, warm, page cache hot']!;
+  const warmFresh = r['mount, warm, fresh mount']!;
+  const warmAgain = r['mount, warm, same mount again']!;
   const warmDropped = r['mount, warm, page cache dropped']!;
+  const [bindfs, gofuse] = references.map(([name]) => ({ fresh: r[`${name}, fresh mount`]!, again: r[`${name}, same mount again`]! }));
+  // Shares of a baseline's rate (the times are of the same work, so rate a / rate b = time b / time a).
+  const shares = (x: Row, base: Row) => `large ${pct(base.large!, x.large!)}, small ${pct(base.small!, x.small!)}, find+stat ${pct(base.stat!, x.stat!)}`;
   const cold = r['mount, cold, loopback']!;
   const coldLink = r['mount, cold, over the link']!;
   const rssBound = 200 + MEMORY_CACHE_MIB;
@@ -169,9 +205,10 @@ try {
     '',
     `- cold sequential read over the link: ${coldLink.large.toFixed(2)} s against a whole download of the layer (${mib(largeLayer.size).toFixed(0)} MiB) over the same link ${downloadLink.toFixed(2)} s = ${(coldLink.large / downloadLink).toFixed(2)} × (target ≤ 1.2)`,
     `- cold sequential read over loopback: ${cold.large.toFixed(2)} s against a loopback download ${downloadLoopback.toFixed(2)} s = ${(cold.large / downloadLoopback).toFixed(2)} ×`,
-    `- warm against local, page cache hot on both sides: large ${pct(hot.large, warmHot.large)}, small ${pct(hot.small, warmHot.small)}, find+stat ${pct(hot.stat, warmHot.stat)} (target ≥ 70 %)`,
-    `- warm against local, page cache dropped before each read on both sides: large ${pct(dropped.large, warmDropped.large)}, small ${pct(dropped.small, warmDropped.small)}, find+stat ${pct(dropped.stat, warmDropped.stat)}`,
-    `- against the FUSE floor (null filesystem, same directory layout and commands): warm large file ${pct(floor.large!, warmHot.large)} of its rate, small files ${pct(floor.small!, warmHot.small)}, find+stat ${pct(floor.stat!, warmHot.stat)}`,
+    `- warm, fresh mount, against local with the page cache hot (target ≥ 70 %): Starling ${shares(warmFresh, hot)}; bindfs ${shares(bindfs!.fresh, hot)}; go-fuse ${shares(gofuse!.fresh, hot)}; null FUSE ${shares(floor, hot)}`,
+    `- warm, the same mount read again (kernel caches hot), against local with the page cache hot: Starling ${shares(warmAgain, hot)}; bindfs ${shares(bindfs!.again, hot)}; go-fuse ${shares(gofuse!.again, hot)}`,
+    `- warm against local, page cache dropped before each read on both sides: Starling ${shares(warmDropped, dropped)}`,
+    `- Starling against the other FUSE stacks, fresh mount: ${shares(warmFresh, bindfs!.fresh)} of bindfs; ${shares(warmFresh, gofuse!.fresh)} of go-fuse; ${shares(warmFresh, floor)} of the null FUSE floor (same directory layout and commands)`,
     `- daemon RSS: ${afterMount.toFixed(0)} MiB right after mount at most, ${peak.toFixed(0)} MiB peak (target ≤ 200 MB + the ${MEMORY_CACHE_MIB} MiB memory cache = ${rssBound} MiB)`,
     `- load average at the end: ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')} (2 cores, shared)`,
   ].join('\n');
@@ -179,7 +216,7 @@ try {
   await mkdir(join(root, 'bench/out'), { recursive: true });
   await writeFile(join(root, 'bench/out', `fs-${Date.now()}.md`), `${report}\n`);
 } finally {
-  nullFs?.kill('SIGTERM');
+  server?.kill('SIGTERM');
   if (mounted) await starling('umount', '--force', mnt).catch(() => {});
   await reg.stop();
   await rm(work, { recursive: true, force: true });
