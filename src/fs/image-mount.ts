@@ -7,7 +7,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BlobSource } from '../blob/source.js';
-import { TocError, type ChunkRef, type FileEntry } from '../format/toc.js';
+import { TocError, type ChunkRef } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
@@ -59,7 +59,8 @@ export interface MountedLayer {
   format: string;
   lazy: boolean;
   reason?: string;
-  entries: FileEntry[];
+  /** Its entries, whiteouts and opaque dirs (the entries as a table: see entry-table.ts). */
+  contents: LayerIndex;
   prefetchEnd?: number;
   reader: ChunkReader;
   blob: BlobSource;
@@ -152,7 +153,7 @@ export class ImageMount {
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
           const reader = new ChunkReader({ name: desc.digest, decodeChunk: lazy.toc.decodeChunk, blob: remote, metrics, diskCache: true }, path);
-          return { ...base, format: lazy.toc.format, lazy: true, entries: lazy.toc.entries, prefetchEnd: lazy.toc.prefetchEnd, reader, blob: remote };
+          return { ...base, format: lazy.toc.format, lazy: true, contents: indexLayer(lazy.toc.entries, `layer ${desc.digest}`), prefetchEnd: lazy.toc.prefetchEnd, reader, blob: remote };
         }
         await remote.close();
         const whole = await openWholeLayer(source, desc, opts.cacheDir);
@@ -162,11 +163,11 @@ export class ImageMount {
         }
         const reader = new ChunkReader({ name: desc.digest, decodeChunk: whole.decodeChunk, blob: whole.blob, metrics, diskCache: false }, path);
         const format = layerCompression(desc.mediaType) ?? 'unknown';
-        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, entries: whole.entries, reader, blob: whole.blob };
+        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, contents: indexLayer(whole.entries, `layer ${desc.digest}`), reader, blob: whole.blob };
       }),
     );
     this.layers.push(...opened);
-    const indexes: LayerIndex[] = opened.map((l) => indexLayer(l.entries, `layer ${l.digest}`));
+    const indexes = opened.map((l) => l.contents);
     const readers = opened.map((l) => l.reader);
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
     await mkdir(opts.workDir, { recursive: true });
@@ -228,16 +229,16 @@ export class ImageMount {
         continue;
       }
       if (!listed.has(node.layer)) listed.set(node.layer, []);
-      listed.get(node.layer)!.push(...node.entry.chunks);
+      listed.get(node.layer)!.push(...node.chunks);
     }
     this.prefetcher = new Prefetcher(
       this.layers.map((l) => ({
         reader: l.reader,
-        entries: l.entries,
+        entries: l.contents.entries,
         priority: opts.prefetchList
           ? (listed.get(l.index) ?? [])
           : l.lazy && l.prefetchEnd !== undefined
-            ? l.entries.flatMap((e) => e.chunks.filter((c) => c.start < l.prefetchEnd!))
+            ? l.contents.entries.chunksBefore(l.prefetchEnd)
             : [],
         background: l.lazy,
         prefetch: l.metrics.prefetch,
@@ -254,7 +255,7 @@ export class ImageMount {
   }
 
   /** The file a --prefetch-list path names: top-most layer holding it (merged tree when there is one). */
-  private findListed(p: string, tree: Tree | undefined): { layer: number; entry: FileEntry } | undefined {
+  private findListed(p: string, tree: Tree | undefined): { layer: number; chunks: ChunkRef[] } | undefined {
     const parts = p.split('/').filter((x) => x !== '' && x !== '.');
     if (tree) {
       let node = tree.root;
@@ -263,12 +264,14 @@ export class ImageMount {
         if (!next) return undefined;
         node = next;
       }
-      return node.entry.type === 'reg' ? { layer: node.layer, entry: node.entry } : undefined;
+      return node.table.typeOf(node.row) === 'reg' ? { layer: node.layer, chunks: node.table.chunksOf(node.row) } : undefined;
     }
     const want = parts.join('/');
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const entry = this.layers[i]!.entries.find((e) => e.path === want && e.type === 'reg');
-      if (entry) return { layer: i, entry };
+      const table = this.layers[i]!.contents.entries;
+      for (let row = 0; row < table.length; row++) {
+        if (table.path(row) === want && table.typeOf(row) === 'reg') return { layer: i, chunks: table.chunksOf(row) };
+      }
     }
     return undefined;
   }

@@ -2,6 +2,7 @@
 // whiteouts (`.wh.NAME`) and opaque markers (`.wh..wh..opq`). Paths come from a TOC or a tar and are
 // untrusted: anything that is not a clean relative path is rejected here, before it reaches a tree.
 import { TocError, type FileEntry } from '../format/toc.js';
+import { EntryTable } from './entry-table.js';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
@@ -15,7 +16,7 @@ export interface Whiteout {
 
 export interface LayerIndex {
   /** Entries other than whiteouts and opaque markers, in TOC order. */
-  entries: FileEntry[];
+  entries: EntryTable;
   whiteouts: Whiteout[];
   /** Directories whose lower-layer contents are hidden. */
   opaqueDirs: string[];
@@ -36,7 +37,7 @@ function checkPath(path: string, what: string): void {
 }
 
 export function indexLayer(entries: readonly FileEntry[], what: string): LayerIndex {
-  const index: LayerIndex = { entries: [], whiteouts: [], opaqueDirs: [] };
+  const index: LayerIndex = { entries: new EntryTable(), whiteouts: [], opaqueDirs: [] };
   for (const e of entries) {
     checkPath(e.path, what);
     if (e.path === '' && e.type !== 'dir') throw new TocError(`${what}: the root is a ${e.type}, not a directory`);
@@ -49,8 +50,9 @@ export function indexLayer(entries: readonly FileEntry[], what: string): LayerIn
       // A bare `.wh.` is invalid (§1d.1); it hides nothing and is not shown.
       if (hidden !== '') index.whiteouts.push({ dir, name: hidden });
     } else {
-      index.entries.push(e);
+      index.entries.add(e);
     }
   }
+  index.entries.seal();
   return index;
 }

@@ -1,9 +1,10 @@
 // The filesystem behaviour of a mount, with no FUSE inside (DESIGN.md seam): path lookups, attributes,
 // directory listings, links, xattrs and reads over an inode tree whose regular files are served
 // through each layer's ChunkReader. Everything but `read` is answered from memory.
+import type { FileEntry } from '../format/toc.js';
 import { FsError } from './errors.js';
 import type { ChunkReader } from './chunk-reader.js';
-import type { Inode, Tree } from './tree.js';
+import { entryOf, type Inode, type Tree } from './tree.js';
 import type { MountMetrics } from './metrics.js';
 
 const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
@@ -50,6 +51,8 @@ export function makedev(major: number, minor: number): number {
 
 interface Handle {
   node: Inode;
+  /** A regular file's entry with its chunks (undefined for other types, which read as empty). */
+  entry?: FileEntry;
   /** End of the previous read, to spot sequential reading (a first read at 0 counts). */
   lastEnd: number;
   readAheadEnd: number;
@@ -82,19 +85,20 @@ export class LazyFs {
   }
 
   statOf(node: Inode): Stat {
-    const e = node.entry;
-    const size = e.type === 'reg' ? e.size : e.type === 'symlink' ? Buffer.byteLength(e.linkName) : node.children ? BLOCK : 0;
+    const { table: t, row } = node;
+    const type = t.typeOf(row);
+    const size = type === 'reg' ? t.sizeOf(row) : type === 'symlink' ? Buffer.byteLength(t.linkNameOf(row)) : node.children ? BLOCK : 0;
     return {
       ino: node.ino,
       mode: this.modeOf(node),
       nlink: node.nlink,
-      uid: e.uid,
-      gid: e.gid,
+      uid: t.uidOf(row),
+      gid: t.gidOf(row),
       size,
-      rdev: e.type === 'char' || e.type === 'block' ? makedev(e.devMajor, e.devMinor) : 0,
+      rdev: type === 'char' || type === 'block' ? makedev(t.devMajorOf(row), t.devMinorOf(row)) : 0,
       blksize: BLOCK,
       blocks: Math.ceil(size / 512),
-      mtimeMs: Math.max(0, e.mtimeMs),
+      mtimeMs: Math.max(0, t.mtimeMsOf(row)),
     };
   }
 
@@ -117,13 +121,13 @@ export class LazyFs {
   }
 
   private modeOf(node: Inode): number {
-    return TYPE_BITS[node.entry.type] | (node.entry.mode & 0o7777);
+    return TYPE_BITS[node.table.typeOf(node.row)] | (node.table.modeOf(node.row) & 0o7777);
   }
 
   readlink(path: string): string {
     const node = this.lookup(path);
-    if (node.entry.type !== 'symlink') throw new FsError('EINVAL', path);
-    return node.entry.linkName;
+    if (node.table.typeOf(node.row) !== 'symlink') throw new FsError('EINVAL', path);
+    return node.table.linkNameOf(node.row);
   }
 
   getxattr(path: string, name: string): Buffer {
@@ -142,8 +146,9 @@ export class LazyFs {
     if ((flags & 3) !== 0) throw new FsError('EROFS', path);
     if (node.children) throw new FsError('EISDIR', path);
     const fh = this.nextFh++;
-    this.handles.set(fh, { node, lastEnd: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
-    if (node.entry.type === 'reg') this.readers[node.layer]?.preloadFromDisk(node.entry);
+    const entry = node.table.typeOf(node.row) === 'reg' ? entryOf(node) : undefined;
+    this.handles.set(fh, { node, entry, lastEnd: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
+    if (entry) this.readers[node.layer]?.preloadFromDisk(entry);
     return fh;
   }
 
@@ -154,8 +159,8 @@ export class LazyFs {
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
     const h = this.handles.get(fh);
     if (!h) throw new FsError('EBADF', `file handle ${fh}`);
-    const e = h.node.entry;
-    if (e.type !== 'reg') return Buffer.alloc(0);
+    const e = h.entry;
+    if (!e) return Buffer.alloc(0);
     const reader = this.readers[h.node.layer];
     if (!reader) throw new FsError('EIO', `no reader for layer ${h.node.layer}`);
     const end = Math.min(e.size, offset + length);

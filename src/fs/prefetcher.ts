@@ -2,8 +2,9 @@
 // prefix, or the files of --prefetch-list), all layers in parallel; then the rest of every layer in
 // the background, batch by batch, pausing whenever on-demand reads are waiting (Fetcher priorities
 // also cap background requests to a small share of the connections).
-import type { ChunkRef, FileEntry } from '../format/toc.js';
+import type { ChunkRef } from '../format/toc.js';
 import type { ChunkReader } from './chunk-reader.js';
+import type { EntryTable } from './entry-table.js';
 import { Priority, type Fetcher } from './fetcher.js';
 import type { Progress } from './metrics.js';
 
@@ -12,7 +13,7 @@ const YIELD_MS = 20;
 
 export interface PrefetchLayer {
   reader: ChunkReader;
-  entries: readonly FileEntry[];
+  entries: EntryTable;
   /** Chunks to fetch first (already chosen: landmark prefix or listed files). */
   priority: readonly ChunkRef[];
   /** False for layers already local (fetched whole): nothing to fill in. */
@@ -74,8 +75,7 @@ export class Prefetcher {
     if (this.opts.background) {
       await Promise.all(
         this.layers.filter((l) => l.background).map((l) => {
-          const items = l.entries.flatMap((e) => e.chunks.map((chunk) => ({ chunk, path: e.path })));
-          return this.drain(l, batches(items), l.backgroundProgress, Priority.Background);
+          return this.drain(l, batches(l.entries.chunksWithPaths()), l.backgroundProgress, Priority.Background);
         }),
       );
     }

@@ -3,12 +3,14 @@
 // overlayfs expects (§1d.2: whiteouts as 0/0 char devices, opaque dirs by xattr). Inode numbers are
 // given in build order, so the same image always gets the same numbers.
 import { NO_XATTRS, type FileEntry } from '../format/toc.js';
+import { EntryTable } from './entry-table.js';
 import { splitPath, type LayerIndex } from './layer-index.js';
 
 export interface Inode {
   ino: number;
-  /** Metadata (and, for `reg`, the chunks) of the entry that won. */
-  entry: FileEntry;
+  /** The entry that won (metadata and, for `reg`, the chunks): row `row` of `table`. */
+  table: EntryTable;
+  row: number;
   /** Layer whose chunks serve this inode's content. */
   layer: number;
   /** Directory children by name. */
@@ -27,22 +29,30 @@ export interface Tree {
   totalBytes: number;
 }
 
-function syntheticEntry(path: string, type: FileEntry['type'], mode: number): FileEntry {
-  return { path, type, mode, uid: 0, gid: 0, mtimeMs: 0, size: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: NO_XATTRS, chunks: [] };
+/** The entry an inode serves, as an object (for an open file, a prefetch list, a test). */
+export function entryOf(node: Inode): FileEntry {
+  return node.table.entry(node.row);
 }
 
 class TreeBuilder {
   private nextIno = 1;
+  /** Entries no layer has: directories implied by a path, whiteouts shown as devices. */
+  private readonly synthetic = new EntryTable();
   readonly root: Inode;
 
   constructor() {
-    this.root = this.inode(syntheticEntry('', 'dir', 0o755), -1);
+    this.root = this.syntheticInode('', 'dir', 0o755, -1);
   }
 
-  inode(entry: FileEntry, layer: number): Inode {
-    const node: Inode = { ino: this.nextIno++, entry, layer, nlink: 1, xattrs: entry.xattrs };
-    if (entry.type === 'dir') node.children = new Map();
+  inode(table: EntryTable, row: number, layer: number): Inode {
+    const node: Inode = { ino: this.nextIno++, table, row, layer, nlink: 1, xattrs: table.xattrsOf(row) };
+    if (table.typeOf(row) === 'dir') node.children = new Map();
     return node;
+  }
+
+  syntheticInode(path: string, type: FileEntry['type'], mode: number, layer: number): Inode {
+    const row = this.synthetic.add({ path, type, mode, uid: 0, gid: 0, mtimeMs: 0, size: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: NO_XATTRS, chunks: [] });
+    return this.inode(this.synthetic, row, layer);
   }
 
   /** The directory at `path`, creating missing ones (0755) and replacing non-directories in the way. */
@@ -54,7 +64,7 @@ class TreeBuilder {
       sofar = sofar ? `${sofar}/${part}` : part;
       let child = node.children!.get(part);
       if (!child?.children) {
-        child = this.inode(syntheticEntry(sofar, 'dir', 0o755), layer);
+        child = this.syntheticInode(sofar, 'dir', 0o755, layer);
         node.children!.set(part, child);
       }
       node = child;
@@ -76,39 +86,44 @@ class TreeBuilder {
   /** Adds one layer's ordinary entries on top of what is there. */
   addEntries(index: LayerIndex, layer: number, what: string, warn: (msg: string) => void): Map<string, Inode> {
     const byPath = new Map<string, Inode>();
-    for (const e of index.entries) {
-      if (e.path === '') {
-        this.setDirMeta(this.root, e, layer);
+    const table = index.entries;
+    for (let row = 0; row < table.length; row++) {
+      const path = table.path(row);
+      if (path === '') {
+        this.setDirMeta(this.root, table, row, layer);
         continue;
       }
-      const { dir, name } = splitPath(e.path);
+      const { dir, name } = splitPath(path);
       const parent = this.dir(dir, layer);
       const existing = parent.children!.get(name);
+      const type = table.typeOf(row);
       let node: Inode;
-      if (e.type === 'dir' && existing?.children) {
+      if (type === 'dir' && existing?.children) {
         // Same directory in a higher layer: its metadata wins, lower contents stay merged in.
-        this.setDirMeta(existing, e, layer);
+        this.setDirMeta(existing, table, row, layer);
         node = existing;
-      } else if (e.type === 'hardlink') {
-        const target = byPath.get(e.linkName);
+      } else if (type === 'hardlink') {
+        const linkName = table.linkNameOf(row);
+        const target = byPath.get(linkName);
         if (!target || target.children) {
-          warn(`${what}: hardlink /${e.path} points to /${e.linkName}, which is not an earlier file of the same layer; skipped`);
+          warn(`${what}: hardlink /${path} points to /${linkName}, which is not an earlier file of the same layer; skipped`);
           continue;
         }
         node = target;
       } else {
-        node = this.inode(e, layer);
+        node = this.inode(table, row, layer);
       }
       parent.children!.set(name, node);
-      byPath.set(e.path, node);
+      byPath.set(path, node);
     }
     return byPath;
   }
 
-  private setDirMeta(node: Inode, e: FileEntry, layer: number): void {
-    node.entry = e;
+  private setDirMeta(node: Inode, table: EntryTable, row: number, layer: number): void {
+    node.table = table;
+    node.row = row;
     node.layer = layer;
-    node.xattrs = e.xattrs;
+    node.xattrs = table.xattrsOf(row);
   }
 
   finish(): Tree {
@@ -126,7 +141,7 @@ class TreeBuilder {
         }
         if (!counted.has(child)) {
           counted.add(child);
-          totalBytes += child.entry.size;
+          totalBytes += child.table.sizeOf(child.row);
         }
       }
       dir.nlink = 2 + subdirs;
@@ -164,7 +179,7 @@ export function buildLayerTree(index: LayerIndex, layer: number, warn: (msg: str
     const parent = b.dir(w.dir, layer);
     if (parent.children!.has(w.name)) continue;
     const path = w.dir ? `${w.dir}/${w.name}` : w.name;
-    parent.children!.set(w.name, b.inode(syntheticEntry(path, 'char', 0), layer));
+    parent.children!.set(w.name, b.syntheticInode(path, 'char', 0, layer));
   }
   for (const dir of index.opaqueDirs) {
     const node = b.dir(dir, layer);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { EntryTable } from '../../src/fs/entry-table.js';
 import { Priority } from '../../src/fs/fetcher.js';
 import { Prefetcher } from '../../src/fs/prefetcher.js';
 import { big, image, setup } from './helpers/fixture.js';
@@ -12,7 +13,7 @@ test('prefetch fetches the prioritised chunks first, background fill the rest; l
     const prefetchOrder: number[] = [];
     const pl = env.readers.map((reader, i) => ({
       reader,
-      entries: layers[i]!.toc.entries,
+      entries: EntryTable.from(layers[i]!.toc.entries),
       priority: i === 0 ? toolChunks.slice(0, 2) : [],
       background: true,
       prefetch: env.layerMetrics[i]!.prefetch,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TocError } from '../../src/format/toc.js';
 import { indexLayer } from '../../src/fs/layer-index.js';
-import { buildLayerTree, buildMergedTree, OVERLAY_OPAQUE_XATTR, type Inode } from '../../src/fs/tree.js';
+import { buildLayerTree, buildMergedTree, entryOf, OVERLAY_OPAQUE_XATTR, type Inode } from '../../src/fs/tree.js';
 import { entry, type SpecEntry } from './helpers/layer.js';
 
 const layer = (specs: SpecEntry[]) => indexLayer(specs.map((s) => entry(s)), 'test');
@@ -41,13 +41,13 @@ test('merged tree: whiteouts, opaque dirs, file hiding a lower dir, metadata of 
   const tree = buildMergedTree([lower, upper]);
   assert.deepEqual(names(tree.root, ''), ['etc', 'implicit', 'opq', 'was-dir', 'was-file']);
   assert.deepEqual(names(tree.root, 'etc'), ['new', 'passwd']);
-  assert.equal(find(tree.root, 'etc')!.entry.mode, 0o700);
-  assert.equal(find(tree.root, 'etc')!.entry.uid, 5);
+  assert.equal(entryOf(find(tree.root, 'etc')!).mode, 0o700);
+  assert.equal(entryOf(find(tree.root, 'etc')!).uid, 5);
   assert.deepEqual(names(tree.root, 'opq'), ['mine']);
-  assert.equal(find(tree.root, 'was-dir')!.entry.type, 'symlink');
+  assert.equal(entryOf(find(tree.root, 'was-dir')!).type, 'symlink');
   assert.equal(find(tree.root, 'was-dir')!.children, undefined);
   assert.deepEqual(names(tree.root, 'was-file'), ['inside']);
-  assert.equal(find(tree.root, 'implicit/parent')!.entry.mode, 0o755);
+  assert.equal(entryOf(find(tree.root, 'implicit/parent')!).mode, 0o755);
   assert.equal(find(tree.root, 'etc/passwd')!.layer, 0);
   assert.equal(find(tree.root, 'etc/new')!.layer, 1);
   // dir nlink = 2 + subdirectories
@@ -107,10 +107,10 @@ test('overlay layer tree: whiteouts are 0/0 char devices, opaque dirs carry trus
   ]);
   const tree = buildLayerTree(idx, 0);
   const gone = find(tree.root, 'etc/gone')!;
-  assert.equal(gone.entry.type, 'char');
-  assert.equal(gone.entry.devMajor, 0);
-  assert.equal(gone.entry.devMinor, 0);
-  assert.equal(find(tree.root, 'etc/kept')!.entry.type, 'reg');
+  assert.equal(entryOf(gone).type, 'char');
+  assert.equal(entryOf(gone).devMajor, 0);
+  assert.equal(entryOf(gone).devMinor, 0);
+  assert.equal(entryOf(find(tree.root, 'etc/kept')!).type, 'reg');
   assert.deepEqual(names(tree.root, 'etc'), ['gone', 'kept']);
   assert.equal(find(tree.root, 'opq')!.xattrs.get(OVERLAY_OPAQUE_XATTR)?.toString(), 'y');
   assert.deepEqual(names(tree.root, 'opq'), ['mine']);
