@@ -131,6 +131,10 @@ export class ChunkCache {
     this.memory?.set(digest, data);
   }
 
+  dropMemory(digest: Digest): void {
+    this.memory?.delete(digest);
+  }
+
   /** The `size`-byte chunk from disk if present and intact; a damaged entry is removed and counts as a miss. */
   async getDisk(digest: Digest, size: number): Promise<Buffer | undefined> {
     const path = this.pathOf(digest);

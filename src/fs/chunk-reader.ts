@@ -103,6 +103,21 @@ export class ChunkReader {
   }
 
   /**
+   * Drops from the memory cache the chunks of `entry` that lie wholly in [from, to), a stretch a
+   * sequential reader has just read; returns where the first chunk after them starts. The kernel
+   * keeps what it read in its page cache (kernel_cache) and does not ask for it again, so holding
+   * those chunks too would only double the memory a large read takes (and the GC's lag on it).
+   */
+  letGo(entry: FileEntry, from: number, to: number): number {
+    const chunks = entry.chunks;
+    if (chunks.length === 0) return to;
+    let i = chunkIndexAt(chunks, from);
+    if (chunks[i]!.fileOffset < from) i++; // begun before `from`: not read wholly in this stretch
+    for (; i < chunks.length && chunks[i]!.fileOffset + chunks[i]!.size <= to; i++) this.path.cache.dropMemory(chunks[i]!.digest);
+    return i < chunks.length ? chunks[i]!.fileOffset : entry.size;
+  }
+
+  /**
    * On open: starts moving the file's first chunk from the disk cache to memory, so that the
    * kernel's first READ, a FUSE round trip later, finds it there or on its way (a warm small file
    * is one chunk). Only chunks the disk cache holds: an open never fetches from the registry

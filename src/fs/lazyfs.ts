@@ -55,6 +55,8 @@ interface Handle {
   entry?: FileEntry;
   /** End of the previous read, to spot sequential reading (a first read at 0 counts). */
   lastEnd: number;
+  /** Where the chunks not yet let go of by the current sequential run begin (ChunkReader.letGo). */
+  passed: number;
   readAheadEnd: number;
   window: number;
 }
@@ -147,7 +149,7 @@ export class LazyFs {
     if (node.children) throw new FsError('EISDIR', path);
     const fh = this.nextFh++;
     const entry = node.table.typeOf(node.row) === 'reg' ? entryOf(node) : undefined;
-    this.handles.set(fh, { node, entry, lastEnd: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
+    this.handles.set(fh, { node, entry, lastEnd: 0, passed: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
     if (entry) this.readers[node.layer]?.preloadFromDisk(entry);
     return fh;
   }
@@ -174,9 +176,11 @@ export class LazyFs {
         h.window = Math.min(READ_AHEAD_MAX, h.window * 2);
       }
     }
+    if (offset !== h.lastEnd) h.passed = offset; // a new run
     h.lastEnd = end;
     const data = await reader.read(e, offset, length);
     this.metrics.servedBytes += data.length;
+    if (h.lastEnd === end) h.passed = reader.letGo(e, h.passed, end);
     return data;
   }
 

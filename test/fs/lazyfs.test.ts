@@ -121,6 +121,27 @@ test('open moves a file\'s first chunk from the disk cache to memory, and never 
   }
 });
 
+test('a read lets the memory cache go of the chunks it has read wholly (the kernel keeps them); a chunk begun earlier stays', async () => {
+  const layers = image();
+  const { fs, cache, cleanup } = await setup(layers);
+  try {
+    const chunks = layers[0]!.toc.entries.find((e) => e.path === 'bin/tool')!.chunks; // 16 × 64 KiB
+    const from = chunks[5]!.fileOffset + 100;
+    const to = chunks[9]!.fileOffset + chunks[9]!.size;
+    const fh = fs.open('/bin/tool', 0);
+    for (let off = from; off < to; off += 10_000) assert.deepEqual(await fs.read(fh, off, Math.min(10_000, to - off)), big.subarray(off, Math.min(off + 10_000, to)));
+    assert.equal(cache.inMemory(chunks[5]!.digest), true, 'begun before the run: not read wholly by it');
+    for (const i of [6, 7, 8, 9]) assert.equal(cache.inMemory(chunks[i]!.digest), false, `chunk ${i} was read wholly`);
+    assert.equal(cache.inMemory(chunks[10]!.digest), true, 'read ahead, not read yet');
+    // A new run (not where the last read ended) starts counting again.
+    await fs.read(fh, chunks[2]!.fileOffset + 1, 10);
+    assert.equal(cache.inMemory(chunks[2]!.digest), true);
+    fs.release(fh);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('a damaged disk cache entry is a miss and is fetched again, never served', async () => {
   const layers = image();
   const first = await setup(layers);

@@ -69,6 +69,6 @@ export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; mem
       fs.release(fh);
     }
   };
-  return { fs, dir, metrics, layerMetrics, logs, readAll, readers, fetcher: path.fetcher, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return { fs, dir, cache, metrics, layerMetrics, logs, readAll, readers, fetcher: path.fetcher, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
