@@ -23,15 +23,23 @@ export interface OpenEstargzOptions {
 
 const ENTRY_TYPES: ReadonlySet<string> = new Set<EntryType>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
 
-function gunzipLimited(data: Buffer, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => gunzip(data, { maxOutputLength: limit }, (err, out) => (err ? reject(err) : resolve(out))));
+/**
+ * Gunzips one gzip member of at most `limit` bytes. The trailer's ISIZE (its size mod 2^32) sizes
+ * the output buffer, so a large TOC comes out in one piece instead of 16 KiB pieces joined into a
+ * second copy (34 MB more at the peak of mounting a 100k-file layer). A wrong ISIZE only costs that copy.
+ */
+function gunzipMember(data: Buffer, limit: number): Promise<Buffer> {
+  const isize = data.length >= 4 ? data.readUInt32LE(data.length - 4) : 0;
+  // Deflate expands at most ~1032:1, so a lying ISIZE cannot make this allocate more than the data could become.
+  const chunkSize = Math.max(64 << 10, Math.min(limit, isize, data.length * 1032));
+  return new Promise((resolve, reject) => gunzip(data, { maxOutputLength: limit, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 /** The JSON bytes of the TOC member: gunzip, then the payload of its first tar entry, which must be stargz.index.json. */
 async function tocJsonBytes(compressed: Buffer, where: string): Promise<Buffer> {
   let tar: Buffer;
   try {
-    tar = await gunzipLimited(compressed, MAX_TOC_BYTES + 2048);
+    tar = await gunzipMember(compressed, MAX_TOC_BYTES + 2048);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new TocError(`${where}: TOC is larger than ${MAX_TOC_BYTES} bytes uncompressed`);
     throw new TocError(`${where}: TOC member does not decompress: ${(err as Error).message}`);
@@ -64,19 +72,27 @@ export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {
   const tocEnd = blob.size - footer.footerSize;
   if (footer.tocOffset >= tocEnd) throw new TocError(`${where}: TOC offset ${footer.tocOffset} is outside the blob (size ${blob.size})`);
   if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new TocError(`${where}: compressed TOC of ${tocEnd - footer.tocOffset} bytes exceeds ${MAX_TOC_BYTES}`);
-  const json = await tocJsonBytes(await blob.read(footer.tocOffset, tocEnd - footer.tocOffset), where);
+  const { parsed, tocDigest } = await readTocJson(blob, footer.tocOffset, tocEnd, opts, where);
+  const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
+  return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
+}
+
+/**
+ * The TOC as parsed JSON, verified against the expected digest. A function of its own so that the
+ * JSON bytes and text (twice 34 MB for 100k files) are garbage once it returns, while the entries
+ * are built.
+ */
+async function readTocJson(blob: BlobSource, tocOffset: number, tocEnd: number, opts: OpenEstargzOptions, where: string): Promise<{ parsed: unknown; tocDigest: Digest }> {
+  const json = await tocJsonBytes(await blob.read(tocOffset, tocEnd - tocOffset), where);
   const tocDigest = sha256(json);
   if (opts.tocDigest !== undefined && tocDigest !== opts.tocDigest) {
     throw new TocError(`${where}: TOC digest mismatch: the layer descriptor says ${opts.tocDigest}, the TOC hashes to ${tocDigest}`);
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(json.toString('utf8'));
+    return { parsed: JSON.parse(json.toString('utf8')), tocDigest };
   } catch (err) {
     throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
   }
-  const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
-  return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
 }
 
 
