@@ -48,8 +48,34 @@ export class EntryTable {
   private cDigest = new Uint8Array(0);
   private readonly otherDigests = new Map<number, Digest>();
 
-  static from(entries: Iterable<FileEntry>): EntryTable {
-    const t = new EntryTable();
+  /** Room for `rows` entries and `chunks` chunks up front: growing by doubling would copy every column a few times over. */
+  constructor(rows = 0, chunks = 0) {
+    if (rows > 0) {
+      this.type = new Uint8Array(rows);
+      this.mode = new Uint16Array(rows);
+      this.uid = new Uint32Array(rows);
+      this.gid = new Uint32Array(rows);
+      this.sizes = new Float64Array(rows);
+      this.mtimeMs = new Float64Array(rows);
+      this.devMajor = new Uint32Array(rows);
+      this.devMinor = new Uint32Array(rows);
+      this.firstChunk = new Uint32Array(rows);
+      this.chunkCount = new Uint32Array(rows);
+    }
+    if (chunks > 0) {
+      this.cFileOffset = new Float64Array(chunks);
+      this.cSize = new Float64Array(chunks);
+      this.cStart = new Float64Array(chunks);
+      this.cEnd = new Float64Array(chunks);
+      this.cInnerOffset = new Float64Array(chunks);
+      this.cZeros = new Uint8Array(chunks);
+      this.cDigest = new Uint8Array(chunks * DIGEST_BYTES);
+    }
+  }
+
+  /** A sealed table of `entries`, sized for them. */
+  static from(entries: readonly FileEntry[]): EntryTable {
+    const t = new EntryTable(entries.length, entries.reduce((n, e) => n + e.chunks.length, 0));
     for (const e of entries) t.add(e);
     return t.seal();
   }
@@ -109,27 +135,27 @@ export class EntryTable {
     else this.otherDigests.set(j, c.digest);
   }
 
-  /** Drops the spare room appends left in the columns; returns this. */
+  /** Ends every column at the last row (views: the spare room of a table sized up front is small); returns this. */
   seal(): this {
     const n = this.rows;
     const m = this.chunkRows;
-    this.type = this.type.slice(0, n);
-    this.mode = this.mode.slice(0, n);
-    this.uid = this.uid.slice(0, n);
-    this.gid = this.gid.slice(0, n);
-    this.sizes = this.sizes.slice(0, n);
-    this.mtimeMs = this.mtimeMs.slice(0, n);
-    this.devMajor = this.devMajor.slice(0, n);
-    this.devMinor = this.devMinor.slice(0, n);
-    this.firstChunk = this.firstChunk.slice(0, n);
-    this.chunkCount = this.chunkCount.slice(0, n);
-    this.cFileOffset = this.cFileOffset.slice(0, m);
-    this.cSize = this.cSize.slice(0, m);
-    this.cStart = this.cStart.slice(0, m);
-    this.cEnd = this.cEnd.slice(0, m);
-    this.cInnerOffset = this.cInnerOffset.slice(0, m);
-    this.cZeros = this.cZeros.slice(0, m);
-    this.cDigest = this.cDigest.slice(0, m * DIGEST_BYTES);
+    this.type = this.type.subarray(0, n);
+    this.mode = this.mode.subarray(0, n);
+    this.uid = this.uid.subarray(0, n);
+    this.gid = this.gid.subarray(0, n);
+    this.sizes = this.sizes.subarray(0, n);
+    this.mtimeMs = this.mtimeMs.subarray(0, n);
+    this.devMajor = this.devMajor.subarray(0, n);
+    this.devMinor = this.devMinor.subarray(0, n);
+    this.firstChunk = this.firstChunk.subarray(0, n);
+    this.chunkCount = this.chunkCount.subarray(0, n);
+    this.cFileOffset = this.cFileOffset.subarray(0, m);
+    this.cSize = this.cSize.subarray(0, m);
+    this.cStart = this.cStart.subarray(0, m);
+    this.cEnd = this.cEnd.subarray(0, m);
+    this.cInnerOffset = this.cInnerOffset.subarray(0, m);
+    this.cZeros = this.cZeros.subarray(0, m);
+    this.cDigest = this.cDigest.subarray(0, m * DIGEST_BYTES);
     return this;
   }
 

@@ -37,7 +37,7 @@ function checkPath(path: string, what: string): void {
 }
 
 export function indexLayer(entries: readonly FileEntry[], what: string): LayerIndex {
-  const index: LayerIndex = { entries: new EntryTable(), whiteouts: [], opaqueDirs: [] };
+  const index: LayerIndex = { entries: new EntryTable(entries.length, entries.reduce((n, e) => n + e.chunks.length, 0)), whiteouts: [], opaqueDirs: [] };
   for (const e of entries) {
     checkPath(e.path, what);
     if (e.path === '' && e.type !== 'dir') throw new TocError(`${what}: the root is a ${e.type}, not a directory`);
