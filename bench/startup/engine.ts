@@ -45,6 +45,11 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   await runTool('git', ['-C', repoRoot, 'archive', '--format=tar', '-o', archive, commit, 'src', 'tsconfig.json']);
   await runTool('tar', ['-xf', archive, '-C', source]);
   await rm(archive);
+  // Packages resolve from the repository's node_modules, and `"type": "module"` makes tsc emit ESM;
+  // both must be in place before compiling, or a snapshot outside the repository (--out /tmp/…)
+  // compiles to CommonJS without Node's types.
+  await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
+  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   // tsc emits even when some file has type errors; the run's commands fail loudly if it matters.
   const tscErrors = await runTool(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(source, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).then(
     () => '',
@@ -53,10 +58,6 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   if (!(await exists(join(dir, 'dist/cli/main.js')))) throw new Error(`could not compile Starling for the benchmark: ${tscErrors}`);
   const launcher = join(dir, 'starling.mjs');
   await writeFile(launcher, "import { main } from './dist/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n");
-  // Resolve packages from the repository's node_modules.
-  await rm(join(dir, 'node_modules'), { force: true });
-  await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
-  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   await writeFile(join(dir, 'COMMIT'), `${commit}\n`);
 }
 
