@@ -110,13 +110,7 @@ export async function openZstdChunked(blob: BlobSource, annotations: Record<stri
   if (loc.checksum && tocDigest !== loc.checksum) {
     throw new TocError(`${where}: TOC checksum mismatch: the layer annotation says ${loc.checksum}, the TOC hashes to ${tocDigest}`);
   }
-  const json = await decompressExact(tocCompressed, manifest.uncompressedLength, (msg) => new TocError(`${where}: TOC: ${msg}`));
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json.toString('utf8'));
-  } catch (err) {
-    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
-  }
+  const parsed = await parseTocJson(tocCompressed, manifest.uncompressedLength, where);
   // File data ends where the TOC's skippable frame header begins.
   const dataEnd = manifest.offset - 8;
   const { entries, rawEntries, tarSplitDigest } = decodeZstdChunkedToc(parsed, dataEnd, where);
@@ -136,6 +130,19 @@ export async function openZstdChunked(blob: BlobSource, annotations: Record<stri
     await verifyTarSplit(blob, tarSplit, tarSplitDigest, rawEntries, where, tarSplit === ts ? tarSplitBytes : undefined);
   }
   return { format: 'zstd:chunked', tocDigest, tocOffset: dataEnd, entries, decodeChunk };
+}
+
+/**
+ * The TOC's JSON, parsed. A function of its own so that the decompressed bytes and the text (twice
+ * the TOC's size) are garbage once it returns, while the entries are built.
+ */
+async function parseTocJson(compressed: Buffer, uncompressedLength: number, where: string): Promise<unknown> {
+  const json = await decompressExact(compressed, uncompressedLength, (msg) => new TocError(`${where}: TOC: ${msg}`));
+  try {
+    return JSON.parse(json.toString('utf8'));
+  } catch (err) {
+    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
+  }
 }
 
 function tarSplitRangeOk(r: BlobRange, blobSize: number): boolean {
