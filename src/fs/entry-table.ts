@@ -1,8 +1,8 @@
 // One layer's entries as a mount keeps them: in columns (typed arrays, and sparse maps for what few
 // entries have), not as one object each. A 100k-file layer's FileEntry and ChunkRef objects and
-// digest strings held ~36 MB of JS heap, which every full GC walked again while serving: a warm
-// 1 GiB read made ~25 of them, each ~40 ms. Rows are appended once (a reader's FileEntry objects
-// then become garbage); a row is materialised as a FileEntry again only when its file is opened.
+// digest strings held ~36 MB of JS heap, which every full GC walked again while serving (a warm
+// 1 GiB read makes ~25 of them). Rows are appended once (a reader's FileEntry objects then become
+// garbage); a row is materialised as a FileEntry again only when its file is opened.
 import { NO_XATTRS, type ChunkRef, type FileEntry, type FileType } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
 
