@@ -13,64 +13,79 @@ const DIGEST_BYTES = 32;
 
 type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
-/** `a` with room for at least `n` items (doubling, so appends stay amortised O(1)). */
-function room<T extends Column>(a: T, n: number): T {
-  if (n <= a.length) return a;
-  const b = new (a.constructor as new (len: number) => T)(Math.max(n, a.length * 2, 16));
-  b.set(a);
-  return b;
+/** The per-entry columns, with room for `n` rows. */
+const rowColumns = (n: number) => ({
+  type: new Uint8Array(n),
+  mode: new Uint16Array(n),
+  uid: new Uint32Array(n),
+  gid: new Uint32Array(n),
+  size: new Float64Array(n),
+  mtimeMs: new Float64Array(n),
+  devMajor: new Uint32Array(n),
+  devMinor: new Uint32Array(n),
+  /** A row's chunks are chunk rows [firstChunk, firstChunk + chunkCount). */
+  firstChunk: new Uint32Array(n),
+  chunkCount: new Uint32Array(n),
+});
+
+/** The per-chunk columns, with room for `n` chunks; sha256 digests as raw bytes, 32 per chunk. */
+const chunkColumns = (n: number) => ({
+  fileOffset: new Float64Array(n),
+  size: new Float64Array(n),
+  start: new Float64Array(n),
+  end: new Float64Array(n),
+  innerOffset: new Float64Array(n),
+  zeros: new Uint8Array(n),
+  digest: new Uint8Array(n * DIGEST_BYTES),
+});
+
+/**
+ * A group of columns that grow together: room for `n` items (doubling, so appends stay amortised
+ * O(1)), or cut to `n` items as views when `seal` (the spare room of a group sized up front is small).
+ */
+class ColumnGroup<T extends Record<string, Column>> {
+  capacity: number;
+  cols: T;
+
+  constructor(
+    private readonly make: (n: number) => T,
+    capacity: number,
+  ) {
+    this.capacity = capacity;
+    this.cols = make(capacity);
+  }
+
+  ensure(n: number): void {
+    if (n <= this.capacity) return;
+    const capacity = Math.max(n, this.capacity * 2, 16);
+    const next = this.make(capacity);
+    for (const k in next) next[k].set(this.cols[k]);
+    this.cols = next;
+    this.capacity = capacity;
+  }
+
+  seal(n: number): void {
+    if (n === this.capacity) return;
+    for (const k in this.cols) this.cols[k] = this.cols[k].subarray(0, (n * this.cols[k].length) / this.capacity) as T[typeof k];
+    this.capacity = n;
+  }
 }
 
 export class EntryTable {
-  private rows = 0;
+  private rowCount = 0;
   private chunkRows = 0;
   private readonly paths: string[] = [];
-  private type = new Uint8Array(0);
-  private mode = new Uint16Array(0);
-  private uid = new Uint32Array(0);
-  private gid = new Uint32Array(0);
-  private sizes = new Float64Array(0);
-  private mtimeMs = new Float64Array(0);
-  private devMajor = new Uint32Array(0);
-  private devMinor = new Uint32Array(0);
-  private firstChunk = new Uint32Array(0);
-  private chunkCount = new Uint32Array(0);
+  private readonly rows: ColumnGroup<ReturnType<typeof rowColumns>>;
+  private readonly chunks: ColumnGroup<ReturnType<typeof chunkColumns>>;
   private readonly linkNames = new Map<number, string>();
   private readonly xattrMaps = new Map<number, ReadonlyMap<string, Buffer>>();
-  // Chunk columns (a row's chunks are consecutive).
-  private cFileOffset = new Float64Array(0);
-  private cSize = new Float64Array(0);
-  private cStart = new Float64Array(0);
-  private cEnd = new Float64Array(0);
-  private cInnerOffset = new Float64Array(0);
-  private cZeros = new Uint8Array(0);
-  /** sha256 digests as raw bytes, 32 per chunk; a digest of any other form stays a string in `otherDigests`. */
-  private cDigest = new Uint8Array(0);
+  /** Chunk digests that are not sha256, as given (the raw-bytes column holds sha256 only). */
   private readonly otherDigests = new Map<number, Digest>();
 
   /** Room for `rows` entries and `chunks` chunks up front: growing by doubling would copy every column a few times over. */
   constructor(rows = 0, chunks = 0) {
-    if (rows > 0) {
-      this.type = new Uint8Array(rows);
-      this.mode = new Uint16Array(rows);
-      this.uid = new Uint32Array(rows);
-      this.gid = new Uint32Array(rows);
-      this.sizes = new Float64Array(rows);
-      this.mtimeMs = new Float64Array(rows);
-      this.devMajor = new Uint32Array(rows);
-      this.devMinor = new Uint32Array(rows);
-      this.firstChunk = new Uint32Array(rows);
-      this.chunkCount = new Uint32Array(rows);
-    }
-    if (chunks > 0) {
-      this.cFileOffset = new Float64Array(chunks);
-      this.cSize = new Float64Array(chunks);
-      this.cStart = new Float64Array(chunks);
-      this.cEnd = new Float64Array(chunks);
-      this.cInnerOffset = new Float64Array(chunks);
-      this.cZeros = new Uint8Array(chunks);
-      this.cDigest = new Uint8Array(chunks * DIGEST_BYTES);
-    }
+    this.rows = new ColumnGroup(rowColumns, rows);
+    this.chunks = new ColumnGroup(chunkColumns, chunks);
   }
 
   /** A sealed table of `entries`, sized for them. */
@@ -81,81 +96,49 @@ export class EntryTable {
   }
 
   get length(): number {
-    return this.rows;
+    return this.rowCount;
   }
 
   /** Appends an entry; returns its row. */
   add(e: FileEntry): number {
-    const r = this.rows++;
-    const n = this.rows;
-    this.type = room(this.type, n);
-    this.mode = room(this.mode, n);
-    this.uid = room(this.uid, n);
-    this.gid = room(this.gid, n);
-    this.sizes = room(this.sizes, n);
-    this.mtimeMs = room(this.mtimeMs, n);
-    this.devMajor = room(this.devMajor, n);
-    this.devMinor = room(this.devMinor, n);
-    this.firstChunk = room(this.firstChunk, n);
-    this.chunkCount = room(this.chunkCount, n);
+    const r = this.rowCount++;
+    this.rows.ensure(this.rowCount);
+    const c = this.rows.cols;
     this.paths.push(e.path);
-    this.type[r] = TYPE_CODES.get(e.type)!;
-    this.mode[r] = e.mode;
-    this.uid[r] = e.uid;
-    this.gid[r] = e.gid;
-    this.sizes[r] = e.size;
-    this.mtimeMs[r] = e.mtimeMs;
-    this.devMajor[r] = e.devMajor;
-    this.devMinor[r] = e.devMinor;
+    c.type[r] = TYPE_CODES.get(e.type)!;
+    c.mode[r] = e.mode;
+    c.uid[r] = e.uid;
+    c.gid[r] = e.gid;
+    c.size[r] = e.size;
+    c.mtimeMs[r] = e.mtimeMs;
+    c.devMajor[r] = e.devMajor;
+    c.devMinor[r] = e.devMinor;
+    c.firstChunk[r] = this.chunkRows;
+    c.chunkCount[r] = e.chunks.length;
     if (e.linkName) this.linkNames.set(r, e.linkName);
     if (e.xattrs.size > 0) this.xattrMaps.set(r, e.xattrs);
-    this.firstChunk[r] = this.chunkRows;
-    this.chunkCount[r] = e.chunks.length;
-    for (const c of e.chunks) this.addChunk(c);
+    for (const chunk of e.chunks) this.addChunk(chunk);
     return r;
   }
 
-  private addChunk(c: ChunkRef): void {
+  private addChunk(chunk: ChunkRef): void {
     const j = this.chunkRows++;
-    const n = this.chunkRows;
-    this.cFileOffset = room(this.cFileOffset, n);
-    this.cSize = room(this.cSize, n);
-    this.cStart = room(this.cStart, n);
-    this.cEnd = room(this.cEnd, n);
-    this.cInnerOffset = room(this.cInnerOffset, n);
-    this.cZeros = room(this.cZeros, n);
-    this.cDigest = room(this.cDigest, n * DIGEST_BYTES);
-    this.cFileOffset[j] = c.fileOffset;
-    this.cSize[j] = c.size;
-    this.cStart[j] = c.start;
-    this.cEnd[j] = c.end;
-    this.cInnerOffset[j] = c.innerOffset;
-    this.cZeros[j] = c.zeros ? 1 : 0;
-    if (SHA256.test(c.digest)) Buffer.from(this.cDigest.buffer, this.cDigest.byteOffset).write(c.digest.slice(7), j * DIGEST_BYTES, 'hex');
-    else this.otherDigests.set(j, c.digest);
+    this.chunks.ensure(this.chunkRows);
+    const c = this.chunks.cols;
+    c.fileOffset[j] = chunk.fileOffset;
+    c.size[j] = chunk.size;
+    c.start[j] = chunk.start;
+    c.end[j] = chunk.end;
+    c.innerOffset[j] = chunk.innerOffset;
+    c.zeros[j] = chunk.zeros ? 1 : 0;
+    if (SHA256.test(chunk.digest)) Buffer.from(c.digest.buffer, c.digest.byteOffset).write(chunk.digest.slice(7), j * DIGEST_BYTES, 'hex');
+    else this.otherDigests.set(j, chunk.digest);
   }
 
-  /** Ends every column at the last row (views: the spare room of a table sized up front is small); returns this. */
+  /** Ends every column at the last row; returns this. */
   seal(): this {
-    const n = this.rows;
-    const m = this.chunkRows;
-    this.type = this.type.subarray(0, n);
-    this.mode = this.mode.subarray(0, n);
-    this.uid = this.uid.subarray(0, n);
-    this.gid = this.gid.subarray(0, n);
-    this.sizes = this.sizes.subarray(0, n);
-    this.mtimeMs = this.mtimeMs.subarray(0, n);
-    this.devMajor = this.devMajor.subarray(0, n);
-    this.devMinor = this.devMinor.subarray(0, n);
-    this.firstChunk = this.firstChunk.subarray(0, n);
-    this.chunkCount = this.chunkCount.subarray(0, n);
-    this.cFileOffset = this.cFileOffset.subarray(0, m);
-    this.cSize = this.cSize.subarray(0, m);
-    this.cStart = this.cStart.subarray(0, m);
-    this.cEnd = this.cEnd.subarray(0, m);
-    this.cInnerOffset = this.cInnerOffset.subarray(0, m);
-    this.cZeros = this.cZeros.subarray(0, m);
-    this.cDigest = this.cDigest.subarray(0, m * DIGEST_BYTES);
+    this.rows.seal(this.rowCount);
+    this.chunks.seal(this.chunkRows);
     return this;
   }
 
@@ -163,28 +146,28 @@ export class EntryTable {
     return this.paths[r]!;
   }
   typeOf(r: number): FileType {
-    return TYPES[this.type[r]!]!;
+    return TYPES[this.rows.cols.type[r]!]!;
   }
   modeOf(r: number): number {
-    return this.mode[r]!;
+    return this.rows.cols.mode[r]!;
   }
   uidOf(r: number): number {
-    return this.uid[r]!;
+    return this.rows.cols.uid[r]!;
   }
   gidOf(r: number): number {
-    return this.gid[r]!;
+    return this.rows.cols.gid[r]!;
   }
   sizeOf(r: number): number {
-    return this.sizes[r]!;
+    return this.rows.cols.size[r]!;
   }
   mtimeMsOf(r: number): number {
-    return this.mtimeMs[r]!;
+    return this.rows.cols.mtimeMs[r]!;
   }
   devMajorOf(r: number): number {
-    return this.devMajor[r]!;
+    return this.rows.cols.devMajor[r]!;
   }
   devMinorOf(r: number): number {
-    return this.devMinor[r]!;
+    return this.rows.cols.devMinor[r]!;
   }
   linkNameOf(r: number): string {
     return this.linkNames.get(r) ?? '';
@@ -195,8 +178,8 @@ export class EntryTable {
 
   /** The chunks of row `r`, as objects. */
   chunksOf(r: number): ChunkRef[] {
-    const first = this.firstChunk[r]!;
-    const out: ChunkRef[] = new Array(this.chunkCount[r]!);
+    const first = this.rows.cols.firstChunk[r]!;
+    const out: ChunkRef[] = new Array(this.rows.cols.chunkCount[r]!);
     for (let k = 0; k < out.length; k++) out[k] = this.chunk(first + k);
     return out;
   }
@@ -204,23 +187,24 @@ export class EntryTable {
   /** The chunks whose compressed bytes start before blob offset `end` (eStargz's prioritised prefix). */
   chunksBefore(end: number): ChunkRef[] {
     const out: ChunkRef[] = [];
-    for (let j = 0; j < this.chunkRows; j++) if (this.cStart[j]! < end) out.push(this.chunk(j));
+    for (let j = 0; j < this.chunkRows; j++) if (this.chunks.cols.start[j]! < end) out.push(this.chunk(j));
     return out;
   }
 
   /** Every chunk with its file's path, in row order (what a background fill walks). */
   chunksWithPaths(): Array<{ chunk: ChunkRef; path: string }> {
     const out: Array<{ chunk: ChunkRef; path: string }> = [];
-    for (let r = 0; r < this.rows; r++) {
-      const first = this.firstChunk[r]!;
-      for (let k = 0; k < this.chunkCount[r]!; k++) out.push({ chunk: this.chunk(first + k), path: this.paths[r]! });
+    const { firstChunk, chunkCount } = this.rows.cols;
+    for (let r = 0; r < this.rowCount; r++) {
+      for (let k = 0; k < chunkCount[r]!; k++) out.push({ chunk: this.chunk(firstChunk[r]! + k), path: this.paths[r]! });
     }
     return out;
   }
 
   private chunk(j: number): ChunkRef {
-    const digest = this.otherDigests.get(j) ?? (`sha256:${Buffer.from(this.cDigest.buffer, this.cDigest.byteOffset).toString('hex', j * DIGEST_BYTES, (j + 1) * DIGEST_BYTES)}` as Digest);
-    return { fileOffset: this.cFileOffset[j]!, size: this.cSize[j]!, start: this.cStart[j]!, end: this.cEnd[j]!, innerOffset: this.cInnerOffset[j]!, digest, zeros: this.cZeros[j] === 1 };
+    const c = this.chunks.cols;
+    const digest = this.otherDigests.get(j) ?? (`sha256:${Buffer.from(c.digest.buffer, c.digest.byteOffset).toString('hex', j * DIGEST_BYTES, (j + 1) * DIGEST_BYTES)}` as Digest);
+    return { fileOffset: c.fileOffset[j]!, size: c.size[j]!, start: c.start[j]!, end: c.end[j]!, innerOffset: c.innerOffset[j]!, digest, zeros: c.zeros[j] === 1 };
   }
 
   /** Row `r` as a FileEntry (user and group names and the whole-file digest are not kept: a mount does not serve them). */
