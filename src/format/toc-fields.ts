@@ -1,8 +1,17 @@
-// Typed access to the fields of untrusted TOC JSON, shared by both format readers: every bad
+// Parsing and typed access to the fields of untrusted TOC JSON, shared by both format readers: every bad
 // value becomes a TocError naming the TOC entry (index and name) it came from.
 import { NO_XATTRS, TocError } from './toc.js';
 
 export type Json = Record<string, unknown>;
+
+/** The TOC's JSON text (UTF-8 bytes) parsed; malformed JSON is a TocError. */
+export function parseTocText(json: Buffer, where: string): unknown {
+  try {
+    return JSON.parse(json.toString('utf8'));
+  } catch (err) {
+    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
+  }
+}
 
 export function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

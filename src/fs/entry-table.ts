@@ -4,11 +4,10 @@
 // 1 GiB read makes ~25 of them). Rows are appended once (a reader's FileEntry objects then become
 // garbage); a row is materialised as a FileEntry again only when its file is opened.
 import { NO_XATTRS, type ChunkRef, type FileEntry, type FileType } from '../format/toc.js';
-import type { Digest } from '../oci/digest.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 
 const TYPES: readonly FileType[] = ['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo'];
 const TYPE_CODES = new Map(TYPES.map((t, i) => [t, i]));
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
 const DIGEST_BYTES = 32;
 
 type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
@@ -71,6 +70,9 @@ class ColumnGroup<T extends Record<string, Column>> {
   }
 }
 
+/** The numeric fields of an entry, as its columns name them. */
+export type NumericField = 'mode' | 'uid' | 'gid' | 'size' | 'mtimeMs' | 'devMajor' | 'devMinor';
+
 export class EntryTable {
   private rowCount = 0;
   private chunkRows = 0;
@@ -86,13 +88,6 @@ export class EntryTable {
   constructor(rows = 0, chunks = 0) {
     this.rows = new ColumnGroup(rowColumns, rows);
     this.chunks = new ColumnGroup(chunkColumns, chunks);
-  }
-
-  /** A sealed table of `entries`, sized for them. */
-  static from(entries: readonly FileEntry[]): EntryTable {
-    const t = new EntryTable(entries.length, entries.reduce((n, e) => n + e.chunks.length, 0));
-    for (const e of entries) t.add(e);
-    return t.seal();
   }
 
   get length(): number {
@@ -131,7 +126,7 @@ export class EntryTable {
     c.end[j] = chunk.end;
     c.innerOffset[j] = chunk.innerOffset;
     c.zeros[j] = chunk.zeros ? 1 : 0;
-    if (SHA256.test(chunk.digest)) Buffer.from(c.digest.buffer, c.digest.byteOffset).write(chunk.digest.slice(7), j * DIGEST_BYTES, 'hex');
+    if (isDigest(chunk.digest)) Buffer.from(c.digest.buffer, c.digest.byteOffset).write(chunk.digest.slice(7), j * DIGEST_BYTES, 'hex');
     else this.otherDigests.set(j, chunk.digest);
   }
 
@@ -148,26 +143,9 @@ export class EntryTable {
   typeOf(r: number): FileType {
     return TYPES[this.rows.cols.type[r]!]!;
   }
-  modeOf(r: number): number {
-    return this.rows.cols.mode[r]!;
-  }
-  uidOf(r: number): number {
-    return this.rows.cols.uid[r]!;
-  }
-  gidOf(r: number): number {
-    return this.rows.cols.gid[r]!;
-  }
-  sizeOf(r: number): number {
-    return this.rows.cols.size[r]!;
-  }
-  mtimeMsOf(r: number): number {
-    return this.rows.cols.mtimeMs[r]!;
-  }
-  devMajorOf(r: number): number {
-    return this.rows.cols.devMajor[r]!;
-  }
-  devMinorOf(r: number): number {
-    return this.rows.cols.devMinor[r]!;
+  /** A numeric field of row `r`. */
+  num(r: number, field: NumericField): number {
+    return this.rows.cols[field][r]!;
   }
   linkNameOf(r: number): string {
     return this.linkNames.get(r) ?? '';
@@ -212,14 +190,14 @@ export class EntryTable {
     return {
       path: this.path(r),
       type: this.typeOf(r),
-      mode: this.modeOf(r),
-      uid: this.uidOf(r),
-      gid: this.gidOf(r),
-      mtimeMs: this.mtimeMsOf(r),
-      size: this.sizeOf(r),
+      mode: this.num(r, 'mode'),
+      uid: this.num(r, 'uid'),
+      gid: this.num(r, 'gid'),
+      mtimeMs: this.num(r, 'mtimeMs'),
+      size: this.num(r, 'size'),
       linkName: this.linkNameOf(r),
-      devMajor: this.devMajorOf(r),
-      devMinor: this.devMinorOf(r),
+      devMajor: this.num(r, 'devMajor'),
+      devMinor: this.num(r, 'devMinor'),
       xattrs: this.xattrsOf(r),
       chunks: this.chunksOf(r),
     };

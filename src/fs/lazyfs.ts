@@ -89,18 +89,18 @@ export class LazyFs {
   statOf(node: Inode): Stat {
     const { table: t, row } = node;
     const type = t.typeOf(row);
-    const size = type === 'reg' ? t.sizeOf(row) : type === 'symlink' ? Buffer.byteLength(t.linkNameOf(row)) : node.children ? BLOCK : 0;
+    const size = type === 'reg' ? t.num(row, 'size') : type === 'symlink' ? Buffer.byteLength(t.linkNameOf(row)) : node.children ? BLOCK : 0;
     return {
       ino: node.ino,
       mode: this.modeOf(node),
       nlink: node.nlink,
-      uid: t.uidOf(row),
-      gid: t.gidOf(row),
+      uid: t.num(row, 'uid'),
+      gid: t.num(row, 'gid'),
       size,
-      rdev: type === 'char' || type === 'block' ? makedev(t.devMajorOf(row), t.devMinorOf(row)) : 0,
+      rdev: type === 'char' || type === 'block' ? makedev(t.num(row, 'devMajor'), t.num(row, 'devMinor')) : 0,
       blksize: BLOCK,
       blocks: Math.ceil(size / 512),
-      mtimeMs: Math.max(0, t.mtimeMsOf(row)),
+      mtimeMs: Math.max(0, t.num(row, 'mtimeMs')),
     };
   }
 
@@ -123,7 +123,7 @@ export class LazyFs {
   }
 
   private modeOf(node: Inode): number {
-    return TYPE_BITS[node.table.typeOf(node.row)] | (node.table.modeOf(node.row) & 0o7777);
+    return TYPE_BITS[node.table.typeOf(node.row)] | (node.table.num(node.row, 'mode') & 0o7777);
   }
 
   readlink(path: string): string {

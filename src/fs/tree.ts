@@ -84,7 +84,8 @@ class TreeBuilder {
   }
 
   /** Adds one layer's ordinary entries on top of what is there. */
-  addEntries(index: LayerIndex, layer: number, what: string, warn: (msg: string) => void): Map<string, Inode> {
+  addEntries(index: LayerIndex, layer: number, what: string, warn: (msg: string) => void): void {
+    // This layer's inodes by path: a hardlink's target must be an earlier file of the same layer.
     const byPath = new Map<string, Inode>();
     const table = index.entries;
     for (let row = 0; row < table.length; row++) {
@@ -116,7 +117,6 @@ class TreeBuilder {
       parent.children!.set(name, node);
       byPath.set(path, node);
     }
-    return byPath;
   }
 
   private setDirMeta(node: Inode, table: EntryTable, row: number, layer: number): void {
@@ -141,7 +141,7 @@ class TreeBuilder {
         }
         if (!counted.has(child)) {
           counted.add(child);
-          totalBytes += child.table.sizeOf(child.row);
+          totalBytes += child.table.num(child.row, 'size');
         }
       }
       dir.nlink = 2 + subdirs;

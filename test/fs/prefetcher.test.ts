@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EntryTable } from '../../src/fs/entry-table.js';
 import { Priority } from '../../src/fs/fetcher.js';
+import { indexLayer } from '../../src/fs/layer-index.js';
 import { Prefetcher } from '../../src/fs/prefetcher.js';
 import { big, image, setup } from './helpers/fixture.js';
 
@@ -13,7 +13,7 @@ test('prefetch fetches the prioritised chunks first, background fill the rest; l
     const prefetchOrder: number[] = [];
     const pl = env.readers.map((reader, i) => ({
       reader,
-      entries: EntryTable.from(layers[i]!.toc.entries),
+      entries: indexLayer(layers[i]!.toc.entries, 'test').entries,
       priority: i === 0 ? toolChunks.slice(0, 2) : [],
       background: true,
       prefetch: env.layerMetrics[i]!.prefetch,

@@ -8,7 +8,7 @@ import type { BlobSource } from '../../blob/source.js';
 import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
-import { isObject, tocFieldReaders, type Json } from '../toc-fields.js';
+import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-fields.js';
 import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
@@ -88,11 +88,7 @@ async function readTocJson(blob: BlobSource, tocOffset: number, tocEnd: number, 
   if (opts.tocDigest !== undefined && tocDigest !== opts.tocDigest) {
     throw new TocError(`${where}: TOC digest mismatch: the layer descriptor says ${opts.tocDigest}, the TOC hashes to ${tocDigest}`);
   }
-  try {
-    return { parsed: JSON.parse(json.toString('utf8')), tocDigest };
-  } catch (err) {
-    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
-  }
+  return { parsed: parseTocText(json, where), tocDigest };
 }
 
 

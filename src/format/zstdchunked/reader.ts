@@ -8,7 +8,7 @@ import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js'
 import { Annotation } from '../../oci/mediatypes.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type FileEntry, type FileType, type LayerToc, type TocEntry } from '../toc.js';
-import { isObject, tocFieldReaders, type Json } from '../toc-fields.js';
+import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-fields.js';
 import {
   FOOTER_FRAME_SIZE,
   FooterError,
@@ -137,12 +137,7 @@ export async function openZstdChunked(blob: BlobSource, annotations: Record<stri
  * the TOC's size) are garbage once it returns, while the entries are built.
  */
 async function parseTocJson(compressed: Buffer, uncompressedLength: number, where: string): Promise<unknown> {
-  const json = await decompressExact(compressed, uncompressedLength, (msg) => new TocError(`${where}: TOC: ${msg}`));
-  try {
-    return JSON.parse(json.toString('utf8'));
-  } catch (err) {
-    throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
-  }
+  return parseTocText(await decompressExact(compressed, uncompressedLength, (msg) => new TocError(`${where}: TOC: ${msg}`)), where);
 }
 
 function tarSplitRangeOk(r: BlobRange, blobSize: number): boolean {
