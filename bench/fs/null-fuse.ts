@@ -27,13 +27,20 @@ const listing = (path: string): string[] => {
 };
 const isDir = (path: string) => path === '/' || (dirs > 0 && /^\/d\d+$/.test(path));
 const stat = (dir: boolean) => ({ mtime: 0, atime: 0, ctime: 0, size: dir ? 4096 : size, mode: dir ? 0o40755 : 0o100644, uid: 0, gid: 0, nlink: dir ? 2 : 1, ino: 0, rdev: 0, blksize: 4096, blocks: 0, dev: 0 });
-const fuse = new Fuse(
+// Starling's mount options (src/fs/fuse.ts) but use_ino (these constant stats have no inode numbers):
+// without `ro` the kernel drops the cached atime after every read and asks for the attributes again.
+class NullFuse extends Fuse {
+  protected override _fuseOptions(): string {
+    const extra = `ro,negative_timeout=${DAY}`;
+    return super._fuseOptions() ? `${super._fuseOptions()},${extra}` : `-o${extra}`;
+  }
+}
+const fuse = new NullFuse(
   mountpoint,
   {
     getattr: (path, cb) => cb(0, stat(isDir(path))),
     readdir: (path, cb) => cb(0, listing(path)),
-    open: (_path, _flags, cb) => cb(0, 1),
-    release: (_path, _fd, cb) => cb(0),
+    open: (_path, _flags, cb) => cb((Fuse as unknown as Record<string, number>).ENOSYS!), // as Starling: no OPEN or RELEASE after the first
     read: (_path, _fd, buf, len, pos, cb) => {
       const n = Math.max(0, Math.min(len, size - pos));
       buf.fill(0x61, 0, n);

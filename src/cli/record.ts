@@ -1,12 +1,13 @@
 // `starling record REF --out FILE -- CMD…`: runs a workload on a lazy mount of REF and writes the
-// files it opened, in first-open order — the prioritised-files list `starling convert
+// files it read, in first-read order — the prioritised-files list `starling convert
 // --prioritize-file` consumes (what `ctr-remote image optimize` does, without containerd).
 //
-// How files are traced: the mount runs inside this process and every open the kernel forwards to
-// the FUSE filesystem is noted. That covers everything the workload reads from the image — files it
-// opens, executables and the ELF interpreter the kernel loads, libraries the loader maps — and
-// nothing else (no strace/fanotify, nothing on the host). The mount has no access-log API, so the
-// hook is a wrapper around LazyFs.open installed for the life of this command only.
+// How files are traced: the mount runs inside this process and the first read the kernel forwards
+// to the FUSE filesystem for each file is noted. That covers everything the workload reads from the
+// image — files it reads, executables and the ELF interpreter the kernel loads, libraries the loader
+// maps — and nothing else (no strace/fanotify, nothing on the host). Files opened but never read
+// (empty ones included) have no bytes to prefetch and are not listed. The mount has no access-log
+// API, so the hook is a wrapper around LazyFs.read installed for the life of this command only.
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,8 +24,8 @@ import { asUserError, UserError, type Command } from './command.js';
 const usage = `usage: starling record REF --out FILE [options] -- CMD [ARG…]
 
 Mounts REF lazily with a writable upper layer, runs CMD in it (chroot, with the image's Env and
-WorkingDir) and writes the image files the workload opened to FILE, one absolute path per line in
-first-open order. Feed FILE to 'starling convert --format estargz --prioritize-file FILE'.
+WorkingDir) and writes the image files the workload read to FILE, one absolute path per line in
+first-read order. Feed FILE to 'starling convert --format estargz --prioritize-file FILE'.
 Without CMD the image's Entrypoint + Cmd run. Needs root (FUSE, overlayfs, chroot).
 
 options:
@@ -35,25 +36,30 @@ options:
   --json          print a JSON summary {files, bytes, exitCode} instead of a human one`;
 
 export interface AccessTrace {
-  /** Paths in first-open order, with their file sizes. */
+  /** Paths in first-read order, with their file sizes. */
   files: Map<string, number>;
   stop(): void;
 }
 
-/** Notes the first open of each regular file on every LazyFs of this process until `stop()`. */
-export function traceOpens(): AccessTrace {
-  const original = Object.getOwnPropertyDescriptor(LazyFs.prototype, 'open')!;
+/** Notes the first read of each regular file on every LazyFs of this process until `stop()`. */
+export function traceReads(): AccessTrace {
+  const original = Object.getOwnPropertyDescriptor(LazyFs.prototype, 'read')!;
   const trace: AccessTrace = {
     files: new Map(),
-    stop: () => Object.defineProperty(LazyFs.prototype, 'open', original),
+    stop: () => Object.defineProperty(LazyFs.prototype, 'read', original),
   };
-  const open = original.value as LazyFs['open'];
-  Object.defineProperty(LazyFs.prototype, 'open', {
+  const read = original.value as LazyFs['read'];
+  Object.defineProperty(LazyFs.prototype, 'read', {
     ...original,
-    value(this: LazyFs, path: string, flags: number): number {
-      const fh = open.call(this, path, flags); // throws for what is not an openable file
-      if (!trace.files.has(path)) trace.files.set(path, this.getattr(path).size);
-      return fh;
+    value(this: LazyFs, path: string, offset: number, length: number): Promise<Buffer> {
+      if (!trace.files.has(path)) {
+        try {
+          trace.files.set(path, this.getattr(path).size);
+        } catch {
+          // no such file: the read rejects too
+        }
+      }
+      return read.call(this, path, offset, length);
     },
   });
   return trace;
@@ -93,7 +99,7 @@ export const command: Command = {
     if (cmd.length === 0) throw new UserError('no command given after -- and the image has no Entrypoint or Cmd', 2);
 
     const work = await mkdtemp(join(tmpdir(), 'starling-record-'));
-    const trace = traceOpens();
+    const trace = traceReads();
     let mount: ImageMount | undefined;
     const onSignal = () => void (mount?.close() ?? Promise.resolve()).finally(() => process.exit(130));
     process.once('SIGINT', onSignal);
@@ -108,7 +114,7 @@ export const command: Command = {
         workDir: join(work, 'mount'),
         ...(platform ? { platform } : {}),
         ...plainHttp,
-        // A private cache: a warm shared cache would not change what is opened, but keep it clean.
+        // A private cache: a warm shared cache would not change what is read, but keep it clean.
         cacheDir: join(work, 'cache'),
         cacheBytes: 64 * 2 ** 30,
         memoryCacheBytes: 128 * 2 ** 20,
@@ -125,10 +131,10 @@ export const command: Command = {
         throw new UserError(`the workload ${JSON.stringify(cmd.join(' '))} failed (${res.exitCode ?? res.signal}): ${res.stderr.trim().slice(-1000)}`);
       }
       // The list is one path per line: a name with a line break cannot be listed (tar allows it).
-      const opened = [...trace.files.keys()];
-      const unlistable = opened.filter((p) => /[\r\n]/.test(p));
-      if (unlistable.length) log(`left out ${unlistable.length} opened file(s) whose names contain line breaks: ${JSON.stringify(unlistable.slice(0, 3))}`);
-      const listed = opened.filter((p) => !/[\r\n]/.test(p));
+      const read = [...trace.files.keys()];
+      const unlistable = read.filter((p) => /[\r\n]/.test(p));
+      if (unlistable.length) log(`left out ${unlistable.length} file(s) whose names contain line breaks: ${JSON.stringify(unlistable.slice(0, 3))}`);
+      const listed = read.filter((p) => !/[\r\n]/.test(p));
       const tmp = `${out}.tmp-${process.pid}`;
       try {
         await writeFile(tmp, listed.map((p) => `${p}\n`).join(''));
@@ -138,7 +144,7 @@ export const command: Command = {
         throw new UserError(`--out: cannot write ${out}: ${(err as Error).message}`);
       }
       const summary = { out, files: listed.length, bytes: listed.reduce((n, p) => n + trace.files.get(p)!, 0), exitCode: res.exitCode };
-      process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${summary.files} files (${(summary.bytes / 1e6).toFixed(1)} MB) opened by the workload, in first-open order: ${out}\n`);
+      process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${summary.files} files (${(summary.bytes / 1e6).toFixed(1)} MB) read by the workload, in first-read order: ${out}\n`);
       return 0;
     } finally {
       process.off('SIGINT', onSignal);

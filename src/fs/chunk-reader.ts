@@ -118,19 +118,6 @@ export class ChunkReader {
   }
 
   /**
-   * On open: starts moving the file's first chunk from the disk cache to memory, so that the
-   * kernel's first READ, a FUSE round trip later, finds it there or on its way (a warm small file
-   * is one chunk). Only chunks the disk cache holds: an open never fetches from the registry
-   * (unless that disk entry turns out damaged, when the fetch the read would make starts early).
-   */
-  preloadFromDisk(entry: FileEntry): void {
-    const c = entry.chunks[0];
-    const { cache, inflight } = this.path;
-    if (!c || c.zeros || !this.layer.diskCache || !cache.onDisk(c.digest) || cache.inMemory(c.digest) || inflight.has(c.digest)) return;
-    this.load([c], Priority.Read, true).catch(() => {}); // a failure surfaces when the file is read
-  }
-
-  /**
    * Makes sure the chunks are cached (prefetch, background fill). Resolves with the compressed bytes
    * they cover; failures are logged and counted, not thrown.
    */

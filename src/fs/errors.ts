@@ -1,5 +1,5 @@
 // Filesystem errors carry the errno name the FUSE adapter returns to the kernel.
-export type Errno = 'ENOENT' | 'ENOTDIR' | 'EISDIR' | 'EIO' | 'ENODATA' | 'EROFS' | 'EBADF' | 'EINVAL' | 'ENAMETOOLONG';
+export type Errno = 'ENOENT' | 'ENOTDIR' | 'EIO' | 'ENODATA' | 'EINVAL' | 'ENAMETOOLONG';
 
 export class FsError extends Error {
   constructor(

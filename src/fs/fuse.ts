@@ -70,14 +70,15 @@ export async function mountFuse(mountpoint: string, fs: LazyFs, opts: FuseMountO
       readlink: (path, cb) => sync(() => fs.readlink(path), cb),
       getxattr: (path, name, _pos, cb) => sync(() => fs.getxattr(path, name), cb),
       listxattr: (path, cb) => sync(() => fs.listxattr(path), cb),
-      open: (path, flags, cb) => sync(() => fs.open(path, flags), cb),
-      release: (_path, fd, cb) => sync(() => fs.release(fd), (err) => cb(err)),
       statfs: (_path, cb) => sync(() => ({ ...fs.statfs() }), cb),
-      read: (_path, fd, buf, len, pos, cb) => {
-        fs.read(fd, pos, len).then(
+      // The first OPEN answers ENOSYS, so the kernel sends no OPEN or RELEASE for files again and keeps
+      // their pages across opens (its default without open; see LazyFs).
+      open: (_path, _flags, cb) => cb(ERRNOS.ENOSYS!),
+      read: (path, _fd, buf, len, pos, cb) => {
+        fs.read(path, pos, len).then(
           (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
           (err) => {
-            if (!(err instanceof FsError)) opts.log(`read ${_path}: ${(err as Error).stack ?? err}`);
+            if (!(err instanceof FsError)) opts.log(`read ${path}: ${(err as Error).stack ?? err}`);
             cb(errno(err));
           },
         );

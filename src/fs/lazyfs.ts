@@ -1,6 +1,7 @@
 // The filesystem behaviour of a mount, with no FUSE inside (DESIGN.md seam): path lookups, attributes,
 // directory listings, links, xattrs and reads over an inode tree whose regular files are served
 // through each layer's ChunkReader. Everything but `read` is answered from memory.
+import { LRUCache } from 'lru-cache';
 import type { FileEntry } from '../format/toc.js';
 import { FsError } from './errors.js';
 import type { ChunkReader } from './chunk-reader.js';
@@ -49,21 +50,33 @@ export function makedev(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
 }
 
-interface Handle {
-  node: Inode;
-  /** A regular file's entry with its chunks (undefined for other types, which read as empty). */
-  entry?: FileEntry;
-  /** End of the previous read, to spot sequential reading (a first read at 0 counts). */
+/** One sequential run through a file (a reader, or the kernel's read-ahead of one). */
+interface Run {
+  /** Where the run's last read ended: a read starting here continues it. */
   lastEnd: number;
-  /** Where the chunks not yet let go of by the current sequential run begin (ChunkReader.letGo). */
+  /** Where the chunks not yet let go of by this run begin (ChunkReader.letGo). */
   passed: number;
   readAheadEnd: number;
   window: number;
 }
 
+/** What reads of one regular file keep between them: its entry with chunks, and its runs. */
+interface ReadState {
+  entry: FileEntry;
+  /** Most recent first, at most MAX_RUNS: several readers of one file each keep their read-ahead. */
+  runs: Run[];
+}
+
+const MAX_RUNS = 4;
+/** Files whose read state is kept; a file falling out only loses its read-ahead progress. */
+const READ_STATES = 1024;
+
+// There is no open or release: the mount is read-only and the kernel keeps pages (kernel_cache), so
+// libfuse answers OPEN and RELEASE without a trip to the JS thread, and a read names its file by path.
+// That halves the JS round trips of reading a small file (LOOKUP, READ instead of LOOKUP, OPEN, READ,
+// RELEASE), and a file read again from the page cache costs none.
 export class LazyFs {
-  private readonly handles = new Map<number, Handle>();
-  private nextFh = 1;
+  private readonly readStates = new LRUCache<Inode, ReadState>({ max: READ_STATES });
 
   constructor(
     readonly tree: Tree,
@@ -142,45 +155,31 @@ export class LazyFs {
     return [...this.lookup(path).xattrs.keys()];
   }
 
-  /** Opens a regular file for reading; image content is read-only. */
-  open(path: string, flags: number): number {
+  /** Up to `length` bytes of the regular file at `path` from `offset`; other types read as empty. */
+  async read(path: string, offset: number, length: number): Promise<Buffer> {
     const node = this.lookup(path);
-    if ((flags & 3) !== 0) throw new FsError('EROFS', path);
-    if (node.children) throw new FsError('EISDIR', path);
-    const fh = this.nextFh++;
-    const entry = node.table.typeOf(node.row) === 'reg' ? entryOf(node) : undefined;
-    this.handles.set(fh, { node, entry, lastEnd: 0, passed: 0, readAheadEnd: 0, window: READ_AHEAD_MIN });
-    if (entry) this.readers[node.layer]?.preloadFromDisk(entry);
-    return fh;
-  }
-
-  release(fh: number): void {
-    this.handles.delete(fh);
-  }
-
-  async read(fh: number, offset: number, length: number): Promise<Buffer> {
-    const h = this.handles.get(fh);
-    if (!h) throw new FsError('EBADF', `file handle ${fh}`);
-    const e = h.entry;
-    if (!e) return Buffer.alloc(0);
-    const reader = this.readers[h.node.layer];
-    if (!reader) throw new FsError('EIO', `no reader for layer ${h.node.layer}`);
+    if (node.table.typeOf(node.row) !== 'reg') return Buffer.alloc(0);
+    const reader = this.readers[node.layer];
+    if (!reader) throw new FsError('EIO', `no reader for layer ${node.layer}`);
+    let state = this.readStates.get(node);
+    if (!state) this.readStates.set(node, (state = { entry: entryOf(node), runs: [] }));
+    const e = state.entry;
     const end = Math.min(e.size, offset + length);
-    if (offset === h.lastEnd && end < e.size) {
+    const run = runAt(state, offset);
+    if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
       // Refill only when less than half a window is left, so each refill is one large batch.
-      const target = Math.min(e.size, end + h.window);
-      if (h.readAheadEnd - end < h.window / 2 && target > h.readAheadEnd) {
-        reader.readAhead(e, Math.max(end, h.readAheadEnd), target);
-        h.readAheadEnd = target;
-        h.window = Math.min(READ_AHEAD_MAX, h.window * 2);
+      const target = Math.min(e.size, end + run.window);
+      if (run.readAheadEnd - end < run.window / 2 && target > run.readAheadEnd) {
+        reader.readAhead(e, Math.max(end, run.readAheadEnd), target);
+        run.readAheadEnd = target;
+        run.window = Math.min(READ_AHEAD_MAX, run.window * 2);
       }
     }
-    if (offset !== h.lastEnd) h.passed = offset; // a new run
-    h.lastEnd = end;
+    run.lastEnd = end;
     const data = await reader.read(e, offset, length);
     this.metrics.servedBytes += data.length;
-    if (h.lastEnd === end) h.passed = reader.letGo(e, h.passed, end);
+    if (run.lastEnd === end) run.passed = reader.letGo(e, run.passed, end);
     return data;
   }
 
@@ -188,4 +187,14 @@ export class LazyFs {
     const blocks = Math.ceil(this.tree.totalBytes / BLOCK);
     return { bsize: BLOCK, frsize: BLOCK, blocks, bfree: 0, bavail: 0, files: this.tree.inodeCount, ffree: 0, favail: 0, namemax: 255 };
   }
+}
+
+/** The run a read at `offset` continues, or a new one (a first read at 0 counts as sequential). */
+function runAt(state: ReadState, offset: number): Run {
+  const found = state.runs.find((r) => r.lastEnd === offset);
+  if (found) return found;
+  const run = { lastEnd: offset === 0 ? 0 : -1, passed: offset, readAheadEnd: 0, window: READ_AHEAD_MIN };
+  state.runs.unshift(run);
+  if (state.runs.length > MAX_RUNS) state.runs.pop();
+  return run;
 }

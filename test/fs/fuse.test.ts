@@ -60,3 +60,25 @@ test('content through the kernel; a bad chunk is EIO on that file only and the m
   assert.equal((await run('cat', [join(mnt, 'etc/hosts')])).stdout, '127.0.0.1 upper\n');
   assert.match((await run('df', ['-i', mnt])).stdout, /starling-test/);
 });
+
+test('with no open or release of its own, the kernel still keeps pages: a second read of a file reaches no callback; writes are refused', async () => {
+  const fs = env.fs;
+  const read = fs.read.bind(fs);
+  let reads = 0;
+  fs.read = (path, offset, length) => {
+    reads++;
+    return read(path, offset, length);
+  };
+  try {
+    const tool = join(mnt, 'bin/tool');
+    const tail = () => run('tail', ['-c', '4096', tool], { encoding: 'buffer' });
+    assert.deepEqual((await tail()).stdout, big.subarray(-4096)); // a part no earlier test read
+    assert.ok(reads > 0);
+    const first = reads;
+    assert.deepEqual((await tail()).stdout, big.subarray(-4096));
+    assert.equal(reads, first, 'served from the page cache');
+    await assert.rejects(run('sh', ['-c', `echo more >> ${join(mnt, 'etc/motd')}`]), /Read-only file system/);
+  } finally {
+    fs.read = read;
+  }
+});

@@ -56,18 +56,13 @@ export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; mem
   const tree = buildMergedTree(layers.map((l) => indexLayer(l.toc.entries, 'test')));
   const fs = new LazyFs(tree, readers, metrics);
   const readAll = async (p: string) => {
-    const fh = fs.open(p, 0);
-    try {
-      const parts: Buffer[] = [];
-      for (let off = 0; ; off += 128 * 1024) {
-        const b = await fs.read(fh, off, 128 * 1024);
-        if (b.length === 0) break;
-        parts.push(Buffer.from(b));
-      }
-      return Buffer.concat(parts);
-    } finally {
-      fs.release(fh);
+    const parts: Buffer[] = [];
+    for (let off = 0; ; off += 128 * 1024) {
+      const b = await fs.read(p, off, 128 * 1024);
+      if (b.length === 0) break;
+      parts.push(Buffer.from(b));
     }
+    return Buffer.concat(parts);
   };
   return { fs, dir, cache, metrics, layerMetrics, logs, readAll, readers, fetcher: path.fetcher, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
