@@ -121,18 +121,23 @@ export class ChunkReader {
   }
 
   /**
-   * Drops from the memory cache the chunks of `entry` that lie wholly in [from, to), a stretch a
-   * sequential reader has just read; returns where the first chunk after them starts. The kernel
-   * keeps what it read in its page cache (kernel_cache) and does not ask for it again, so holding
-   * those chunks too would only double the memory a large read takes (and the GC's lag on it).
+   * Counts [from, to) of `entry` as served; `served` holds the count per chunk (the caller's, one per
+   * file). A chunk all of whose bytes have been served leaves the memory cache: the kernel keeps what
+   * it read in its page cache (kernel_cache) and does not ask for it again, so holding the chunk too
+   * would only double the memory a large read takes. Counting, not tracking where a run has got to,
+   * because the kernel sends a sequential read's requests in parallel and out of order.
    */
-  letGo(entry: FileEntry, from: number, to: number): number {
-    const chunks = entry.chunks;
-    if (chunks.length === 0) return to;
-    let i = chunkIndexAt(chunks, from);
-    if (chunks[i]!.fileOffset < from) i++; // begun before `from`: not read wholly in this stretch
-    for (; i < chunks.length && chunks[i]!.fileOffset + chunks[i]!.size <= to; i++) this.path.cache.dropMemory(chunks[i]!.digest);
-    return i < chunks.length ? chunks[i]!.fileOffset : entry.size;
+  letGo(entry: FileEntry, served: Uint32Array, from: number, to: number): void {
+    const { chunks } = entry;
+    if (from >= to || chunks.length === 0) return;
+    for (let i = chunkIndexAt(chunks, from); i < chunks.length && chunks[i]!.fileOffset < to; i++) {
+      const c = chunks[i]!;
+      served[i]! += Math.min(to, c.fileOffset + c.size) - Math.max(from, c.fileOffset);
+      if (served[i]! >= c.size) {
+        served[i] = 0;
+        this.path.cache.dropMemory(c.digest);
+      }
+    }
   }
 
   /**

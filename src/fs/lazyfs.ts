@@ -54,15 +54,14 @@ export function makedev(major: number, minor: number): number {
 interface Run {
   /** Where the run's last read ended: a read starting here continues it. */
   lastEnd: number;
-  /** Where the chunks not yet let go of by this run begin (ChunkReader.letGo). */
-  passed: number;
   readAheadEnd: number;
   window: number;
 }
 
-/** What reads of one regular file keep between them: its entry with chunks, and its runs. */
+/** What reads of one regular file keep between them: its entry with chunks, bytes served per chunk, its runs. */
 interface ReadState {
   entry: FileEntry;
+  served: Uint32Array;
   /** Most recent first, at most MAX_RUNS: several readers of one file each keep their read-ahead. */
   runs: Run[];
 }
@@ -162,7 +161,10 @@ export class LazyFs {
     const reader = this.readers[node.layer];
     if (!reader) throw new FsError('EIO', `no reader for layer ${node.layer}`);
     let state = this.readStates.get(node);
-    if (!state) this.readStates.set(node, (state = { entry: entryOf(node), runs: [] }));
+    if (!state) {
+      const entry = entryOf(node);
+      this.readStates.set(node, (state = { entry, served: new Uint32Array(entry.chunks.length), runs: [] }));
+    }
     const e = state.entry;
     const end = Math.min(e.size, offset + length);
     const run = runAt(state, offset);
@@ -180,7 +182,7 @@ export class LazyFs {
     run.lastEnd = end;
     const data = await reader.read(e, offset, length);
     this.metrics.servedBytes += data.length;
-    if (run.lastEnd === end) run.passed = reader.letGo(e, run.passed, end);
+    reader.letGo(e, state.served, offset, offset + data.length);
     return data;
   }
 
@@ -194,7 +196,7 @@ export class LazyFs {
 function runAt(state: ReadState, offset: number): Run {
   const found = state.runs.find((r) => r.lastEnd === offset);
   if (found) return found;
-  const run = { lastEnd: offset === 0 ? 0 : -1, passed: offset, readAheadEnd: 0, window: READ_AHEAD_MIN };
+  const run = { lastEnd: offset === 0 ? 0 : -1, readAheadEnd: 0, window: READ_AHEAD_MIN };
   state.runs.unshift(run);
   if (state.runs.length > MAX_RUNS) state.runs.pop();
   return run;

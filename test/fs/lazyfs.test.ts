@@ -7,7 +7,8 @@ import { ChunkCache } from '../../src/fs/chunk-cache.js';
 import type { FsError } from '../../src/fs/errors.js';
 import { makedev } from '../../src/fs/lazyfs.js';
 import { big, image, setup } from './helpers/fixture.js';
-import { noise } from './helpers/layer.js';
+import { buildLayer, noise } from './helpers/layer.js';
+import { chunkIndexAt } from '../../src/fs/chunk-reader.js';
 
 test('attributes of every entry type, xattrs, symlinks, hardlinks, statfs; reads of what is not a regular file', async () => {
   const { fs, cleanup } = await setup(image());
@@ -145,7 +146,7 @@ test('sequential reads keep a shallower window ahead when the disk cache holds t
   }
 });
 
-test('two readers of one file keep their own runs: each lets go of what it has read wholly', async () => {
+test('chunks served wholly leave the memory cache whatever the order of the reads: two interleaved readers, pieces in reverse', async () => {
   const layers = image();
   const { fs, cache, cleanup } = await setup(layers);
   try {
@@ -157,8 +158,30 @@ test('two readers of one file keep their own runs: each lets go of what it has r
     for (let off = 0; off < span; off += 10_000) {
       for (const start of [a, b]) assert.deepEqual(await fs.read('/bin/tool', start + off, 10_000), big.subarray(start + off, start + off + 10_000));
     }
-    for (const i of [2, 3, 10, 11]) assert.equal(cache.inMemory(chunks[i]!.digest), false, `chunk ${i} was read wholly by one run`);
-    for (const i of [1, 9]) assert.equal(cache.inMemory(chunks[i]!.digest), true, `chunk ${i} was begun before its run`);
+    for (const i of [2, 3, 10, 11]) assert.equal(cache.inMemory(chunks[i]!.digest), false, `chunk ${i} was served wholly`);
+    for (const i of [1, 9]) assert.equal(cache.inMemory(chunks[i]!.digest), true, `chunk ${i} was not served wholly`);
+    // The kernel's parallel requests arrive out of order: the last piece of chunk 14 first.
+    const c = chunks[14]!;
+    for (let off = c.size - 8192; off >= 0; off -= 8192) await fs.read('/bin/tool', c.fileOffset + off, 8192);
+    assert.equal(cache.inMemory(c.digest), false, 'chunk 14 was served wholly, backwards');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('two interleaved sequential readers of one file each keep their read-ahead', async () => {
+  const content = noise(16 << 20, 3); // 256 chunks of 64 KiB
+  const layers = [buildLayer([{ path: 'data', content }])];
+  const { fs, cache, cleanup } = await setup(layers);
+  try {
+    const chunks = layers[0]!.toc.entries.find((e) => e.path === 'data')!.chunks;
+    const b = 8 << 20;
+    for (let off = 0; off < 4 * 131_072; off += 131_072) {
+      for (const start of [0, b]) assert.deepEqual(await fs.read('/data', start + off, 131_072), content.subarray(start + off, start + off + 131_072));
+    }
+    await new Promise((r) => setTimeout(r, 100)); // read-ahead is not waited for
+    const ahead = chunkIndexAt(chunks, b + (2 << 20));
+    assert.equal(cache.inMemory(chunks[ahead]!.digest), true, 'the second reader\'s run read ahead 2 MiB past it');
   } finally {
     await cleanup();
   }
