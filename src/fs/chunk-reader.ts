@@ -46,13 +46,6 @@ const COALESCE = {
   [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
 };
 
-/**
- * How far ahead a sequential read loads chunks that the disk cache holds. Measured on a warm 1 GiB
- * read (bench/fs): 8 MiB instead of the 32 MiB a fetch needs lowered the daemon's peak RSS by
- * 20-30 MiB for 5-10 % more time.
- */
-const DISK_READ_AHEAD = 8 << 20;
-
 /** Index of the chunk containing file offset `off` (chunks cover [0, size) in order). */
 export function chunkIndexAt(chunks: readonly ChunkRef[], off: number): number {
   let lo = 0;
@@ -107,17 +100,6 @@ export class ChunkReader {
     const chunks = entry.chunks.slice(chunkIndexAt(entry.chunks, from), chunkIndexAt(entry.chunks, Math.min(to, entry.size) - 1) + 1);
     // A failure here surfaces (and is logged) when the reader reaches that chunk.
     this.load(chunks, Priority.ReadAhead, true).catch(() => {});
-  }
-
-  /**
-   * How far ahead of `at` a sequential reader of `entry` should keep chunks on their way: no bound
-   * when they must be fetched, DISK_READ_AHEAD when the disk cache holds the next one (disk loads are
-   * quick, and a deeper window would only hold more memory).
-   */
-  readAheadBound(entry: FileEntry, at: number): number {
-    const { chunks } = entry;
-    if (!this.layer.diskCache || at >= entry.size || chunks.length === 0) return Infinity;
-    return this.path.cache.onDisk(chunks[chunkIndexAt(chunks, at)]!.digest) ? DISK_READ_AHEAD : Infinity;
   }
 
   /**

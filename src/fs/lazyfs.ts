@@ -171,9 +171,8 @@ export class LazyFs {
     if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
       // Refill only when less than half a window is left, so each refill is one large batch.
-      const window = Math.min(run.window, reader.readAheadBound(e, end));
-      const target = Math.min(e.size, end + window);
-      if (run.readAheadEnd - end < window / 2 && target > run.readAheadEnd) {
+      const target = Math.min(e.size, end + run.window);
+      if (run.readAheadEnd - end < run.window / 2 && target > run.readAheadEnd) {
         reader.readAhead(e, Math.max(end, run.readAheadEnd), target);
         run.readAheadEnd = target;
         run.window = Math.min(READ_AHEAD_MAX, run.window * 2);

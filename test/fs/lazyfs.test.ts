@@ -131,21 +131,6 @@ test('a damaged disk cache entry is a miss and is fetched again, never served', 
   }
 });
 
-test('sequential reads keep a shallower window ahead when the disk cache holds the next chunk', async () => {
-  const layers = image();
-  const first = await setup(layers);
-  try {
-    await first.readAll('/etc/hosts');
-    await new Promise((r) => setTimeout(r, 50)); // disk writes follow the served read
-    const entryAt = (layer: number, path: string) => layers[layer]!.toc.entries.find((e) => e.path === path)!;
-    const [lower, upper] = first.readers;
-    assert.equal(upper!.readAheadBound(entryAt(1, 'etc/hosts'), 0), 8 << 20, 'on disk: 8 MiB');
-    assert.equal(lower!.readAheadBound(entryAt(0, 'bin/tool'), 0), Infinity, 'to be fetched: the full window');
-  } finally {
-    await first.cleanup();
-  }
-});
-
 test('chunks served wholly leave the memory cache whatever the order of the reads: two interleaved readers, pieces in reverse', async () => {
   const layers = image();
   const { fs, cache, cleanup } = await setup(layers);
