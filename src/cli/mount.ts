@@ -28,7 +28,9 @@ options:
                         by kernel overlayfs
   --upper DIR           writable overlayfs on top (DIR/upper, DIR/work)
   --fuse-timeout SECS   per-operation FUSE timeout (default 120)
-  --foreground          serve in this process until SIGINT/SIGTERM or umount
+  --foreground          serve in this process until SIGINT/SIGTERM or umount (a service manager
+                        should start it as the background daemon is: node --max-semi-space-size=4,
+                        MALLOC_MMAP_THRESHOLD_=8388608 in the environment)
   --plain-http          talk http:// to the registry`;
 
 interface DaemonMessage {
@@ -133,11 +135,10 @@ async function startDaemon(argv: string[], mountpoint: string): Promise<number> 
   const execArgv = process.execArgv
     .filter((a) => !a.startsWith('--test'))
     .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
-  // --expose-gc: the daemon collects the garbage of parsing TOCs once it serves (image-mount.ts).
   // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
   // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
   // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
-  const child = spawn(process.execPath, [...execArgv, '--expose-gc', '--max-semi-space-size=4', process.argv[1]!, 'mount', ...argv, '--foreground'], {
+  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, 'mount', ...argv, '--foreground'], {
     // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
     // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
     // A fixed threshold also stops glibc raising it to 32 MiB, and its trim threshold to 64 MiB,

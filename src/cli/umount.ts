@@ -34,7 +34,8 @@ export const command: Command = {
       if (!(err instanceof ControlUnreachable)) throw err;
       if (!values.force) throw new UserError(`${mountpoint}: no running starling daemon (${err.message}); use --force to clean up a stale mount`);
     }
-    const info = await readFile(paths.info, 'utf8').then((t) => JSON.parse(t) as { pid?: number }, () => ({}) as { pid?: number });
+    // Missing, or cut short by a daemon that died while writing it: then there is no pid to kill.
+    const info = (await readFile(paths.info, 'utf8').then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { pid?: number };
     const detached = await detachAll([mountpoint], paths.dir);
     if (info.pid) {
       try {

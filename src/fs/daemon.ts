@@ -1,6 +1,7 @@
 // The life of a mount daemon: recover a stale mount left by a crashed daemon on the same path, mount
 // the image, answer control requests, and unmount on `umount`, SIGINT, SIGTERM or a fatal error.
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:net';
 import { control, ControlUnreachable, mountPaths, serveControl } from './control.js';
 import { ImageMount, type ImageMountOptions } from './image-mount.js';
 import { detachAll } from './stale.js';
@@ -20,13 +21,16 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   if (!st.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
 
   const mount = await ImageMount.open({ ...opts, workDir: paths.dir });
+  // From here on every way out unmounts: the handlers are in place before the next await, so a
+  // signal or an error while the control socket is set up cannot leave the mount behind.
+  let server: Server | undefined;
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const stop = (why: string) => {
     stopping ??= (async () => {
       opts.log(`stopping (${why})`);
-      server.close();
+      server?.close();
       try {
         await mount.close();
       } catch (err) {
@@ -38,7 +42,12 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
     })();
     return stopping;
   };
-  const server = await serveControl(paths.socket, async (req) => {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig));
+  process.on('uncaughtException', (err) => {
+    opts.log(`fatal: ${err.stack ?? err}`);
+    void stop('fatal error').finally(() => process.exit(1));
+  });
+  server = await serveControl(paths.socket, async (req) => {
     if (req.op === 'stats') return mount.stats();
     if (req.op === 'stop') {
       setImmediate(() => void stop('umount'));
@@ -47,11 +56,6 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
     throw new Error(`unknown request ${JSON.stringify(req)}`);
   });
   await writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig));
-  process.on('uncaughtException', (err) => {
-    opts.log(`fatal: ${err.stack ?? err}`);
-    void stop('fatal error').finally(() => process.exit(1));
-  });
   onReady();
   await done;
 }

@@ -6,6 +6,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { BlobSource } from '../blob/source.js';
 import { TocError, type ChunkRef } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
@@ -106,6 +108,19 @@ async function mountOverlay(target: string, lowers: string[], upper: { upperdir:
   await run('mount', ['-t', 'overlay', 'starling-overlay', '-o', opts.join(','), target]);
 }
 
+/**
+ * A full garbage collection. Without `--expose-gc` on the command line (`starling mount
+ * --foreground` started by hand or by a service manager) the flag is turned on now and `gc` taken
+ * from a new context, where V8 installs it: a mount that skipped this collection held 275 MiB
+ * instead of 175 MiB after mounting a 100k-file image.
+ */
+function collectGarbage(): void {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return exposed();
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 export class ImageMount {
   private readonly fuseMounts: FuseMount[] = [];
   private overlayMounted = false;
@@ -126,9 +141,9 @@ export class ImageMount {
       // Parsing a large TOC and building the tree leave several times their final size in garbage
       // (decompressed TOC, JSON text, raw objects: ~150 MB for 100k entries). An idle daemon would
       // keep that RSS for minutes, and every later GC while serving would walk it, so collect it
-      // once (when the runtime allows it), on a later turn of the loop: until setUp's frames are
-      // gone they still reach the decompressed TOCs (measured: 277 MiB RSS after mount against 212).
-      setImmediate(() => (globalThis as { gc?: () => void }).gc?.());
+      // once, on a later turn of the loop: until setUp's frames are gone they still reach the
+      // decompressed TOCs (measured: 277 MiB RSS after mount against 212).
+      setImmediate(collectGarbage);
       return m;
     } catch (err) {
       await m.close().catch((e) => opts.log(`cleanup after failed mount: ${(e as Error).message}`));

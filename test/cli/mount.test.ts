@@ -4,13 +4,14 @@
 // All reads of a mount happen in child processes; every mount is unmounted in `after`, even on failure.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FileBlob } from '../../src/blob/source.js';
+import { mountPaths } from '../../src/fs/control.js';
 import { CountingBlob } from '../../src/fs/counting-blob.js';
 import { openLayerToc } from '../../src/format/open.js';
 import { LatencyRecorder, LayerMetrics } from '../../src/fs/metrics.js';
@@ -308,6 +309,8 @@ test('--upper gives a writable root over the lazy mount; umount --force recovers
   assert.deepEqual((await run('ls', [join(mnt, 'small')])).stdout, '');
   const { pid } = await stats(mnt);
   process.kill(pid, 'SIGKILL');
+  // As if it had died while writing its pid file: --force still detaches what is mounted.
+  await writeFile(mountPaths(mnt, join(work, 'run')).info, '');
   await assert.rejects(starling('umount', mnt), /no running starling daemon/);
   await starling('umount', mnt, '--force');
   mounted.delete(mnt);
@@ -361,6 +364,35 @@ test('relative MOUNTPOINT, --cache-dir and --prefetch-list mean what they mean i
     assert.ok((await readdir(join(dir, 'cache'))).includes('chunks'), 'the cache dir is created where the caller named it');
   } finally {
     await umount(mnt);
+  }
+});
+
+test('--foreground serves from the process itself, started without the daemon\'s flags, until SIGTERM', async () => {
+  const mnt = join(work, 'mnt-foreground');
+  await mkdir(mnt, { recursive: true });
+  mounted.add(mnt);
+  // As a service manager would start it: no --expose-gc, no IPC channel, no malloc tuning.
+  const env: NodeJS.ProcessEnv = { ...process.env, STARLING_RUN_DIR: join(work, 'run') };
+  delete env.MALLOC_MMAP_THRESHOLD_;
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'mount', ref('estargz'), mnt, '--no-background-fetch', '--foreground'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    for (let i = 0; !(await readFile('/proc/self/mountinfo', 'utf8')).includes(` ${mnt} `); i++) {
+      assert.ok(i < 600 && child.exitCode === null, `not mounted: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await stats(mnt)).pid, child.pid);
+    assert.equal((await run('cat', [join(mnt, 'small/one.txt')])).stdout.length > 0, true);
+    await new Promise((r) => setTimeout(r, 200)); // past the collection that follows mounting
+    assert.equal(child.exitCode, null, `the process still serves: ${stderr}`);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(` ${mnt} `), 'unmounted on SIGTERM');
+    mounted.delete(mnt);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
   }
 });
 
