@@ -70,9 +70,10 @@ const MAX_RUNS = 4;
 /** Files whose read state is kept; a file falling out only loses its read-ahead progress. */
 const READ_STATES = 1024;
 
-// There is no open or release: the mount is read-only and the kernel keeps pages (kernel_cache), so
-// libfuse answers OPEN and RELEASE without a trip to the JS thread, and a read names its file by path.
-// That halves the JS round trips of reading a small file (LOOKUP, READ instead of LOOKUP, OPEN, READ,
+// There is no open or release: the mount is read-only and its content immutable, so files need no
+// handles. The FUSE adapter answers the first OPEN with ENOSYS, after which the kernel sends no OPEN
+// or RELEASE for files and keeps their pages across opens, and a read names its file by path. That
+// halves the JS round trips of reading a small file (LOOKUP, READ instead of LOOKUP, OPEN, READ,
 // RELEASE), and a file read again from the page cache costs none.
 export class LazyFs {
   private readonly readStates = new LRUCache<Inode, ReadState>({ max: READ_STATES });
