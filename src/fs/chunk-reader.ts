@@ -103,6 +103,17 @@ export class ChunkReader {
   }
 
   /**
+   * Starts moving `chunks` that the disk cache holds into memory; chunks that would have to be
+   * fetched are left alone (this never reaches the registry, unless a disk entry turns out damaged).
+   */
+  preloadFromDisk(chunks: readonly ChunkRef[]): void {
+    const { cache, inflight } = this.path;
+    if (!this.layer.diskCache) return;
+    const ready = chunks.filter((c) => !c.zeros && c.size > 0 && cache.onDisk(c.digest) && !cache.inMemory(c.digest) && !inflight.has(c.digest));
+    if (ready.length) this.load(ready, Priority.ReadAhead, true).catch(() => {}); // a failure surfaces when the file is read
+  }
+
+  /**
    * Counts [from, to) of `entry` as served; `served` holds the count per chunk (the caller's, one per
    * file). A chunk all of whose bytes have been served leaves the memory cache: the kernel keeps what
    * it read in its page cache (kernel_cache) and does not ask for it again, so holding the chunk too

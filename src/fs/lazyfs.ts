@@ -69,6 +69,20 @@ interface ReadState {
 const MAX_RUNS = 4;
 /** Files whose read state is kept; a file falling out only loses its read-ahead progress. */
 const READ_STATES = 1024;
+/** Sibling read-ahead: files this small (one chunk), this many of them ahead. */
+const SMALL_FILE = 256 << 10;
+const SIBLINGS_AHEAD = 8;
+/** Larger directories are not tracked: their listing order would cost memory (~60 bytes a child). */
+const WALKED_DIR_MAX = 4096;
+
+/** A directory's children in listing order, for reads that walk it. */
+interface DirWalk {
+  order: Inode[];
+  position: Map<Inode, number>;
+  /** Position of the small file read last, and how far siblings have been preloaded. */
+  last: number;
+  preloadedTo: number;
+}
 
 // There is no open or release: the mount is read-only and its content immutable, so files need no
 // handles. The FUSE adapter answers the first OPEN with ENOSYS, after which the kernel sends no OPEN
@@ -77,6 +91,7 @@ const READ_STATES = 1024;
 // RELEASE), and a file read again from the page cache costs none.
 export class LazyFs {
   private readonly readStates = new LRUCache<Inode, ReadState>({ max: READ_STATES });
+  private readonly walks = new LRUCache<Inode, DirWalk>({ max: 16 }); // directories being walked
 
   constructor(
     readonly tree: Tree,
@@ -165,6 +180,7 @@ export class LazyFs {
     if (!state) {
       const entry = entryOf(node);
       this.readStates.set(node, (state = { entry, served: new Uint32Array(entry.chunks.length), runs: [] }));
+      if (entry.size <= SMALL_FILE && entry.chunks.length === 1) this.walkOn(path, node);
     }
     const e = state.entry;
     const end = Math.min(e.size, offset + length);
@@ -184,6 +200,38 @@ export class LazyFs {
     this.metrics.servedBytes += data.length;
     reader.letGo(e, state.served, offset, offset + data.length);
     return data;
+  }
+
+  /**
+   * A first read of a small file that follows the one read before it in its directory's listing
+   * (find -exec cat, tar, cp -r, grep -r): the next small files of that directory start moving from
+   * the disk cache to memory, so their READs do not each wait for a disk read on the libuv pool.
+   */
+  private walkOn(path: string, node: Inode): void {
+    const parent = this.lookup(path.slice(0, path.lastIndexOf('/')) || '/');
+    if (!parent.children || parent.children.size > WALKED_DIR_MAX) return;
+    let walk = this.walks.get(parent);
+    if (!walk) {
+      const order = [...parent.children.values()];
+      walk = { order, position: new Map(order.map((n, i) => [n, i])), last: -2, preloadedTo: 0 };
+      this.walks.set(parent, walk);
+    }
+    const at = walk.position.get(node) ?? -2;
+    const walking = at === walk.last + 1;
+    walk.last = at;
+    if (!walking) {
+      walk.preloadedTo = 0;
+      return;
+    }
+    const end = Math.min(walk.order.length, at + 1 + SIBLINGS_AHEAD);
+    for (let i = Math.max(at + 1, walk.preloadedTo); i < end; i++) {
+      const sibling = walk.order[i]!;
+      const { table, row } = sibling;
+      if (table.typeOf(row) !== 'reg' || table.num(row, 'size') > SMALL_FILE) continue;
+      const chunks = table.chunksOf(row);
+      if (chunks.length === 1) this.readers[sibling.layer]?.preloadFromDisk(chunks);
+    }
+    walk.preloadedTo = end;
   }
 
   statfs(): StatFs {

@@ -172,6 +172,30 @@ test('two interleaved sequential readers of one file each keep their read-ahead'
   }
 });
 
+test('a walk through a directory\'s small files moves the next ones from the disk cache to memory, and never fetches', async () => {
+  const names = Array.from({ length: 12 }, (_, i) => `d/f${String(i).padStart(2, '0')}`);
+  const layers = [buildLayer([{ path: 'd' }, ...names.map((path, i) => ({ path, content: noise(3000, i + 1) }))])];
+  const chunkOf = (name: string) => layers[0]!.toc.entries.find((e) => e.path === name)!.chunks[0]!;
+  const first = await setup(layers);
+  try {
+    for (const name of names.slice(0, 10)) await first.readAll(`/${name}`); // f10, f11: never on disk
+    await new Promise((r) => setTimeout(r, 50)); // disk writes follow the served reads
+    const second = await setup(layers, { cacheDir: first.dir });
+    const { fs, cache, layerMetrics } = second;
+    await fs.read('/d/f05', 0, 10);
+    await fs.read('/d/f02', 0, 10); // not the next one: no walk
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(cache.inMemory(chunkOf('d/f03').digest), false, 'no preload without a walk');
+    await fs.read('/d/f03', 0, 10); // follows f02: a walk
+    await new Promise((r) => setTimeout(r, 50));
+    for (const name of names.slice(4, 10)) assert.equal(cache.inMemory(chunkOf(name).digest), true, `${name} preloaded`);
+    assert.equal(layerMetrics[0]!.fetchedBytes, 0, 'f10 and f11 are not on disk and are not fetched');
+    assert.equal(cache.inMemory(chunkOf('d/f10').digest), false);
+  } finally {
+    await first.cleanup();
+  }
+});
+
 test('a tampered chunk gives EIO for reads that need it, logged once; other files and chunks still read', async () => {
   const layers = image();
   const tool = layers[0]!.toc.entries.find((e) => e.path === 'bin/tool')!;
