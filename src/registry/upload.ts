@@ -6,6 +6,7 @@ import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
 import { header } from './headers.js';
 import { RegistryError } from './errors.js';
+import { isNetworkError } from './retry.js';
 
 export interface UploadOptions {
   /** Blobs larger than this go up in PATCH chunks of this size (default 64 MiB). */
@@ -68,7 +69,10 @@ export async function uploadBlobFile(client: RegistryClient, repository: string,
       if (stored && stored !== desc.digest) throw new RegistryError(ctx, `registry stored the upload as ${stored}`);
       return { how, requests: counter.requests };
     } catch (err) {
-      const lostSession = err instanceof RegistryError && (err.status === 404 || err.status === 416);
+      // 404/416: the session URL is stale. A chunked upload whose PATCH kept failing on the network
+      // (Distribution answers a stale URL with 404 and closes before reading the body, which the
+      // client may see only as EPIPE on every attempt) has lost its session just the same.
+      const lostSession = err instanceof RegistryError && (err.status === 404 || err.status === 416 || (how === 'chunked' && err.status === undefined && isNetworkError(err)));
       if (!lostSession || restart >= MAX_RESTARTS) throw err;
       location = undefined;
     }

@@ -147,6 +147,22 @@ test('a chunked upload whose PATCH answer was lost resumes from the registry upl
   await c.close();
 });
 
+test('a chunked upload whose PATCH fails on the network on every attempt starts over', async () => {
+  const c = new RegistryClient(proxy.host, { credentials: NONE, retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 10 } });
+  const other = Buffer.concat([Buffer.from('third'), data.subarray(0, 2_500_000)]);
+  const d = sha256(other);
+  await writeFile(join(work, 'third'), other);
+  proxy.inject({ kind: 'reset', times: 4, match: { method: 'PATCH' } }); // the first try and its 3 retries
+  const n = proxy.log.length;
+  const r = await uploadBlobFile(c, 'blob/chunked', { digest: d, size: other.length }, join(work, 'third'), { chunkSize: 1 << 20 });
+  assert.equal(r.how, 'chunked');
+  const seq = proxy.log.slice(n).map((e) => `${e.method} ${e.status ?? 'reset'}`);
+  assert.deepEqual(seq, ['POST 202', 'PATCH reset', 'PATCH reset', 'PATCH reset', 'PATCH reset', 'POST 202', 'PATCH 202', 'PATCH 202', 'PATCH 202', 'PUT 201']);
+  const blob = await RegistryBlob.open(c, 'blob/chunked', { digest: d, size: other.length });
+  assert.ok((await blob.read(0, other.length)).equals(other));
+  await c.close();
+});
+
 test('a registry that refuses the digest of an upload is an error naming the blob', async () => {
   const c = new RegistryClient(reg.host, { credentials: NONE, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 } });
   const wrong = sha256('something else');
