@@ -31,8 +31,9 @@ const stat = (dir: boolean) => ({ mtime: 0, atime: 0, ctime: 0, size: dir ? 4096
 // without `ro` the kernel drops the cached atime after every read and asks for the attributes again.
 class NullFuse extends Fuse {
   protected override _fuseOptions(): string {
+    const base = super._fuseOptions();
     const extra = `ro,negative_timeout=${DAY}`;
-    return super._fuseOptions() ? `${super._fuseOptions()},${extra}` : `-o${extra}`;
+    return base ? `${base},${extra}` : `-o${extra}`;
   }
 }
 const fuse = new NullFuse(

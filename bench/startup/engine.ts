@@ -2,7 +2,7 @@
 // in the working tree) compiled once into a snapshot directory, so nothing changes during a run and
 // no TypeScript is compiled inside a timed phase; started as `node <dir>/starling.mjs …`.
 import { createHash, type Hash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists, runTool } from './build.js';
 
@@ -48,7 +48,7 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   // Packages resolve from the repository's node_modules, and `"type": "module"` makes tsc emit ESM;
   // both must be in place before compiling, or a snapshot outside the repository (--out /tmp/…)
   // compiles to CommonJS without Node's types.
-  await runTool('ln', ['-s', join(repoRoot, 'node_modules'), join(dir, 'node_modules')]);
+  await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'));
   await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   // tsc emits even when some file has type errors; the run's commands fail loudly if it matters.
   const tscErrors = await runTool(join(repoRoot, 'node_modules/.bin/tsc'), ['-p', join(source, 'tsconfig.json'), '--outDir', join(dir, 'dist')]).then(

@@ -2,7 +2,7 @@
 // entries have), not as one object each. A 100k-file layer's FileEntry and ChunkRef objects and
 // digest strings held ~36 MB of JS heap, which every full GC walked again while serving (a warm
 // 1 GiB read makes ~25 of them). Rows are appended once (a reader's FileEntry objects then become
-// garbage); a row is materialised as a FileEntry again only when its file is opened.
+// garbage); a row is materialised as a FileEntry again only when its file is first read.
 import { NO_XATTRS, type ChunkRef, type FileEntry, type FileType } from '../format/toc.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 

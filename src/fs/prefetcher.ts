@@ -74,9 +74,7 @@ export class Prefetcher {
     }
     if (this.opts.background) {
       await Promise.all(
-        this.layers.filter((l) => l.background).map((l) => {
-          return this.drain(l, batches(l.entries.chunksWithPaths()), l.backgroundProgress, Priority.Background);
-        }),
+        this.layers.filter((l) => l.background).map((l) => this.drain(l, batches(l.entries.chunksWithPaths()), l.backgroundProgress, Priority.Background)),
       );
     }
   }

@@ -91,7 +91,6 @@ async function readTocJson(blob: BlobSource, tocOffset: number, tocEnd: number, 
   return { parsed: parseTocText(json, where), tocDigest };
 }
 
-
 /** Validates the TOC JSON and turns it into normalised FileEntries with resolved chunks. */
 export function buildEntries(toc: unknown, tocOffset: number, where: string): { entries: FileEntry[]; prefetchEnd?: number } {
   if (!isObject(toc)) throw new TocError(`${where}: TOC is not a JSON object`);
