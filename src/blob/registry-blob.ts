@@ -22,7 +22,7 @@ import { discard, type RegistryClient, type RegistryRequest, type RegistryRespon
 import { header } from '../registry/headers.js';
 import { RegistryError, TransientError, type RegistryContext } from '../registry/errors.js';
 import { byterangesBoundary, MultipartError, parseContentRange, parseMultipartByteranges } from '../registry/multipart.js';
-import { checkRange, type BlobSource, type ByteRange } from './source.js';
+import { checkRange, type BlobSource, type ByteRange, type OnData } from './source.js';
 
 export interface RegistryBlobOptions {
   /** Blobs up to this size may answer a Range request with 200: the body is verified, then sliced (default 1 MiB). */
@@ -101,10 +101,10 @@ export class RegistryBlob implements BlobSource {
     return this.client.context(this.repository, `blob ${this.digest}`);
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, onData?: OnData): Promise<Buffer> {
     checkRange(this, offset, length);
     if (length === 0) return Buffer.alloc(0);
-    return this.get(`bytes=${offset}-${offset + length - 1}`, (res) => this.singleRange(res, offset, length));
+    return this.get(`bytes=${offset}-${offset + length - 1}`, (res) => this.singleRange(res, offset, length, onData));
   }
 
   async readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]> {
@@ -198,7 +198,7 @@ export class RegistryBlob implements BlobSource {
     });
   }
 
-  private async singleRange(res: RegistryResponse, offset: number, length: number): Promise<Buffer> {
+  private async singleRange(res: RegistryResponse, offset: number, length: number, onData?: OnData): Promise<Buffer> {
     const encoding = header(res.headers, 'content-encoding');
     if (encoding && encoding !== 'identity') throw new RegistryError(this.ctx, `answered a Range request with Content-Encoding ${encoding}`);
     if (res.status === 206) {
@@ -207,7 +207,7 @@ export class RegistryBlob implements BlobSource {
         discard(res.body);
         throw new RegistryError(this.ctx, `asked for bytes ${offset}-${offset + length - 1}/${this.size}, got Content-Range ${JSON.stringify(header(res.headers, 'content-range') ?? '')}`);
       }
-      return this.body(res, length);
+      return this.body(res, length, false, onData);
     }
     // 200: the Range header was ignored and the whole blob is coming.
     if (length !== this.size && this.size > this.smallBlobBytes) {
@@ -220,8 +220,8 @@ export class RegistryBlob implements BlobSource {
     return whole.subarray(offset, offset + length);
   }
 
-  /** Reads a body of exactly `length` bytes (at most `length` when `upTo`). */
-  private async body(res: RegistryResponse, length: number, upTo = false): Promise<Buffer> {
+  /** Reads a body of exactly `length` bytes (at most `length` when `upTo`), telling `onData` as it fills. */
+  private async body(res: RegistryResponse, length: number, upTo = false, onData?: OnData): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let n = 0;
     for await (const chunk of res.body as Readable as AsyncIterable<Buffer>) {
@@ -232,6 +232,7 @@ export class RegistryBlob implements BlobSource {
       }
       chunk.copy(buf, n);
       n += chunk.length;
+      onData?.(buf, n);
     }
     if (upTo) return buf.subarray(0, n);
     if (n !== length) throw new TransientError(`short response body: ${n} of ${length} bytes`);

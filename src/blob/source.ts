@@ -6,13 +6,22 @@ export interface ByteRange {
   length: number;
 }
 
+/**
+ * Told as a read's bytes arrive: [0, filled) of `buf` are final, and `buf` is the buffer the read
+ * resolves with. Lets a caller use the front of a large range before its end has arrived.
+ */
+export type OnData = (buf: Buffer, filled: number) => void;
+
 export interface BlobSource {
   /** Total size of the blob in bytes. */
   readonly size: number;
   /** Names the blob in error messages (a file path, or registry/repository@digest). */
   readonly description: string;
-  /** Exactly `length` bytes at `offset`; rejects if the range is outside the blob or the read is short. */
-  read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset`; rejects if the range is outside the blob or the read is short.
+   * A source that streams calls `onData` as bytes arrive; others may never call it.
+   */
+  read(offset: number, length: number, onData?: OnData): Promise<Buffer>;
   /** Several ranges at once; a source may serve them with one request. Results in input order. */
   readRanges?(ranges: readonly ByteRange[]): Promise<Buffer[]>;
   close(): Promise<void>;

@@ -23,6 +23,11 @@ options:
   --memory-cache SIZE   memory cache bound (default 128MiB)
   --no-prefetch         do not fetch the prioritised files (eStargz landmark / --prefetch-list) first
   --no-background-fetch do not fill the rest of the layers in the background
+  --background-quiet S  the background fill starts S seconds after the last on-demand fetch
+                        (default 5); it then sends one small request at a time, paced to the
+                        measured link rate, and pauses whenever a read has to fetch
+  --background-rate MBIT  keep the background fill under MBIT megabits per second (default:
+                        paced to the link only)
   --prefetch-list FILE  paths in the image (one per line) to fetch first
   --mode merged|overlay one FUSE mount of the merged layers (default), or one per layer stacked
                         by kernel overlayfs
@@ -51,6 +56,8 @@ export const command: Command = {
         'memory-cache': { type: 'string' },
         'no-prefetch': { type: 'boolean' },
         'no-background-fetch': { type: 'boolean' },
+        'background-quiet': { type: 'string' },
+        'background-rate': { type: 'string' },
         'prefetch-list': { type: 'string' },
         mode: { type: 'string' },
         upper: { type: 'string' },
@@ -73,6 +80,8 @@ export const command: Command = {
     const cacheBytes = parseSize(values['cache-size'] ?? '10GiB', '--cache-size');
     const memoryCacheBytes = parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache');
     const fuseTimeoutMs = parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000;
+    const backgroundQuietMs = parseIntArg(values['background-quiet'] ?? '5', '--background-quiet', 0, 86_400) * 1000;
+    const backgroundRate = values['background-rate'] === undefined ? 0 : (parseIntArg(values['background-rate'], '--background-rate', 1, 1_000_000) * 1e6) / 8;
     let prefetchList: string[] | undefined;
     if (values['prefetch-list']) {
       try {
@@ -103,6 +112,8 @@ export const command: Command = {
           memoryCacheBytes,
           prefetch: !values['no-prefetch'],
           background: !values['no-background-fetch'],
+          backgroundQuietMs,
+          backgroundRate,
           ...(prefetchList ? { prefetchList } : {}),
           mode,
           ...(upper ? { upper } : {}),

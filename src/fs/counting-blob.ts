@@ -1,6 +1,6 @@
 // A BlobSource wrapper that charges every byte and request to a layer's metrics, whoever reads:
 // the TOC reader at open time, the fetcher later. This is what makes laziness measurable.
-import type { BlobSource, ByteRange } from '../blob/source.js';
+import type { BlobSource, ByteRange, OnData } from '../blob/source.js';
 import type { LatencyRecorder, LayerMetrics } from './metrics.js';
 
 export class CountingBlob implements BlobSource {
@@ -26,9 +26,9 @@ export class CountingBlob implements BlobSource {
     }
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, onData?: OnData): Promise<Buffer> {
     const t0 = performance.now();
-    const out = await this.inner.read(offset, length);
+    const out = await this.inner.read(offset, length, onData);
     this.charge(out.length, t0);
     return out;
   }

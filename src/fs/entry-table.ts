@@ -169,17 +169,24 @@ export class EntryTable {
     return out;
   }
 
-  /** Every chunk with its file's path, in row order (what a background fill walks). */
-  chunksWithPaths(): Array<{ chunk: ChunkRef; path: string }> {
-    const out: Array<{ chunk: ChunkRef; path: string }> = [];
-    const { firstChunk, chunkCount } = this.rows.cols;
-    for (let r = 0; r < this.rowCount; r++) {
-      for (let k = 0; k < chunkCount[r]!; k++) out.push({ chunk: this.chunk(firstChunk[r]! + k), path: this.paths[r]! });
-    }
-    return out;
+  /** Chunk rows in the table (every chunk of every entry, in row order). */
+  get chunkCount(): number {
+    return this.chunkRows;
   }
 
-  private chunk(j: number): ChunkRef {
+  /** Blob range [start, end) of chunk row `j`, and whether it has bytes to fetch (not zeros, not empty). */
+  chunkStart(j: number): number {
+    return this.chunks.cols.start[j]!;
+  }
+  chunkEnd(j: number): number {
+    return this.chunks.cols.end[j]!;
+  }
+  chunkFetchable(j: number): boolean {
+    return this.chunks.cols.zeros[j] === 0 && this.chunks.cols.size[j]! > 0;
+  }
+
+  /** Chunk row `j` as an object. */
+  chunk(j: number): ChunkRef {
     const c = this.chunks.cols;
     const digest = this.otherDigests.get(j) ?? (`sha256:${Buffer.from(c.digest.buffer, c.digest.byteOffset).toString('hex', j * DIGEST_BYTES, (j + 1) * DIGEST_BYTES)}` as Digest);
     return { fileOffset: c.fileOffset[j]!, size: c.size[j]!, start: c.start[j]!, end: c.end[j]!, innerOffset: c.innerOffset[j]!, digest, zeros: c.zeros[j] === 1 };

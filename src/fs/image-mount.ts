@@ -17,9 +17,9 @@ import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveImage } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
 import { ChunkCache } from './chunk-cache.js';
-import { ChunkReader, type ChunkPath } from './chunk-reader.js';
+import { ChunkStore, type StoreLayer } from './chunk-store.js';
 import { CountingBlob } from './counting-blob.js';
-import { Fetcher } from './fetcher.js';
+import { DEFAULT_SCHEDULER, FetchScheduler } from './fetch-scheduler.js';
 import { mountFuse, type FuseMount } from './fuse.js';
 import { indexLayer, type LayerIndex } from './layer-index.js';
 import { openLayerToc } from '../format/open.js';
@@ -44,6 +44,10 @@ export interface ImageMountOptions {
   memoryCacheBytes: number;
   prefetch: boolean;
   background: boolean;
+  /** The background fill starts this long after the last on-demand request (default 5 s). */
+  backgroundQuietMs?: number;
+  /** Background bytes per second at most (default 0: paced to the measured link only). */
+  backgroundRate?: number;
   /** Absolute paths inside the image to fetch first (instead of the eStargz landmark prefix). */
   prefetchList?: string[];
   mode: 'merged' | 'overlay';
@@ -64,7 +68,8 @@ export interface MountedLayer {
   /** Its entries, whiteouts and opaque dirs (the entries as a table: see entry-table.ts). */
   contents: LayerIndex;
   prefetchEnd?: number;
-  reader: ChunkReader;
+  decodeChunk: StoreLayer['decodeChunk'];
+  /** The blob in the registry, or the local file of a layer fetched whole. */
   blob: BlobSource;
   metrics: LayerMetrics;
 }
@@ -129,7 +134,7 @@ export class ImageMount {
   readonly layers: MountedLayer[] = [];
   readonly metrics = new MountMetrics();
   private cache?: ChunkCache;
-  private readonly fetcher = new Fetcher();
+  private store?: ChunkStore;
 
   private constructor(readonly opts: ImageMountOptions) {}
 
@@ -157,8 +162,8 @@ export class ImageMount {
     const image = await resolveImage(this.source, opts.platform);
     this.metrics.metadataBytes = image.manifestDescriptor.size + image.configBytes.length + (image.index?.size ?? 0);
     this.metrics.metadataRequests = image.index ? 3 : 2;
-    this.cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
-    const path: ChunkPath = { cache: this.cache, fetcher: this.fetcher, inflight: new Map(), log: opts.log };
+    const cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
+    this.cache = cache;
     const source = this.source;
     const opened = await Promise.all(
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
@@ -167,8 +172,8 @@ export class ImageMount {
         const lazy = await this.openToc(remote, desc);
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
-          const reader = new ChunkReader({ name: desc.digest, decodeChunk: lazy.toc.decodeChunk, blob: remote, metrics, diskCache: true }, path);
-          return { ...base, format: lazy.toc.format, lazy: true, contents: indexLayer(lazy.toc.entries, `layer ${desc.digest}`), prefetchEnd: lazy.toc.prefetchEnd, reader, blob: remote };
+          const contents = indexLayer(lazy.toc.entries, `layer ${desc.digest}`);
+          return { ...base, format: lazy.toc.format, lazy: true, contents, prefetchEnd: lazy.toc.prefetchEnd, decodeChunk: lazy.toc.decodeChunk, blob: remote };
         }
         await remote.close();
         const whole = await openWholeLayer(source, desc, opts.cacheDir);
@@ -176,14 +181,20 @@ export class ImageMount {
           metrics.fetchedBytes += desc.size;
           metrics.requests++;
         }
-        const reader = new ChunkReader({ name: desc.digest, decodeChunk: whole.decodeChunk, blob: whole.blob, metrics, diskCache: false }, path);
         const format = layerCompression(desc.mediaType) ?? 'unknown';
-        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, contents: indexLayer(whole.entries, `layer ${desc.digest}`), reader, blob: whole.blob };
+        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, contents: indexLayer(whole.entries, `layer ${desc.digest}`), decodeChunk: whole.decodeChunk, blob: whole.blob };
       }),
     );
     this.layers.push(...opened);
     const indexes = opened.map((l) => l.contents);
-    const readers = opened.map((l) => l.reader);
+    const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, quietMs: opts.backgroundQuietMs ?? DEFAULT_SCHEDULER.quietMs, backgroundRate: opts.backgroundRate ?? 0 });
+    const store = new ChunkStore(
+      cache,
+      scheduler,
+      opened.map((l) => ({ name: l.digest, decodeChunk: l.decodeChunk, blob: l.blob, metrics: l.metrics, entries: l.contents.entries, remote: l.lazy })),
+      opts.log,
+    );
+    this.store = store;
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
     await mkdir(opts.workDir, { recursive: true });
     const upper = opts.upper ? { upperdir: join(opts.upper, 'upper'), workdir: join(opts.upper, 'work') } : undefined;
@@ -196,7 +207,7 @@ export class ImageMount {
       mergedTree = buildMergedTree(indexes, opts.log);
       const target = upper ? join(opts.workDir, 'lower') : opts.mountpoint;
       await mkdir(target, { recursive: true });
-      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, readers, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
+      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, store, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
       if (upper) {
         await mountOverlay(opts.mountpoint, [target], upper);
         this.overlayMounted = true;
@@ -206,7 +217,7 @@ export class ImageMount {
       for (const [i, index] of indexes.entries()) {
         const target = join(opts.workDir, 'layers', String(i));
         await mkdir(target, { recursive: true });
-        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), readers, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
+        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), store, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
         lowers.unshift(target);
       }
       if (!upper && lowers.length < 2) {
@@ -218,7 +229,7 @@ export class ImageMount {
       await mountOverlay(opts.mountpoint, lowers, upper);
       this.overlayMounted = true;
     }
-    this.startPrefetch(mergedTree);
+    this.startPrefetch(store, mergedTree);
   }
 
   /** openLayerToc through the TOC range cache; cached bytes that fail verification are dropped and refetched. */
@@ -234,7 +245,7 @@ export class ImageMount {
     }
   }
 
-  private startPrefetch(mergedTree: Tree | undefined): void {
+  private startPrefetch(store: ChunkStore, mergedTree: Tree | undefined): void {
     const { opts } = this;
     const listed = new Map<number, ChunkRef[]>();
     for (const p of opts.prefetchList ?? []) {
@@ -248,8 +259,6 @@ export class ImageMount {
     }
     this.prefetcher = new Prefetcher(
       this.layers.map((l) => ({
-        reader: l.reader,
-        entries: l.contents.entries,
         priority: opts.prefetchList
           ? (listed.get(l.index) ?? [])
           : l.lazy && l.prefetchEnd !== undefined
@@ -259,13 +268,9 @@ export class ImageMount {
         prefetch: l.metrics.prefetch,
         backgroundProgress: l.metrics.background,
       })),
-      this.fetcher,
+      store,
       { prefetch: opts.prefetch, background: opts.background },
     );
-    for (const l of this.layers) {
-      if (opts.prefetch) l.metrics.prefetch.state = 'pending';
-      if (opts.background && l.lazy) l.metrics.background.state = 'pending';
-    }
     this.prefetcher.start();
   }
 
@@ -324,9 +329,10 @@ export class ImageMount {
     };
   }
 
-  /** Unmounts in reverse order (overlay, then FUSE), stops prefetch, closes blobs. Safe to call twice. */
+  /** Unmounts in reverse order (overlay, then FUSE), stops prefetch, waits for cache writes, closes blobs. Safe to call twice. */
   async close(): Promise<void> {
     this.prefetcher?.stop();
+    await this.store?.close();
     const errors: string[] = [];
     if (this.overlayMounted) {
       await run('umount', [this.opts.mountpoint]).catch(() => run('umount', ['-l', this.opts.mountpoint]).catch((e: Error) => errors.push(e.message)));

@@ -1,10 +1,12 @@
 // The filesystem behaviour of a mount, with no FUSE inside (DESIGN.md seam): path lookups, attributes,
-// directory listings, links, xattrs and reads over an inode tree whose regular files are served
-// through each layer's ChunkReader. Everything but `read` is answered from memory.
+// directory listings, links, xattrs and reads over an inode tree. LazyFs keeps files and their
+// sequential runs; their chunks come from the mount's ChunkStore. Everything but `read` is answered
+// from memory.
 import { LRUCache } from 'lru-cache';
-import type { FileEntry } from '../format/toc.js';
+import type { ChunkRef, FileEntry } from '../format/toc.js';
 import { FsError } from './errors.js';
-import type { ChunkReader } from './chunk-reader.js';
+import type { ChunkStore } from './chunk-store.js';
+import { Priority } from './fetch-scheduler.js';
 import { entryOf, type Inode, type Tree } from './tree.js';
 import type { MountMetrics } from './metrics.js';
 
@@ -95,8 +97,8 @@ export class LazyFs {
 
   constructor(
     readonly tree: Tree,
-    /** Chunk readers by layer number (Inode.layer). */
-    private readonly readers: readonly ChunkReader[],
+    /** The chunks of every layer (Inode.layer numbers them). */
+    private readonly store: ChunkStore,
     private readonly metrics: MountMetrics,
   ) {}
 
@@ -174,8 +176,6 @@ export class LazyFs {
   async read(path: string, offset: number, length: number): Promise<Buffer> {
     const node = this.lookup(path);
     if (node.table.typeOf(node.row) !== 'reg') return Buffer.alloc(0);
-    const reader = this.readers[node.layer];
-    if (!reader) throw new FsError('EIO', `no reader for layer ${node.layer}`);
     let state = this.readStates.get(node);
     if (!state) {
       const entry = entryOf(node);
@@ -184,22 +184,50 @@ export class LazyFs {
     }
     const e = state.entry;
     const end = Math.min(e.size, offset + length);
+    if (offset >= end || e.chunks.length === 0) return Buffer.alloc(0);
     const run = runAt(state, offset);
     if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
       // Refill only when less than half a window is left, so each refill is one large batch.
       const target = Math.min(e.size, end + run.window);
       if (run.readAheadEnd - end < run.window / 2 && target > run.readAheadEnd) {
-        reader.readAhead(e, Math.max(end, run.readAheadEnd), target);
+        // A failure here surfaces (and is logged) when the reader reaches that chunk.
+        this.store.get(node.layer, chunksIn(e.chunks, Math.max(end, run.readAheadEnd), target), Priority.ReadAhead).catch(() => {});
         run.readAheadEnd = target;
         run.window = Math.min(READ_AHEAD_MAX, run.window * 2);
       }
     }
     run.lastEnd = end;
-    const data = await reader.read(e, offset, length);
+    const chunks = chunksIn(e.chunks, offset, end);
+    let datas: Buffer[];
+    try {
+      datas = await this.store.get(node.layer, chunks, Priority.Read);
+    } catch (err) {
+      throw this.store.readFailure(node.layer, e.path, err as Error);
+    }
+    const data = assemble(chunks, datas, offset, end);
     this.metrics.servedBytes += data.length;
-    reader.letGo(e, state.served, offset, offset + data.length);
+    this.letGo(state, offset, end);
     return data;
+  }
+
+  /**
+   * Counts [from, to) of the file as served. A chunk all of whose bytes have been served leaves the
+   * memory cache: the kernel keeps what it read in its page cache (kernel_cache) and does not ask for
+   * it again, so holding the chunk too would only double the memory a large read takes. Counting,
+   * not tracking where a run has got to, because the kernel sends a sequential read's requests in
+   * parallel and out of order.
+   */
+  private letGo(state: ReadState, from: number, to: number): void {
+    const { chunks } = state.entry;
+    for (let i = chunkIndexAt(chunks, from); i < chunks.length && chunks[i]!.fileOffset < to; i++) {
+      const c = chunks[i]!;
+      state.served[i]! += Math.min(to, c.fileOffset + c.size) - Math.max(from, c.fileOffset);
+      if (state.served[i]! >= c.size) {
+        state.served[i] = 0;
+        this.store.release(c.digest);
+      }
+    }
   }
 
   /**
@@ -229,7 +257,7 @@ export class LazyFs {
       const { table, row } = sibling;
       if (table.typeOf(row) !== 'reg' || table.num(row, 'size') > SMALL_FILE) continue;
       const chunks = table.chunksOf(row);
-      if (chunks.length === 1) this.readers[sibling.layer]?.preloadFromDisk(chunks);
+      if (chunks.length === 1) this.store.preloadFromDisk(sibling.layer, chunks);
     }
     walk.preloadedTo = end;
   }
@@ -248,4 +276,34 @@ function runAt(state: ReadState, offset: number): Run {
   state.runs.unshift(run);
   if (state.runs.length > MAX_RUNS) state.runs.pop();
   return run;
+}
+
+/** Index of the chunk containing file offset `off` (chunks cover [0, size) in order). */
+export function chunkIndexAt(chunks: readonly ChunkRef[], off: number): number {
+  let lo = 0;
+  let hi = chunks.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (chunks[mid]!.fileOffset <= off) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** The chunks overlapping file range [from, to), which must lie inside the file. */
+function chunksIn(chunks: readonly ChunkRef[], from: number, to: number): ChunkRef[] {
+  return chunks.slice(chunkIndexAt(chunks, from), chunkIndexAt(chunks, to - 1) + 1);
+}
+
+/** File bytes [from, to) out of the decoded `datas` of `chunks`. */
+function assemble(chunks: readonly ChunkRef[], datas: readonly Buffer[], from: number, to: number): Buffer {
+  if (datas.length === 1) return datas[0]!.subarray(from - chunks[0]!.fileOffset, to - chunks[0]!.fileOffset);
+  const out = Buffer.allocUnsafe(to - from);
+  datas.forEach((d, i) => {
+    const c = chunks[i]!;
+    const a = Math.max(from, c.fileOffset);
+    const b = Math.min(to, c.fileOffset + c.size);
+    d.copy(out, a - from, a - c.fileOffset, b - c.fileOffset);
+  });
+  return out;
 }

@@ -1,19 +1,17 @@
-// Warms the caches ahead of reads: first the prioritised part of every layer (eStargz landmark
-// prefix, or the files of --prefetch-list), all layers in parallel; then the rest of every layer in
-// the background, batch by batch, pausing whenever on-demand reads are waiting (Fetcher priorities
-// also cap background requests to a small share of the connections).
+// Warms the caches ahead of reads. First the prioritised part of every layer (eStargz landmark
+// prefix, or the files of --prefetch-list), all layers in parallel, below on-demand reads. Then the
+// background fill: the rest of every layer, one paced request at a time, only when the scheduler
+// gives it a turn (after a quiet period without on-demand requests; see fetch-scheduler.ts), in the
+// order reads are likely to go next: the layer read most recently first, onwards from where it
+// last missed, since blob order is directory order.
 import type { ChunkRef } from '../format/toc.js';
-import type { ChunkReader } from './chunk-reader.js';
-import type { EntryTable } from './entry-table.js';
-import { Priority, type Fetcher } from './fetcher.js';
+import type { ChunkStore } from './chunk-store.js';
+import { Priority, SchedulerClosed } from './fetch-scheduler.js';
 import type { Progress } from './metrics.js';
 
 const BATCH_BYTES = 8 << 20;
-const YIELD_MS = 20;
 
 export interface PrefetchLayer {
-  reader: ChunkReader;
-  entries: EntryTable;
   /** Chunks to fetch first (already chosen: landmark prefix or listed files). */
   priority: readonly ChunkRef[];
   /** False for layers already local (fetched whole): nothing to fill in. */
@@ -22,27 +20,31 @@ export interface PrefetchLayer {
   backgroundProgress: Progress;
 }
 
-interface Batch {
-  chunks: ChunkRef[];
-  bytes: number;
-  path: string;
-}
-
 /** Chunks in blob order, each digest once, cut into batches of about BATCH_BYTES compressed bytes. */
-function batches(items: Array<{ chunk: ChunkRef; path: string }>): Batch[] {
+function batches(chunks: readonly ChunkRef[]): ChunkRef[][] {
   const seen = new Set<string>();
-  const sorted = items.filter(({ chunk }) => !chunk.zeros && chunk.size > 0 && !seen.has(chunk.digest) && seen.add(chunk.digest)).sort((a, b) => a.chunk.start - b.chunk.start);
-  const out: Batch[] = [];
-  let cur: Batch | undefined;
-  for (const { chunk, path } of sorted) {
-    if (!cur || cur.bytes >= BATCH_BYTES) out.push((cur = { chunks: [], bytes: 0, path }));
-    cur.chunks.push(chunk);
-    cur.bytes += chunk.end - chunk.start;
+  const sorted = chunks.filter((c) => !c.zeros && c.size > 0 && !seen.has(c.digest) && seen.add(c.digest)).sort((a, b) => a.start - b.start);
+  const out: ChunkRef[][] = [];
+  let bytes = BATCH_BYTES;
+  for (const c of sorted) {
+    if (bytes >= BATCH_BYTES) {
+      out.push([]);
+      bytes = 0;
+    }
+    out[out.length - 1]!.push(c);
+    bytes += c.end - c.start;
   }
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Where the fill of one layer stands. */
+interface FillCursor {
+  layer: number;
+  /** Next position in the layer's blob order to look at. */
+  pos: number;
+  /** The layer's last on-demand miss the cursor has followed. */
+  missTime: number;
+}
 
 export class Prefetcher {
   private stopped = false;
@@ -51,9 +53,14 @@ export class Prefetcher {
 
   constructor(
     private readonly layers: readonly PrefetchLayer[],
-    private readonly fetcher: Fetcher,
+    private readonly store: ChunkStore,
     private readonly opts: { prefetch: boolean; background: boolean },
-  ) {}
+  ) {
+    for (const l of layers) {
+      if (opts.prefetch) l.prefetch.state = 'pending';
+      if (opts.background && l.background) l.backgroundProgress.state = 'pending';
+    }
+  }
 
   start(): void {
     this.done = this.run();
@@ -64,30 +71,84 @@ export class Prefetcher {
   }
 
   private async run(): Promise<void> {
-    if (this.opts.prefetch) {
-      await Promise.all(
-        this.layers.map((l) => {
-          const items = l.priority.map((chunk) => ({ chunk, path: 'prefetch' }));
-          return this.drain(l, batches(items), l.prefetch, Priority.Prefetch);
-        }),
-      );
+    if (this.opts.prefetch) await Promise.all(this.layers.map((l, i) => this.prefetchLayer(i, l)));
+    if (this.opts.background) await this.fill();
+  }
+
+  private async prefetchLayer(layer: number, l: PrefetchLayer): Promise<void> {
+    const work = batches(l.priority);
+    l.prefetch.total = work.reduce((n, b) => n + b.reduce((m, c) => m + c.end - c.start, 0), 0);
+    l.prefetch.state = work.length ? 'running' : 'done';
+    for (const b of work) {
+      if (this.stopped) return;
+      await this.store.warm(layer, b, Priority.Prefetch, 'prefetch');
+      l.prefetch.done += b.reduce((m, c) => m + c.end - c.start, 0);
     }
-    if (this.opts.background) {
-      await Promise.all(
-        this.layers.filter((l) => l.background).map((l) => this.drain(l, batches(l.entries.chunksWithPaths()), l.backgroundProgress, Priority.Background)),
-      );
+    l.prefetch.state = 'done';
+  }
+
+  private async fill(): Promise<void> {
+    const cursors: FillCursor[] = [];
+    for (const [layer, l] of this.layers.entries()) {
+      if (!l.background) continue;
+      const order = this.store.orderOf(layer);
+      l.backgroundProgress.total = order.totalBytes;
+      cursors.push({ layer, pos: 0, missTime: 0 });
+    }
+    while (!this.stopped) {
+      try {
+        await this.store.scheduler.backgroundTurn();
+      } catch (err) {
+        if (err instanceof SchedulerClosed) return;
+        throw err;
+      }
+      const work = this.next(cursors, this.store.scheduler.backgroundSlice);
+      if (!work) return;
+      const progress = this.layers[work.layer]!.backgroundProgress;
+      progress.state = 'running';
+      await this.store.warm(work.layer, work.chunks, Priority.Background, 'background fill');
+      progress.done = progress.total - this.store.orderOf(work.layer).remainingBytes;
+      if (this.store.orderOf(work.layer).remainingBytes === 0) progress.state = 'done';
     }
   }
 
-  private async drain(l: PrefetchLayer, work: Batch[], progress: Progress, priority: Priority): Promise<void> {
-    progress.total = work.reduce((n, b) => n + b.bytes, 0);
-    progress.state = work.length ? 'running' : 'done';
-    for (const b of work) {
-      if (this.stopped) return;
-      while (priority === Priority.Background && this.fetcher.busyWithForeground && !this.stopped) await sleep(YIELD_MS);
-      await l.reader.warm(b.chunks, priority, b.path);
-      progress.done += b.bytes;
+  /**
+   * The next run of uncached chunks (about `budget` compressed bytes, at least one chunk): from the
+   * layer that missed most recently, onwards from its last miss. Undefined when every layer is done.
+   */
+  private next(cursors: FillCursor[], budget: number): { layer: number; chunks: ChunkRef[] } | undefined {
+    const byRecency = [...cursors].sort((a, b) => this.store.lastMiss(b.layer).time - this.store.lastMiss(a.layer).time || a.layer - b.layer);
+    for (const cur of byRecency) {
+      const order = this.store.orderOf(cur.layer);
+      const miss = this.store.lastMiss(cur.layer);
+      if (miss.offset >= 0 && miss.time !== cur.missTime) {
+        cur.missTime = miss.time;
+        cur.pos = order.positionAt(miss.offset);
+      }
+      const chunks: ChunkRef[] = [];
+      // Once round the layer from the cursor, wrapping at the end.
+      for (let seen = 0; seen < order.length && order.remainingBytes > 0; seen++) {
+        const pos = cur.pos % order.length;
+        if (pos === 0 && chunks.length > 0) break; // a run does not wrap
+        if (order.isMarked(pos)) {
+          if (chunks.length > 0) break;
+          cur.pos = pos + 1;
+          continue;
+        }
+        const c = order.chunk(pos);
+        if (chunks.length > 0 && c.end - chunks[0]!.start > budget) break;
+        order.mark(pos);
+        cur.pos = pos + 1;
+        if (this.store.has(c.digest)) {
+          if (chunks.length > 0) break;
+          continue;
+        }
+        chunks.push(c);
+      }
+      if (chunks.length > 0) return { layer: cur.layer, chunks };
+      this.layers[cur.layer]!.backgroundProgress.state = 'done';
+      this.layers[cur.layer]!.backgroundProgress.done = this.layers[cur.layer]!.backgroundProgress.total;
     }
-    progress.state = 'done';
+    return undefined;
   }
 }

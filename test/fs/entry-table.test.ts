@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NO_XATTRS, type ChunkRef, type FileEntry } from '../../src/format/toc.js';
+import { BlobOrder } from '../../src/fs/blob-order.js';
 import { EntryTable } from '../../src/fs/entry-table.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { entry } from './helpers/layer.js';
@@ -58,17 +59,27 @@ test('entry table: every field of every entry type comes back as it went in, acr
   }
 });
 
-test('entry table: the prioritised prefix and the background walk see every chunk, with its path', () => {
+test('entry table: the prioritised prefix; blob order sorts fetchable chunks by offset, once each, and counts what is left', () => {
   const entries = [
+    { ...entry({ path: 'b', content: 'x' }), size: 4096, chunks: [chunk(2)] },
     { ...entry({ path: 'a', content: 'x' }), size: 8192, chunks: [chunk(0), chunk(1)] },
     entry({ path: 'd', type: 'dir' }),
-    { ...entry({ path: 'b', content: 'x' }), size: 4096, chunks: [chunk(2)] },
+    { ...entry({ path: 'dup', content: 'x' }), size: 4096, chunks: [chunk(1)] },
+    { ...entry({ path: 'z', content: 'x' }), size: 4096, chunks: [{ ...chunk(3), zeros: true }] },
   ];
   const table = sized(entries);
-  assert.deepEqual(
-    table.chunksWithPaths().map(({ chunk: c, path }) => [path, c.digest]),
-    [['a', chunk(0).digest], ['a', chunk(1).digest], ['b', chunk(2).digest]],
-  );
-  assert.deepEqual(table.chunksBefore(chunk(2).start), [chunk(0), chunk(1)]);
+  assert.deepEqual(table.chunksBefore(chunk(2).start), [chunk(0), chunk(1), chunk(1)]);
+  const order = new BlobOrder(table);
+  assert.deepEqual(Array.from({ length: order.length }, (_, i) => order.chunk(i).digest), [chunk(0), chunk(1), chunk(2)].map((c) => c.digest));
+  assert.equal(order.positionAt(chunk(1).start), 1);
+  assert.equal(order.positionAt(chunk(1).start + 1), 2);
+  assert.equal(order.positionAt(chunk(2).end), 3);
+  const bytes = (c: ReturnType<typeof chunk>) => c.end - c.start;
+  assert.equal(order.totalBytes, bytes(chunk(0)) + bytes(chunk(1)) + bytes(chunk(2)));
+  order.markAt(chunk(1).start);
+  order.markAt(chunk(1).start); // once
+  order.markAt(chunk(1).start + 1); // no chunk starts there
+  assert.equal(order.remainingBytes, bytes(chunk(0)) + bytes(chunk(2)));
+  assert.deepEqual([0, 1, 2].map((p) => order.isMarked(p)), [false, true, false]);
   assert.deepEqual(table.chunksBefore(0), []);
 });

@@ -27,6 +27,7 @@ import { openZstdChunked } from '../../src/format/zstdchunked/reader.js';
 import { readTarSplit, TarSplitError } from '../../src/format/zstdchunked/tarsplit.js';
 import { writeZstdChunked } from '../../src/format/zstdchunked/writer.js';
 import { indexLayer } from '../../src/fs/layer-index.js';
+import type { ChunkStore } from '../../src/fs/chunk-store.js';
 import { LazyFs } from '../../src/fs/lazyfs.js';
 import { MountMetrics } from '../../src/fs/metrics.js';
 import { buildLayerTree, buildMergedTree } from '../../src/fs/tree.js';
@@ -226,7 +227,8 @@ export async function buildTargets(): Promise<Target[]> {
         const upper = indexLayer(buildEntries(doc, 1 << 30, 'fuzzed TOC').entries, 'upper');
         const lower = indexLayer(buildEntries({ version: 1, entries: TREE_SEED }, 1 << 30, 'lower TOC').entries, 'lower');
         for (const tree of [buildMergedTree([lower, upper]), buildLayerTree(upper, 1)]) {
-          const fs = new LazyFs(tree, [], new MountMetrics());
+          // Metadata only: no read reaches the chunk store.
+          const fs = new LazyFs(tree, {} as ChunkStore, new MountMetrics());
           const walk = (path: string, depth: number): void => {
             if (depth > 64) return;
             for (const name of fs.readdir(path).names.slice(2)) {

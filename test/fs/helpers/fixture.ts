@@ -4,9 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkCache } from '../../../src/fs/chunk-cache.js';
-import { ChunkReader, type ChunkPath } from '../../../src/fs/chunk-reader.js';
+import { ChunkStore } from '../../../src/fs/chunk-store.js';
 import { CountingBlob } from '../../../src/fs/counting-blob.js';
-import { Fetcher } from '../../../src/fs/fetcher.js';
+import { DEFAULT_SCHEDULER, FetchScheduler, type SchedulerOptions } from '../../../src/fs/fetch-scheduler.js';
 import { indexLayer } from '../../../src/fs/layer-index.js';
 import { LazyFs } from '../../../src/fs/lazyfs.js';
 import { LayerMetrics, MountMetrics } from '../../../src/fs/metrics.js';
@@ -39,22 +39,29 @@ export function image() {
   ];
 }
 
-export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number } = {}) {
+export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number; scheduler?: Partial<SchedulerOptions> } = {}) {
   const dir = opts.cacheDir ?? (await mkdtemp(join(tmpdir(), 'starling-fs-')));
   const metrics = new MountMetrics();
   const cache = await ChunkCache.open({ dir, diskBytes: 1 << 30, memoryBytes: opts.memoryBytes ?? 64 << 20, counters: metrics.cache });
   const logs: string[] = [];
-  const path: ChunkPath = { cache, fetcher: new Fetcher(), inflight: new Map(), log: (m) => logs.push(m) };
   const layerMetrics = layers.map(() => new LayerMetrics());
-  const readers = layers.map(
-    (l, i) =>
-      new ChunkReader(
-        { name: `layer${i}`, decodeChunk: l.toc.decodeChunk, blob: new CountingBlob(l.blob, layerMetrics[i]!, metrics.latency), metrics: layerMetrics[i]!, diskCache: true },
-        path,
-      ),
+  const indexes = layers.map((l) => indexLayer(l.toc.entries, 'test'));
+  const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, ...opts.scheduler });
+  const store = new ChunkStore(
+    cache,
+    scheduler,
+    layers.map((l, i) => ({
+      name: `layer${i}`,
+      decodeChunk: l.toc.decodeChunk,
+      blob: new CountingBlob(l.blob, layerMetrics[i]!, metrics.latency),
+      metrics: layerMetrics[i]!,
+      entries: indexes[i]!.entries,
+      remote: true,
+    })),
+    (m) => logs.push(m),
   );
-  const tree = buildMergedTree(layers.map((l) => indexLayer(l.toc.entries, 'test')));
-  const fs = new LazyFs(tree, readers, metrics);
+  const tree = buildMergedTree(indexes);
+  const fs = new LazyFs(tree, store, metrics);
   const readAll = async (p: string) => {
     const parts: Buffer[] = [];
     for (let off = 0; ; off += 128 * 1024) {
@@ -64,6 +71,10 @@ export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; mem
     }
     return Buffer.concat(parts);
   };
-  return { fs, dir, cache, metrics, layerMetrics, logs, readAll, readers, fetcher: path.fetcher, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  const cleanup = async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { fs, dir, cache, metrics, layerMetrics, logs, readAll, store, scheduler, indexes, cleanup };
 }
 

@@ -1,7 +1,7 @@
 // Test helper: a hand-made gzip-chunked layer (one gzip member per chunk, like eStargz) as a
 // LayerToc over a BufferBlob, so the fs/ code can be exercised without the format readers.
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { BufferBlob } from '../../../src/blob/source.js';
+import { BufferBlob, type BlobSource } from '../../../src/blob/source.js';
 import { ChunkVerifyError, type ChunkRef, type FileEntry, type FileType, type LayerToc } from '../../../src/format/toc.js';
 import { sha256 } from '../../../src/oci/digest.js';
 
@@ -21,7 +21,7 @@ export interface SpecEntry {
 
 export interface BuiltLayer {
   toc: LayerToc;
-  blob: BufferBlob;
+  blob: BlobSource;
   /** Blob bytes, mutable for tampering tests. */
   bytes: Buffer;
 }
@@ -97,4 +97,32 @@ export function noise(n: number, seed = 1): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A request a RecordingBlob saw: when it started and ended (ms, performance.now) and what it asked for. */
+export interface SeenRequest {
+  offset: number;
+  length: number;
+  startedAt: number;
+  endedAt?: number;
+}
+
+/** Wraps a blob, recording every read in order; each read takes at least `delayMs`. */
+export function recording(blob: BlobSource, delayMs = 0): { blob: BlobSource; seen: SeenRequest[] } {
+  const seen: SeenRequest[] = [];
+  return {
+    seen,
+    blob: {
+      size: blob.size,
+      description: blob.description,
+      async read(offset, length) {
+        const r: SeenRequest = { offset, length, startedAt: performance.now() };
+        seen.push(r);
+        const [data] = await Promise.all([blob.read(offset, length), new Promise((res) => setTimeout(res, delayMs))]);
+        r.endedAt = performance.now();
+        return data;
+      },
+      close: () => blob.close(),
+    },
+  };
 }

@@ -1,0 +1,258 @@
+// The chunk path of a mount, one call per hop: `get(layer, chunks, priority)` gives decoded, verified
+// chunks from memory LRU → disk cache → a fetch through the scheduler → decode + verify. It owns
+// in-flight dedupe (one load per digest across all layers), coalescing, neighbourhood windows (a
+// miss brings the free chunks around it in the same request; see neighbourhood.ts) and the disk
+// writes, which `close` waits for. A chunk is handed out as soon as its own bytes have arrived and
+// verified, before the rest of its request. A chunk that cannot be fetched or verified fails only
+// the gets that need it.
+import { coalesceRanges } from '../blob/coalesce.js';
+import type { BlobSource } from '../blob/source.js';
+import { ChunkVerifyError, type ChunkRef, type LayerToc } from '../format/toc.js';
+import type { Digest } from '../oci/digest.js';
+import { BlobOrder } from './blob-order.js';
+import type { ChunkCache } from './chunk-cache.js';
+import type { EntryTable } from './entry-table.js';
+import { FsError } from './errors.js';
+import { Priority, type FetchScheduler } from './fetch-scheduler.js';
+import type { LayerMetrics } from './metrics.js';
+import { Neighbourhood } from './neighbourhood.js';
+
+/** A layer as the chunk store sees it. */
+export interface StoreLayer {
+  /** Names the layer in log lines (its digest). */
+  name: string;
+  decodeChunk: LayerToc['decodeChunk'];
+  blob: BlobSource;
+  metrics: LayerMetrics;
+  entries: EntryTable;
+  /**
+   * True for a blob in a registry: chunks go to the disk cache and misses fetch neighbourhood
+   * windows. False for a blob already local (a whole-fetched layer): nothing to gain from either.
+   */
+  remote: boolean;
+}
+
+/** What the store keeps per layer. */
+interface LayerState extends StoreLayer {
+  index: number;
+  order?: BlobOrder;
+  neighbourhood: Neighbourhood;
+  /** Blob offset and time of the last on-demand miss (-1: none yet): where reading goes on. */
+  lastMissAt: number;
+  lastMissTime: number;
+}
+
+/** A chunk being loaded: its promise stays in `inflight` until it is on disk too, so no one refetches it meanwhile. */
+interface Pending {
+  chunk: ChunkRef;
+  keepInMemory: boolean;
+  promise: Promise<Buffer>;
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
+
+const COALESCE = {
+  [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
+  [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
+  [Priority.Prefetch]: { maxGap: 256 << 10, maxSize: 8 << 20 },
+  [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
+};
+
+export class ChunkStore {
+  private readonly layers: LayerState[];
+  private readonly inflight = new Map<Digest, Promise<Buffer>>();
+  private readonly diskWrites = new Set<Promise<void>>();
+  private readonly loggedFailures = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly cache: ChunkCache,
+    readonly scheduler: FetchScheduler,
+    layers: readonly StoreLayer[],
+    private readonly log: (message: string) => void,
+  ) {
+    this.layers = layers.map((l, index) => ({ ...l, index, neighbourhood: new Neighbourhood(), lastMissAt: -1, lastMissTime: 0 }));
+  }
+
+  /** The decoded bytes of each chunk of layer `layer`, in order. Background gets do not fill the memory cache. */
+  get(layer: number, chunks: readonly ChunkRef[], priority: Priority): Promise<Buffer[]> {
+    const ls = this.layers[layer]!;
+    const results: Array<Buffer | Promise<Buffer>> = [];
+    const missing: Pending[] = [];
+    for (const chunk of chunks) {
+      if (chunk.zeros || chunk.size === 0) {
+        results.push(Buffer.alloc(chunk.size));
+        continue;
+      }
+      const hit = this.cache.getMemory(chunk.digest) ?? this.inflight.get(chunk.digest);
+      if (hit) {
+        if (priority !== Priority.Background) ls.neighbourhood.used(chunk.digest);
+        results.push(hit);
+        continue;
+      }
+      const m = this.pend(chunk, priority !== Priority.Background);
+      missing.push(m);
+      results.push(m.promise);
+    }
+    if (missing.length > 0) this.fill(ls, missing, priority).catch((err: Error) => missing.forEach((m) => this.settle(m, err)));
+    return Promise.all(results);
+  }
+
+  /** Like `get`, for warming the caches: failures are logged (once per `what`), not thrown. */
+  async warm(layer: number, chunks: readonly ChunkRef[], priority: Priority, what: string): Promise<void> {
+    try {
+      await this.get(layer, chunks, priority);
+    } catch (err) {
+      if (!this.closed) this.logFailure(layer, what, err as Error);
+    }
+  }
+
+  /** An EIO for a read of `path` that failed with `err`, logged once per layer and path. */
+  readFailure(layer: number, path: string, err: Error): FsError {
+    this.logFailure(layer, `/${path}`, err);
+    return new FsError('EIO', `${this.layers[layer]!.name}: ${path}: ${err.message}`);
+  }
+
+  /**
+   * Starts moving `chunks` that the disk cache holds into memory; chunks that would have to be
+   * fetched are left alone (this never reaches the registry, unless a disk entry turns out damaged).
+   */
+  preloadFromDisk(layer: number, chunks: readonly ChunkRef[]): void {
+    if (!this.layers[layer]!.remote) return;
+    const ready = chunks.filter((c) => !c.zeros && c.size > 0 && this.cache.onDisk(c.digest) && !this.cache.inMemory(c.digest) && !this.inflight.has(c.digest));
+    if (ready.length) this.get(layer, ready, Priority.ReadAhead).catch(() => {}); // a failure surfaces when the file is read
+  }
+
+  /** The chunk leaves the memory cache (its reader has all of it: the kernel keeps the pages). */
+  release(digest: Digest): void {
+    this.cache.dropMemory(digest);
+  }
+
+  /** Whether the chunk is cached or on its way, without counting a hit or miss. */
+  has(digest: Digest): boolean {
+    return this.cache.inMemory(digest) || this.inflight.has(digest) || this.cache.onDisk(digest);
+  }
+
+  /** The layer's chunks in blob order (built on first use), for windows and the background fill. */
+  orderOf(layer: number): BlobOrder {
+    const ls = this.layers[layer]!;
+    return (ls.order ??= new BlobOrder(ls.entries));
+  }
+
+  /** Where and when the layer last missed on demand (offset -1: never). */
+  lastMiss(layer: number): { offset: number; time: number } {
+    const ls = this.layers[layer]!;
+    return { offset: ls.lastMissAt, time: ls.lastMissTime };
+  }
+
+  /** Neighbourhood window size of a layer now (for stats and tests). */
+  windowOf(layer: number): number {
+    return this.layers[layer]!.neighbourhood.size;
+  }
+
+  /** Stops background work and waits for the disk writes under way; no write starts after this. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.scheduler.close();
+    while (this.diskWrites.size > 0) await Promise.allSettled([...this.diskWrites]);
+  }
+
+  private pend(chunk: ChunkRef, keepInMemory: boolean): Pending {
+    let resolve!: (b: Buffer) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<Buffer>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {}); // rejections reach callers through `get`; dedupe waiters may be gone
+    this.inflight.set(chunk.digest, promise);
+    return { chunk, keepInMemory, promise, resolve, reject };
+  }
+
+  /** Rejects (if `err`) and forgets a pending chunk; resolving happened earlier, as soon as the bytes were there. */
+  private settle(m: Pending, err?: Error): void {
+    if (err) m.reject(err);
+    if (this.inflight.get(m.chunk.digest) === m.promise) this.inflight.delete(m.chunk.digest);
+  }
+
+  private async fill(ls: LayerState, missing: Pending[], priority: Priority): Promise<void> {
+    const toFetch: Pending[] = [];
+    if (ls.remote) {
+      await Promise.all(
+        missing.map(async (m) => {
+          const data = await this.cache.getDisk(m.chunk.digest, m.chunk.size);
+          if (!data) return toFetch.push(m);
+          if (priority !== Priority.Background) ls.neighbourhood.used(m.chunk.digest);
+          this.obtained(ls, m, data);
+          this.settle(m);
+        }),
+      );
+    } else {
+      toFetch.push(...missing);
+    }
+    if (toFetch.length === 0) return;
+    const spans = toFetch.map((m) => ({ start: m.chunk.start, end: m.chunk.end, m }));
+    await Promise.all(coalesceRanges(spans, COALESCE[priority]).map((g) => this.fetchGroup(ls, g.start, g.end, g.members.map((x) => x.m), priority)));
+  }
+
+  /** Fetches [start, end) (widened to a window for an on-demand miss) and decodes each member as soon as its bytes are in. */
+  private async fetchGroup(ls: LayerState, start: number, end: number, asked: Pending[], priority: Priority): Promise<void> {
+    let members = asked;
+    if (priority === Priority.Read && ls.remote) {
+      ls.lastMissAt = start;
+      ls.lastMissTime = performance.now();
+      const order = this.orderOf(ls.index);
+      const plan = ls.neighbourhood.plan(order, start, end, (c) => !this.has(c.digest));
+      start = plan.start;
+      end = plan.end;
+      members = [...asked, ...plan.neighbours.map((c) => this.pend(c, false))].sort((a, b) => a.chunk.start - b.chunk.start);
+    }
+    const decodes: Array<Promise<void>> = [];
+    let next = 0;
+    const decodeArrived = (buf: Buffer, filled: number) => {
+      while (next < members.length && members[next]!.chunk.end - start <= filled) {
+        const m = members[next++]!;
+        decodes.push(this.decode(ls, m, buf.subarray(m.chunk.start - start, m.chunk.end - start)));
+      }
+    };
+    try {
+      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived), end - start);
+    } catch (err) {
+      for (const m of members.slice(next)) this.settle(m, err as Error);
+    }
+    await Promise.all(decodes);
+  }
+
+  private async decode(ls: LayerState, m: Pending, compressed: Buffer): Promise<void> {
+    let data: Buffer;
+    try {
+      data = await ls.decodeChunk(m.chunk, compressed);
+    } catch (err) {
+      if (err instanceof ChunkVerifyError) ls.metrics.verificationFailures++;
+      this.settle(m, err as Error);
+      return;
+    }
+    this.obtained(ls, m, data);
+    if (ls.remote && !this.closed) {
+      const write = this.cache.putDisk(m.chunk.digest, data).catch((err: Error) => this.log(`disk cache: ${err.message}`));
+      this.diskWrites.add(write);
+      await write;
+      this.diskWrites.delete(write);
+    }
+    this.settle(m);
+  }
+
+  /** Hands out a verified chunk and notes it as cached for the background fill. */
+  private obtained(ls: LayerState, m: Pending, data: Buffer): void {
+    if (m.keepInMemory) this.cache.putMemory(m.chunk.digest, data);
+    m.resolve(data);
+    ls.order?.markAt(m.chunk.start);
+  }
+
+  private logFailure(layer: number, what: string, err: Error): void {
+    const key = `${layer}\0${what}`;
+    if (this.loggedFailures.has(key)) return;
+    this.loggedFailures.add(key);
+    this.log(`layer ${this.layers[layer]!.name}: ${what}: ${err.message}`);
+  }
+}

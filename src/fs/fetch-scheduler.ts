@@ -1,0 +1,148 @@
+// The one place that knows priorities and pacing of blob range requests, for all layers of a mount.
+// On-demand reads go first; read-ahead and prefetch next. The background fill never slows the
+// workload: it waits for a quiet period without on-demand requests, sends one request at a time,
+// each small enough to cross the link in about SLICE_MS at the measured rate (so an on-demand
+// request never waits behind more than that), and optionally keeps under a rate bound.
+// Retries belong to the registry client.
+import type { BlobSource, OnData } from '../blob/source.js';
+
+export enum Priority {
+  Read = 0,
+  ReadAhead = 1,
+  Prefetch = 2,
+  Background = 3,
+}
+
+export interface SchedulerOptions {
+  /** Requests in flight at once, over all layers (background requests come on top: at most one). */
+  maxInFlight: number;
+  /** The background fill starts this long after the last on-demand request. */
+  quietMs: number;
+  /** Background bytes per second at most (0: paced to the link only). */
+  backgroundRate: number;
+}
+
+export const DEFAULT_SCHEDULER: SchedulerOptions = { maxInFlight: 8, quietMs: 5000, backgroundRate: 0 };
+
+/** A background request crosses the link in about this long. */
+const SLICE_MS = 50;
+const SLICE_MIN = 64 << 10;
+const SLICE_MAX = 4 << 20;
+/** Requests smaller than this say little about the link's rate. */
+const RATE_SAMPLE_MIN = 32 << 10;
+const POLL_MS = 20;
+
+export class SchedulerClosed extends Error {}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class FetchScheduler {
+  private inFlight = 0;
+  /** Read and ReadAhead requests running. */
+  private onDemand = 0;
+  private backgroundInFlight = 0;
+  private readonly queues: Array<Array<() => void>> = [[], [], []];
+  /** When the last on-demand request started or ended (mount time at first: the quiet period holds from there). */
+  private lastOnDemand = performance.now();
+  private nextBackgroundAt = 0;
+  /** Bytes per second over the link, smoothed; 0 until measured. */
+  private rate = 0;
+  private closed = false;
+
+  constructor(private readonly opts: SchedulerOptions = DEFAULT_SCHEDULER) {}
+
+  /**
+   * Bytes [start, end) of `blob`, once the priority's turn has come. A background range larger than
+   * the paced size is fetched as several requests, each waiting for its turn.
+   */
+  async fetch(blob: BlobSource, start: number, end: number, priority: Priority, onData?: OnData): Promise<Buffer> {
+    if (priority === Priority.Background) return this.fetchBackground(blob, start, end);
+    await this.acquire(priority);
+    const onDemand = priority <= Priority.ReadAhead;
+    if (onDemand) this.onDemand++;
+    try {
+      return await this.timed(() => blob.read(start, end - start, onData));
+    } finally {
+      if (onDemand) {
+        this.onDemand--;
+        this.lastOnDemand = performance.now();
+      }
+      this.release();
+    }
+  }
+
+  /** The most bytes one background request may ask for now. */
+  get backgroundSlice(): number {
+    let slice = (this.rate * SLICE_MS) / 1000;
+    if (this.opts.backgroundRate > 0) slice = Math.min(slice || Infinity, (this.opts.backgroundRate * SLICE_MS) / 1000);
+    return Math.floor(Math.min(SLICE_MAX, Math.max(SLICE_MIN, slice)));
+  }
+
+  /**
+   * Resolves when the background fill may send its next request: nothing on-demand running or
+   * queued, the quiet period passed, no background request running, the rate bound kept.
+   * Rejects with SchedulerClosed once the scheduler is closed.
+   */
+  async backgroundTurn(): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new SchedulerClosed('fetch scheduler closed');
+      const now = performance.now();
+      const busy = this.onDemand > 0 || this.backgroundInFlight > 0 || this.queues.some((q) => q.length > 0);
+      const wait = busy ? POLL_MS : Math.max(this.lastOnDemand + this.opts.quietMs - now, this.nextBackgroundAt - now);
+      if (wait <= 0) return;
+      await sleep(Math.min(wait, POLL_MS * 5));
+    }
+  }
+
+  /** Stops background work: turns waited for reject, and no new ones are given. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private async fetchBackground(blob: BlobSource, start: number, end: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (let at = start; at < end; ) {
+      await this.backgroundTurn();
+      const n = Math.min(end - at, this.backgroundSlice);
+      this.backgroundInFlight++;
+      try {
+        parts.push(await this.timed(() => blob.read(at, n)));
+      } finally {
+        this.backgroundInFlight--;
+      }
+      if (this.opts.backgroundRate > 0) this.nextBackgroundAt = performance.now() + (n * 1000) / this.opts.backgroundRate;
+      at += n;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Runs a read and learns the link's rate from it. */
+  private async timed(read: () => Promise<Buffer>): Promise<Buffer> {
+    const t0 = performance.now();
+    const out = await read();
+    const ms = performance.now() - t0;
+    if (out.length >= RATE_SAMPLE_MIN && ms > 0) {
+      const sample = (out.length * 1000) / ms;
+      this.rate = this.rate === 0 ? sample : 0.7 * this.rate + 0.3 * sample;
+    }
+    return out;
+  }
+
+  private acquire(priority: Priority): Promise<void> {
+    if (this.inFlight < this.opts.maxInFlight && this.queues.every((q, p) => p >= priority || q.length === 0)) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.queues[priority]!.push(resolve));
+  }
+
+  private release(): void {
+    this.inFlight--;
+    for (const queue of this.queues) {
+      while (queue.length > 0 && this.inFlight < this.opts.maxInFlight) {
+        this.inFlight++;
+        queue.shift()!();
+      }
+    }
+  }
+}

@@ -1,0 +1,91 @@
+// The chunk store: neighbourhood windows on misses, and closing after reads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WINDOW } from '../../src/fs/neighbourhood.js';
+import { setup } from './helpers/fixture.js';
+import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
+
+/** A directory of 40 small files (~3 KB each, incompressible), a 1 MiB file, then another directory far away. */
+function smallFiles(): SpecEntry[] {
+  const specs: SpecEntry[] = [{ path: 'lib' }];
+  for (let i = 0; i < 40; i++) specs.push({ path: `lib/f${String(i).padStart(2, '0')}`, content: noise(3000, i + 1) });
+  specs.push({ path: 'big', content: noise(1 << 20, 99) });
+  specs.push({ path: 'far' });
+  for (let i = 0; i < 10; i++) specs.push({ path: `far/g${i}`, content: noise(3000, 200 + i) });
+  return specs;
+}
+
+test('a miss in a directory of small files brings its neighbours in the same request; reading them next fetches nothing', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    assert.deepEqual(await env.readAll('/lib/f00'), noise(3000, 1));
+    assert.equal(rec.seen.length, 1);
+    assert.ok(rec.seen[0]!.length > 30 * 3000, `one request of ${rec.seen[0]!.length} bytes holds the following files too`);
+    for (let i = 1; i < 30; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(2, '0')}`), noise(3000, i + 1));
+    assert.equal(rec.seen.length, 1, 'the neighbours came from the cache');
+    assert.ok(env.store.windowOf(0) > WINDOW.initial, 'a window that paid off grows');
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a miss whose neighbours are not read afterwards does not grow the window; a far miss after it shrinks it', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const env = await setup([layer]);
+  try {
+    await env.readAll('/lib/f00');
+    assert.equal(env.store.windowOf(0), WINDOW.initial);
+    await env.readAll('/far/g9'); // 1 MiB further on: not next to the first window
+    assert.ok(env.store.windowOf(0) < WINDOW.initial, `window ${env.store.windowOf(0)}`);
+    assert.deepEqual(await env.readAll('/far/g9'), noise(3000, 209));
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a window stops at chunks that are already cached, and never decodes a chunk twice', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    await env.readAll('/lib/f30'); // brings f30 onwards, and a few files before it
+    const first = rec.seen[0]!;
+    await env.readAll('/lib/f00'); // before the first window: its window must end where the first began
+    assert.equal(rec.seen.length, 2);
+    const second = rec.seen[1]!;
+    assert.ok(second.offset + second.length <= first.offset, `second [${second.offset}, ${second.offset + second.length}) overlaps first at ${first.offset}`);
+    for (let i = 0; i < 40; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(2, '0')}`), noise(3000, i + 1));
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('close waits for the disk writes of reads that have resolved; none happens after it', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const env = await setup([layer]);
+  const putDisk = env.cache.putDisk.bind(env.cache);
+  let finishedAfterClose = 0;
+  let closed = false;
+  env.cache.putDisk = async (digest, data) => {
+    await new Promise((r) => setTimeout(r, 50)); // a slow disk
+    await putDisk(digest, data);
+    if (closed) finishedAfterClose++;
+  };
+  try {
+    assert.deepEqual(await env.readAll('/lib/f00'), noise(3000, 1)); // resolves before its disk write
+    await env.store.close();
+    closed = true;
+    const files = async () => (await readdir(join(env.dir, 'chunks'), { recursive: true })).length;
+    const after = await files();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(finishedAfterClose, 0);
+    assert.equal(await files(), after, 'nothing was written after close');
+    assert.ok(after > 1, 'the window\'s chunks were written before close returned');
+  } finally {
+    await env.cleanup();
+  }
+});
