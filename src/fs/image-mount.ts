@@ -14,7 +14,7 @@ import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
-import { resolveImage } from '../registry/resolve.js';
+import { resolveManifest } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
 import { ChunkCache } from './chunk-cache.js';
 import { ChunkStore, type StoreLayer } from './chunk-store.js';
@@ -79,6 +79,7 @@ export interface StatsReport {
   mountpoint: string;
   mode: 'merged' | 'overlay';
   pid: number;
+  timings: MountTimings;
   layers: Array<{
     digest: Digest;
     mediaType: string;
@@ -126,7 +127,18 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
+/** Milliseconds from the start of ImageMount.open to the end of each step. */
+export interface MountTimings {
+  /** Reference resolved to the platform manifest. */
+  manifestMs: number;
+  /** Every layer's footer and TOC fetched and parsed (or the layer fetched whole), and the config. */
+  layersMs: number;
+  /** Trees built, FUSE (and overlay) mounted: the mount is usable. */
+  mountedMs: number;
+}
+
 export class ImageMount {
+  readonly timings: MountTimings = { manifestMs: 0, layersMs: 0, mountedMs: 0 };
   private readonly fuseMounts: FuseMount[] = [];
   private overlayMounted = false;
   private prefetcher?: Prefetcher;
@@ -158,13 +170,21 @@ export class ImageMount {
 
   private async setUp(): Promise<void> {
     const { opts } = this;
-    this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}) });
-    const image = await resolveImage(this.source, opts.platform);
-    this.metrics.metadataBytes = image.manifestDescriptor.size + image.configBytes.length + (image.index?.size ?? 0);
-    this.metrics.metadataRequests = image.index ? 3 : 2;
+    const t0 = performance.now();
+    const lap = (step: keyof MountTimings) => (this.timings[step] = Math.round(performance.now() - t0));
+    // Blob sizes come from the manifest: no HEAD per layer before its footer can be read.
+    this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
+    const image = await resolveManifest(this.source, opts.platform);
+    lap('manifestMs');
     const cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
     this.cache = cache;
     const source = this.source;
+    // The config comes while the layers' footers and TOCs do.
+    const config = image.config.then((c) => {
+      this.metrics.metadataBytes = image.manifestDescriptor.size + c.configBytes.length + (image.index?.size ?? 0);
+      this.metrics.metadataRequests = image.index ? 3 : 2;
+    });
+    config.catch(() => {}); // awaited below; a layer failing first must not leave it unhandled
     const opened = await Promise.all(
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
         const metrics = new LayerMetrics();
@@ -186,6 +206,8 @@ export class ImageMount {
       }),
     );
     this.layers.push(...opened);
+    await config;
+    lap('layersMs');
     const indexes = opened.map((l) => l.contents);
     const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, quietMs: opts.backgroundQuietMs ?? DEFAULT_SCHEDULER.quietMs, backgroundRate: opts.backgroundRate ?? 0 });
     const store = new ChunkStore(
@@ -229,6 +251,9 @@ export class ImageMount {
       await mountOverlay(opts.mountpoint, lowers, upper);
       this.overlayMounted = true;
     }
+    lap('mountedMs');
+    const t = this.timings;
+    opts.log(`mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
     this.startPrefetch(store, mergedTree);
   }
 
@@ -316,6 +341,7 @@ export class ImageMount {
       mountpoint: this.opts.mountpoint,
       mode: this.opts.mode,
       pid: process.pid,
+      timings: { ...this.timings },
       layers,
       totals: {
         fetchedBytes: this.metrics.metadataBytes + sum((l) => l.fetchedBytes),

@@ -9,14 +9,19 @@ import { parseConfig, parseManifestOrIndex } from '../oci/validate.js';
 
 export class ResolveError extends Error {}
 
-export interface ResolvedImage {
+export interface ResolvedManifest {
   /** The index the manifest was picked from, when the reference named one. */
   index?: Descriptor;
   manifestDescriptor: Descriptor;
   manifest: ImageManifest;
+}
+
+export interface ImageConfigOf {
   config: ImageConfig;
   configBytes: Buffer;
 }
+
+export type ResolvedImage = ResolvedManifest & ImageConfigOf;
 
 const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
 // Nested indexes are allowed, but not without end.
@@ -28,20 +33,44 @@ const MAX_DEPTH = 4;
  * manifest whose config names another platform is refused.
  */
 export async function resolveImage(source: ImageSource, platform?: Platform): Promise<ResolvedImage> {
+  const { config, ...img } = await resolveManifest(source, platform);
+  return { ...img, ...(await config) };
+}
+
+/**
+ * resolveImage, with the config still on its way: a caller can start on the layers (a mount's TOCs)
+ * while it comes. The config promise carries every check that needs the config (its diff_ids, the
+ * platform of a single manifest); it is marked handled, so a caller that fails first leaves no
+ * unhandled rejection.
+ */
+export async function resolveManifest(source: ImageSource, platform?: Platform): Promise<ResolvedManifest & { config: Promise<ImageConfigOf> }> {
   const root = await source.resolveRoot();
   const want = normalizePlatform(platform ?? hostPlatform());
   const img = await pick(source, root.descriptor, root.bytes, want, undefined, 0);
-  if (platform && !img.index) {
-    const c = img.config;
-    const have: Platform = { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}), ...(c['os.features'] ? { 'os.features': c['os.features'] } : {}) };
-    if (!platformMatcher(want).matches(have)) {
-      throw new ResolveError(`${source.description}: the image is for ${formatPlatform(normalizePlatform(have))}, not ${formatPlatform(want)}`);
+  const config = fetchConfig(source, img).then((c) => {
+    if (platform && !img.index) {
+      const have: Platform = { os: c.config.os, architecture: c.config.architecture, ...(c.config.variant ? { variant: c.config.variant } : {}), ...(c.config['os.features'] ? { 'os.features': c.config['os.features'] } : {}) };
+      if (!platformMatcher(want).matches(have)) {
+        throw new ResolveError(`${source.description}: the image is for ${formatPlatform(normalizePlatform(have))}, not ${formatPlatform(want)}`);
+      }
     }
-  }
-  return img;
+    return c;
+  });
+  config.catch(() => {});
+  return { ...img, config };
 }
 
-async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platform: Platform, index: Descriptor | undefined, depth: number): Promise<ResolvedImage> {
+async function fetchConfig(source: ImageSource, img: ResolvedManifest): Promise<ImageConfigOf> {
+  const m = img.manifest;
+  const configBytes = await source.fetchJSONBytes(m.config);
+  const config = parseConfig(configBytes, `${source.description} config ${m.config.digest}`);
+  if (config.rootfs.diff_ids.length !== m.layers.length) {
+    throw new ResolveError(`${source.description}: manifest ${img.manifestDescriptor.digest} has ${m.layers.length} layers but its config lists ${config.rootfs.diff_ids.length} diff_ids`);
+  }
+  return { config, configBytes };
+}
+
+async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platform: Platform, index: Descriptor | undefined, depth: number): Promise<ResolvedManifest> {
   const doc = parseManifestOrIndex(bytes, desc.mediaType, `${source.description} ${desc.digest}`);
   if (doc.kind === 'manifest') {
     const m = doc.manifest;
@@ -49,12 +78,7 @@ async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platfo
     if (artifact !== undefined) {
       throw new ResolveError(`${source.description}: ${desc.digest} is an artifact of type ${artifact}, not a container image`);
     }
-    const configBytes = await source.fetchJSONBytes(m.config);
-    const config = parseConfig(configBytes, `${source.description} config ${m.config.digest}`);
-    if (config.rootfs.diff_ids.length !== m.layers.length) {
-      throw new ResolveError(`${source.description}: manifest ${desc.digest} has ${m.layers.length} layers but its config lists ${config.rootfs.diff_ids.length} diff_ids`);
-    }
-    return { ...(index ? { index } : {}), manifestDescriptor: desc, manifest: m, config, configBytes };
+    return { ...(index ? { index } : {}), manifestDescriptor: desc, manifest: m };
   }
   if (depth >= MAX_DEPTH) throw new ResolveError(`${source.description}: indexes nested more than ${MAX_DEPTH} deep`);
   const matcher = platformMatcher(platform);

@@ -97,6 +97,17 @@ test('bounds, sizes and missing blobs', async () => {
   await c.close();
 });
 
+test('sizeFromDescriptor: no request to open; a descriptor with the wrong size fails the first read', async () => {
+  const c = new RegistryClient(proxy.host, { credentials: NONE });
+  const n = proxy.log.length;
+  const blob = await RegistryBlob.open(c, REPO, { digest, size: data.length }, { sizeFromDescriptor: true });
+  assert.equal(proxy.log.length, n, 'nothing sent');
+  assert.ok((await blob.read(10, 100)).equals(data.subarray(10, 110)));
+  const wrong = await RegistryBlob.open(c, REPO, { digest, size: data.length + 1 }, { sizeFromDescriptor: true });
+  await assert.rejects(wrong.read(10, 100), /got Content-Range/);
+  await c.close();
+});
+
 test('size falls back to a one-byte ranged GET when HEAD fails', async () => {
   const c = new RegistryClient(proxy.host, { credentials: NONE });
   proxy.inject({ kind: 'status', status: 405, match: { method: 'HEAD' } });

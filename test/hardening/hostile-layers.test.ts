@@ -325,7 +325,7 @@ test('a TOC declared larger than 150 MiB is refused before it is fetched', async
   const size = 200 << 20;
   const esgz = new SparseBlob(size, estargzBlob(Buffer.alloc(0), { version: 1, entries: [] }, { footerOffset: 1000 }).blob.subarray(-51));
   await refused(openEstargz(esgz), /exceeds/);
-  assert.ok(esgz.bytesRead < 4096, `read ${esgz.bytesRead} bytes`);
+  assert.ok(esgz.bytesRead <= 64 << 10, `read ${esgz.bytesRead} bytes: more than the 64 KiB tail`);
   const zc = await zstdChunkedBlob(Buffer.alloc(16), { version: 1, entries: [] }, { noChecksum: true, manifest: { offset: 1000, length: 160 << 20, uncompressedLength: 160 << 20 } });
   const zsparse = new SparseBlob(size, zc.blob.subarray(-72));
   await refused(openZstdChunked(zsparse, {}), /exceeds the \d+-byte limit/);

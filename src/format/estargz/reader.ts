@@ -9,12 +9,18 @@ import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js'
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
 import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-fields.js';
-import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
+import { parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
 
 /** Largest TOC accepted, compressed or uncompressed. */
 export const MAX_TOC_BYTES = 150 << 20;
+/**
+ * The first read takes this much of the blob's end: the footer and, for most layers (up to a few
+ * thousand files), the whole TOC, so opening costs one round trip instead of two. A larger TOC is
+ * read again whole (not joined with the tail: a 30 MB TOC would be held twice).
+ */
+const TAIL_GUESS = 64 << 10;
 
 export interface OpenEstargzOptions {
   /** The TOC digest from the layer descriptor's annotation; the TOC is refused if it differs. */
@@ -62,17 +68,20 @@ async function tocJsonBytes(compressed: Buffer, where: string): Promise<Buffer> 
 /** Reads the footer and the TOC of an eStargz (or legacy stargz) blob and validates every entry. */
 export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {}): Promise<LayerToc> {
   const where = blob.description;
-  const tailSize = Math.min(blob.size, ESTARGZ_FOOTER_SIZE);
+  const tailSize = Math.min(blob.size, TAIL_GUESS);
+  const tail = await blob.read(blob.size - tailSize, tailSize);
   let footer;
   try {
-    footer = parseFooter(await blob.read(blob.size - tailSize, tailSize));
+    footer = parseFooter(tail);
   } catch (err) {
     throw new TocError(`${where}: ${(err as Error).message}`);
   }
   const tocEnd = blob.size - footer.footerSize;
   if (footer.tocOffset >= tocEnd) throw new TocError(`${where}: TOC offset ${footer.tocOffset} is outside the blob (size ${blob.size})`);
   if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new TocError(`${where}: compressed TOC of ${tocEnd - footer.tocOffset} bytes exceeds ${MAX_TOC_BYTES}`);
-  const { parsed, tocDigest } = await readTocJson(blob, footer.tocOffset, tocEnd, opts, where);
+  const tailStart = blob.size - tailSize;
+  const compressedToc = footer.tocOffset >= tailStart ? tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart) : await blob.read(footer.tocOffset, tocEnd - footer.tocOffset);
+  const { parsed, tocDigest } = await readTocJson(compressedToc, opts, where);
   const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
   return { format: 'estargz', tocDigest, tocOffset: footer.tocOffset, entries, prefetchEnd, decodeChunk };
 }
@@ -82,8 +91,8 @@ export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {
  * JSON bytes and text (twice 34 MB for 100k files) are garbage once it returns, while the entries
  * are built.
  */
-async function readTocJson(blob: BlobSource, tocOffset: number, tocEnd: number, opts: OpenEstargzOptions, where: string): Promise<{ parsed: unknown; tocDigest: Digest }> {
-  const json = await tocJsonBytes(await blob.read(tocOffset, tocEnd - tocOffset), where);
+async function readTocJson(compressedToc: Buffer, opts: OpenEstargzOptions, where: string): Promise<{ parsed: unknown; tocDigest: Digest }> {
+  const json = await tocJsonBytes(compressedToc, where);
   const tocDigest = sha256(json);
   if (opts.tocDigest !== undefined && tocDigest !== opts.tocDigest) {
     throw new TocError(`${where}: TOC digest mismatch: the layer descriptor says ${opts.tocDigest}, the TOC hashes to ${tocDigest}`);

@@ -178,6 +178,17 @@ test('members too large to buffer stream instead, with the same bytes (long runs
   assert.equal(sha256(a.blob), sha256(b.blob));
   const l = await openEstargz(new BufferBlob(a.blob), { tocDigest: a.result.tocDigest });
   assert.equal(l.entries.length, 3001);
+  // Opening reads the blob's last 64 KiB first: a TOC inside it costs no second read; a larger one is read whole.
+  const tiny = await convert(Buffer.concat([headersTar.subarray(0, 512 * 3), Buffer.alloc(1024)]), { level: 1 });
+  for (const built of [tiny, a]) {
+    const reads: number[] = [];
+    const blob = new BufferBlob(built.blob);
+    const counting = { size: blob.size, description: 'counting', read: (o: number, n: number) => (reads.push(n), blob.read(o, n)), close: async () => {} };
+    const opened = await openEstargz(counting, { tocDigest: built.result.tocDigest });
+    assert.deepEqual(opened.entries, (await openEstargz(blob, { tocDigest: built.result.tocDigest })).entries);
+    const tocAndFooter = built.blob.length - opened.tocOffset;
+    assert.deepEqual(reads, tocAndFooter <= 64 << 10 ? [Math.min(64 << 10, built.blob.length)] : [64 << 10, tocAndFooter - 51]);
+  }
   // A chunk larger than the buffer limit streams too.
   const hugeChunks = await convert(tarPath, { level: 1, chunkSize: 64 << 20, maxMemberBuffer: 1 << 20 });
   assert.equal(sha256(hugeChunks.blob), sha256((await convert(tarPath, { level: 1, chunkSize: 64 << 20 })).blob));
