@@ -246,6 +246,38 @@ test('laziness: mount fetches only metadata and TOCs, one small file costs its c
   }
 });
 
+test('defaults: only metadata and TOCs until reads, no fill during the quiet period; then the fill completes and a remount fetches nothing', { timeout: 120_000 }, async () => {
+  const m = await manifestOf('estargz');
+  const tocCost = await Promise.all(m.layers.map(openCost));
+  const cache = join(work, 'cache-defaults');
+  const mnt = join(work, 'mnt-defaults');
+  await mount(ref('estargz'), mnt, '--cache-dir', cache);
+  try {
+    assert.deepEqual((await stats(mnt)).layers.map((l) => l.fetchedBytes), tocCost, 'right after mount');
+    assert.equal((await run('cat', [join(mnt, 'small/one.txt')])).stdout, 'one small file\n');
+    const afterRead = (await stats(mnt)).layers.map((l) => l.fetchedBytes);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.deepEqual((await stats(mnt)).layers.map((l) => l.fetchedBytes), afterRead, 'nothing more within the 5 s quiet period');
+    let s = await stats(mnt);
+    for (let i = 0; i < 600 && s.layers.some((l) => l.background.state !== 'done'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await stats(mnt);
+    }
+    assert.deepEqual(s.layers.map((l) => l.background.state), ['done', 'done']);
+    // File data at most once: no chunk fetched by a read is fetched again by the fill.
+    s.layers.forEach((l, i) => assert.ok(l.fetchedBytes - tocCost[i]! <= m.layers[i]!.size, `layer ${i}: ${l.fetchedBytes - tocCost[i]!} of ${m.layers[i]!.size} bytes fetched besides the TOC`));
+  } finally {
+    await umount(mnt);
+  }
+  await mount(ref('estargz'), mnt, '--cache-dir', cache, '--no-background-fetch');
+  try {
+    await treeDump(mnt);
+    assert.deepEqual((await stats(mnt)).layers.map((l) => l.fetchedBytes), [0, 0], 'the fill left everything in the cache');
+  } finally {
+    await umount(mnt);
+  }
+});
+
 test('a non-seekable (plain gzip) image is fetched whole once; a remount serves it from the cache dir', async () => {
   const m = await manifestOf('gzip');
   const cache = join(work, 'cache-whole');
