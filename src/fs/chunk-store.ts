@@ -13,7 +13,7 @@ import { BlobOrder } from './blob-order.js';
 import type { ChunkCache } from './chunk-cache.js';
 import type { EntryTable } from './entry-table.js';
 import { FsError } from './errors.js';
-import { Priority, type FetchScheduler } from './fetch-scheduler.js';
+import { FetchTicket, Priority, type FetchScheduler } from './fetch-scheduler.js';
 import type { LayerMetrics } from './metrics.js';
 import { Neighbourhood } from './neighbourhood.js';
 
@@ -61,6 +61,8 @@ const COALESCE = {
 export class ChunkStore {
   private readonly layers: LayerState[];
   private readonly inflight = new Map<Digest, Promise<Buffer>>();
+  /** Tickets of the prefetch and background loads in `inflight`: a reader waiting for one promotes it. */
+  private readonly tickets = new Map<Digest, FetchTicket>();
   private readonly diskWrites = new Set<Promise<void>>();
   private readonly loggedFailures = new Set<string>();
   private closed = false;
@@ -87,6 +89,7 @@ export class ChunkStore {
       const hit = this.cache.getMemory(chunk.digest) ?? this.inflight.get(chunk.digest);
       if (hit) {
         if (priority !== Priority.Background) ls.neighbourhood.used(chunk.digest);
+        if (priority <= Priority.ReadAhead) this.tickets.get(chunk.digest)?.promote();
         results.push(hit);
         continue;
       }
@@ -172,7 +175,10 @@ export class ChunkStore {
   /** Rejects (if `err`) and forgets a pending chunk; resolving happened earlier, as soon as the bytes were there. */
   private settle(m: Pending, err?: Error): void {
     if (err) m.reject(err);
-    if (this.inflight.get(m.chunk.digest) === m.promise) this.inflight.delete(m.chunk.digest);
+    if (this.inflight.get(m.chunk.digest) === m.promise) {
+      this.inflight.delete(m.chunk.digest);
+      this.tickets.delete(m.chunk.digest);
+    }
   }
 
   private async fill(ls: LayerState, missing: Pending[], priority: Priority): Promise<void> {
@@ -207,6 +213,11 @@ export class ChunkStore {
       end = plan.end;
       members = [...asked, ...plan.neighbours.map((c) => this.pend(c, false))].sort((a, b) => a.chunk.start - b.chunk.start);
     }
+    let ticket: FetchTicket | undefined;
+    if (priority >= Priority.Prefetch) {
+      ticket = new FetchTicket();
+      for (const m of members) this.tickets.set(m.chunk.digest, ticket);
+    }
     const decodes: Array<Promise<void>> = [];
     let next = 0;
     const decodeArrived = (buf: Buffer, filled: number) => {
@@ -216,7 +227,7 @@ export class ChunkStore {
       }
     };
     try {
-      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived), end - start);
+      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket), end - start);
     } catch (err) {
       for (const m of members.slice(next)) this.settle(m, err as Error);
     }

@@ -34,14 +34,37 @@ const POLL_MS = 20;
 
 export class SchedulerClosed extends Error {}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Handed in with a prefetch or background fetch: promoting it moves the fetch ahead of its priority
+ * (a reader has come to wait for its bytes), so a read never waits behind the quiet period or
+ * behind other reads' queue for a chunk that lower-priority work happened to start on.
+ */
+export class FetchTicket {
+  urgent = false;
+  private onUrgent?: () => void;
+
+  promote(): void {
+    if (this.urgent) return;
+    this.urgent = true;
+    this.onUrgent?.();
+  }
+
+  /** Called once on promotion (the scheduler's hook for a fetch that is waiting now). */
+  whenUrgent(f: (() => void) | undefined): void {
+    this.onUrgent = f;
+  }
+}
+
+interface Waiter {
+  start: () => void;
+}
 
 export class FetchScheduler {
   private inFlight = 0;
   /** Read and ReadAhead requests running. */
   private onDemand = 0;
   private backgroundInFlight = 0;
-  private readonly queues: Array<Array<() => void>> = [[], [], []];
+  private readonly queues: Waiter[][] = [[], [], []];
   /** When the last on-demand request started or ended (mount time at first: the quiet period holds from there). */
   private lastOnDemand = performance.now();
   private nextBackgroundAt = 0;
@@ -55,9 +78,10 @@ export class FetchScheduler {
    * Bytes [start, end) of `blob`, once the priority's turn has come. A background range larger than
    * the paced size is fetched as several requests, each waiting for its turn.
    */
-  async fetch(blob: BlobSource, start: number, end: number, priority: Priority, onData?: OnData): Promise<Buffer> {
-    if (priority === Priority.Background) return this.fetchBackground(blob, start, end);
-    await this.acquire(priority);
+  async fetch(blob: BlobSource, start: number, end: number, priority: Priority, onData?: OnData, ticket?: FetchTicket): Promise<Buffer> {
+    if (ticket?.urgent) priority = Priority.Read;
+    if (priority === Priority.Background) return this.fetchBackground(blob, start, end, ticket);
+    await this.acquire(priority, ticket);
     const onDemand = priority <= Priority.ReadAhead;
     if (onDemand) this.onDemand++;
     try {
@@ -83,14 +107,21 @@ export class FetchScheduler {
    * queued, the quiet period passed, no background request running, the rate bound kept.
    * Rejects with SchedulerClosed once the scheduler is closed.
    */
-  async backgroundTurn(): Promise<void> {
+  async backgroundTurn(ticket?: FetchTicket): Promise<void> {
     for (;;) {
       if (this.closed) throw new SchedulerClosed('fetch scheduler closed');
+      if (ticket?.urgent) return;
       const now = performance.now();
       const busy = this.onDemand > 0 || this.backgroundInFlight > 0 || this.queues.some((q) => q.length > 0);
       const wait = busy ? POLL_MS : Math.max(this.lastOnDemand + this.opts.quietMs - now, this.nextBackgroundAt - now);
       if (wait <= 0) return;
-      await sleep(Math.min(wait, POLL_MS * 5));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(wait, POLL_MS * 5));
+        ticket?.whenUrgent(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
   }
 
@@ -99,10 +130,14 @@ export class FetchScheduler {
     this.closed = true;
   }
 
-  private async fetchBackground(blob: BlobSource, start: number, end: number): Promise<Buffer> {
+  private async fetchBackground(blob: BlobSource, start: number, end: number, ticket?: FetchTicket): Promise<Buffer> {
     const parts: Buffer[] = [];
     for (let at = start; at < end; ) {
-      await this.backgroundTurn();
+      await this.backgroundTurn(ticket);
+      if (ticket?.urgent) {
+        parts.push(await this.fetch(blob, at, end, Priority.Read));
+        break;
+      }
       const n = Math.min(end - at, this.backgroundSlice);
       this.backgroundInFlight++;
       try {
@@ -128,12 +163,22 @@ export class FetchScheduler {
     return out;
   }
 
-  private acquire(priority: Priority): Promise<void> {
+  private acquire(priority: Priority, ticket?: FetchTicket): Promise<void> {
     if (this.inFlight < this.opts.maxInFlight && this.queues.every((q, p) => p >= priority || q.length === 0)) {
       this.inFlight++;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.queues[priority]!.push(resolve));
+    return new Promise((resolve) => {
+      const w: Waiter = { start: resolve };
+      this.queues[priority]!.push(w);
+      ticket?.whenUrgent(() => {
+        const q = this.queues[priority]!;
+        const at = q.indexOf(w);
+        if (at < 0) return; // already started
+        q.splice(at, 1);
+        this.queues[Priority.Read]!.push(w);
+      });
+    });
   }
 
   private release(): void {
@@ -141,7 +186,7 @@ export class FetchScheduler {
     for (const queue of this.queues) {
       while (queue.length > 0 && this.inFlight < this.opts.maxInFlight) {
         this.inFlight++;
-        queue.shift()!();
+        queue.shift()!.start();
       }
     }
   }

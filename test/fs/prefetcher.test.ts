@@ -107,3 +107,30 @@ test('while the fill runs, an on-demand request goes out before any further back
     await env.cleanup();
   }
 });
+
+test('a read that needs a chunk the fill has started on does not wait for the fill\'s next turn', { timeout: 30_000 }, async () => {
+  // One 1 MiB chunk of noise: the fill fetches it in 100 kB slices, one per turn.
+  const layer = buildLayer([{ path: 'a', content: noise(1 << 20, 7) }, { path: 'z', content: noise(10_000, 8) }], 1 << 20);
+  const rec = recording(layer.blob, 10);
+  const quietMs = 300;
+  const env = await setup([{ ...layer, blob: rec.blob }], { scheduler: { quietMs, backgroundRate: 2_000_000 } });
+  try {
+    const fill = new Prefetcher(prefetchLayers(env.layerMetrics), env.store, { prefetch: false, background: true });
+    fill.start();
+    while (rec.seen.length < 1) await sleep(5);
+    // An on-demand miss elsewhere: the fill's next slice now waits for another quiet period...
+    assert.deepEqual(await env.readAll('/z'), noise(10_000, 8));
+    const sent = rec.seen.length;
+    // ...but a reader of `a` promotes the rest of it.
+    const timeout = sleep(quietMs / 2).then(() => 'timeout');
+    const got = await Promise.race([env.fs.read('/a', 0, 4096), timeout]);
+    assert.notEqual(got, 'timeout', 'the read waited for the quiet period');
+    assert.deepEqual(got, noise(1 << 20, 7).subarray(0, 4096));
+    assert.equal(rec.seen.length, sent + 1, 'one request for the rest of the chunk');
+    const aChunk = layer.toc.entries.find((e) => e.path === 'a')!.chunks[0]!;
+    assert.equal(rec.seen[sent]!.offset + rec.seen[sent]!.length, aChunk.end);
+    fill.stop();
+  } finally {
+    await env.cleanup();
+  }
+});
