@@ -24,6 +24,8 @@ export interface LinkCounters {
   /** Upstream → client (responses). */
   bytesDown: number;
   connections: number;
+  /** HTTP GET requests clients sent (RequestCounter). */
+  getRequests: number;
 }
 
 /** Segments larger than this are split so that serialisation delay accrues smoothly. */
@@ -39,6 +41,40 @@ interface Segment {
   /** Data to write, or null for the sender's FIN. */
   data: Buffer | null;
   pipe: Pipe;
+}
+
+/**
+ * Counts the HTTP/1.1 requests of one client connection from its bytes: each request is a header
+ * block up to CRLF CRLF, then Content-Length bytes of body. A chunked request body (or bytes that are
+ * not HTTP/1) stop the count on that connection; clients through the link send neither.
+ */
+export class RequestCounter {
+  private head = '';
+  private bodyLeft = 0;
+  private lost = false;
+
+  constructor(private readonly onRequest: (method: string) => void) {}
+
+  feed(data: Buffer): void {
+    if (this.lost) return;
+    let text = data.toString('latin1');
+    const skip = Math.min(this.bodyLeft, text.length);
+    this.bodyLeft -= skip;
+    this.head += text.slice(skip);
+    for (let end; this.bodyLeft === 0 && (end = this.head.indexOf('\r\n\r\n')) >= 0; ) {
+      const header = this.head.slice(0, end);
+      if (/\r\ntransfer-encoding:/i.test(header)) {
+        this.lost = true;
+        return;
+      }
+      this.onRequest(header.slice(0, header.indexOf(' ')));
+      const length = Number(/\r\ncontent-length:[ \t]*(\d+)/i.exec(header)?.[1] ?? 0);
+      text = this.head.slice(end + 4);
+      this.bodyLeft = Math.max(0, length - text.length);
+      this.head = text.slice(length);
+    }
+    if (this.head.length > 1 << 16) this.lost = true;
+  }
 }
 
 /** One direction of one connection: where its segments come from and go to. */
@@ -137,6 +173,7 @@ export class DelayRelay {
   private readonly down: Direction;
   private readonly sockets = new Set<Socket>();
   private connectionCount = 0;
+  private getCount = 0;
 
   private constructor(
     private readonly server: Server,
@@ -173,7 +210,7 @@ export class DelayRelay {
   }
 
   counters(): LinkCounters {
-    return { bytesUp: this.up.bytes, bytesDown: this.down.bytes, connections: this.connectionCount };
+    return { bytesUp: this.up.bytes, bytesDown: this.down.bytes, connections: this.connectionCount, getRequests: this.getCount };
   }
 
   /** Bytes in flight per connection: two bandwidth-delay products, at least 256 KiB (Linux TCP windows grow larger). */
@@ -200,7 +237,13 @@ export class DelayRelay {
       s.on('error', fail);
       s.on('close', () => this.sockets.delete(s));
     }
-    client.on('data', (d: Buffer) => this.up.send(toServer, d));
+    const requests = new RequestCounter((method) => {
+      if (method === 'GET') this.getCount++;
+    });
+    client.on('data', (d: Buffer) => {
+      requests.feed(d);
+      this.up.send(toServer, d);
+    });
     client.on('end', () => this.up.send(toServer, null));
     upstream.on('data', (d: Buffer) => this.down.send(toClient, d));
     upstream.on('end', () => this.down.send(toClient, null));

@@ -4,10 +4,11 @@
 // for a busy machine, which can only make a user-space relay slower, yet they stay far below what a
 // relay without queueing (one RTT per read) or without the limit would give.
 import { test } from 'node:test';
+import { createServer as createHttpServer, request, Agent } from 'node:http';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { DelayRelay } from '../../bench/net/relay.js';
+import { DelayRelay, RequestCounter } from '../../bench/net/relay.js';
 
 /** Byte i of every response is i mod 251, so corruption or reordering shows. */
 function pattern(n: number): Buffer {
@@ -138,6 +139,65 @@ test('relay: a large RTT does not make throughput latency-bound, and the FIN fol
     await ended;
     sock.destroy();
   } finally {
+    await relay.close();
+    server.close();
+  }
+});
+
+test('request counter: requests split anywhere, pipelined, with bodies that look like headers', () => {
+  const methods: string[] = [];
+  const counter = new RequestCounter((m) => methods.push(m));
+  const body = 'x\r\n\r\nGET /not-a-request HTTP/1.1\r\n\r\n';
+  const stream = Buffer.from(
+    'GET /v2/ HTTP/1.1\r\nHost: a\r\n\r\n' +
+      'HEAD /v2/m HTTP/1.1\r\nHost: a\r\n\r\n' +
+      `POST /up HTTP/1.1\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+      'GET /v2/b HTTP/1.1\r\nRange: bytes=0-9\r\n\r\n',
+  );
+  // Every split point of the stream into two chunks, then one byte at a time.
+  for (let cut = 0; cut <= stream.length; cut++) {
+    methods.length = 0;
+    const c = new RequestCounter((m) => methods.push(m));
+    c.feed(stream.subarray(0, cut));
+    c.feed(stream.subarray(cut));
+    assert.deepEqual(methods, ['GET', 'HEAD', 'POST', 'GET'], `cut at ${cut}`);
+  }
+  methods.length = 0;
+  for (let i = 0; i < stream.length; i++) counter.feed(stream.subarray(i, i + 1));
+  assert.deepEqual(methods, ['GET', 'HEAD', 'POST', 'GET']);
+  // A chunked body cannot be followed: the connection is no longer counted.
+  const lost = new RequestCounter((m) => methods.push(m));
+  methods.length = 0;
+  lost.feed(Buffer.from('POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n'));
+  assert.deepEqual(methods, []);
+});
+
+test('relay: counts the GET requests of HTTP clients on kept-alive connections', async () => {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end(req.method === 'HEAD' ? undefined : 'ok'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const relay = await DelayRelay.start({ host: '127.0.0.1', port: portOf(server as unknown as Server) }, { rttMs: 1, rateMbit: 1000 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 2 });
+  const send = (method: string, body?: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: relay.port, method, path: '/p', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    await Promise.all([send('GET'), send('GET'), send('HEAD'), send('POST', 'a body\r\n\r\n'), send('GET'), send('GET')]);
+    await send('GET');
+    const c = relay.counters();
+    assert.equal(c.getRequests, 5);
+    // Connections were reused, so several requests per connection were counted.
+    assert.ok(c.connections < 7, `${c.connections} connections for 7 requests`);
+  } finally {
+    agent.destroy();
     await relay.close();
     server.close();
   }
