@@ -9,7 +9,7 @@ import { publishToReadme, writeReport } from '../../bench/startup/harness.js';
 import { acceptanceNotes, markdownReport, markdownTable, percentile, summarise, svgChart, type Results, type Sample } from '../../bench/startup/report.js';
 
 function sample(image: string, mode: Sample['mode'], index: number, pullMs: number, runMs: number, bytes: number, error?: string): Sample {
-  return { image, mode, index, pullMs, runMs, pullBytes: bytes, runBytes: bytes / 10, ...(error ? { error } : {}) };
+  return { image, mode, index, pullMs, runMs, pullBytes: bytes, runBytes: bytes / 10, pullRequests: 2, runRequests: index + 1, ...(error ? { error } : {}) };
 }
 
 const samples: Sample[] = [
@@ -54,7 +54,7 @@ test('markdown table and report name every cell with its figures', () => {
   const table = markdownTable(summary);
   const rows = table.split('\n');
   assert.equal(rows.length, 2 + summary.length);
-  assert.match(rows[3]!, /^\| gcc \| lazy \| 0\.50 \(0\.60\) \| 2\.20 \(2\.40\) \| 2\.70 \(2\.95\) \| 1\.0 \+ 0\.1 \| 4\.44× \| 5 \|$/);
+  assert.match(rows[3]!, /^\| gcc \| lazy \| 0\.50 \(0\.60\) \| 2\.20 \(2\.40\) \| 2\.70 \(2\.95\) \| 1\.0 \+ 0\.1 \| 2 \+ 3 \| 4\.44× \| 5 \|$/);
   assert.match(rows[4]!, /\| 1 \(1 failed\) \|$/);
   const results: Results = {
     startedAt: '2026-01-01T00:00:00.000Z',
@@ -103,6 +103,9 @@ test("acceptance notes: the issue's targets computed from the medians, met or mi
   // lazy: 1.1 MB over (0.5 + 0.5) MB = 1.10 → met; its time 2700 / 12000.
   assert.ok(notes.some((n) => n.startsWith('gcc: lazy fetched 1.1 MB = 1.10 ×')));
   assert.ok(notes.includes('gcc: lazy total / full total = 0.23.'));
+  // lazy against stargz-snapshotter: 2700 / 4000 ms, 1.1 / 2.2 MB, GET requests 2 + 3 against 2 + 1.
+  const both = acceptanceNotes({ summary: summarise([...samples, sample('gcc', 'stargz', 0, 1000, 3000, 2e6)]), images: [{ name: 'gcc', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
+  assert.ok(both.includes('gcc: lazy against stargz-snapshotter: total 0.68 ×, bytes 0.50 ×, GET requests 5 against 3.'), both.join('\n'));
   const slow = acceptanceNotes({ summary: summarise([sample('d', 'full', 0, 1000, 0, 1), sample('d', 'lazy', 0, 100, 1500, 1)]), images: [{ name: 'd', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
   assert.deepEqual(slow, ['d: lazy total / full total = 1.60 (worse than 1.2 × full).']);
 });
