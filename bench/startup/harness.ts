@@ -38,8 +38,6 @@ export interface BenchOptions {
   prepareOnly?: boolean;
   /** A compiled snapshot of Starling to use (compiled there if missing), instead of a fresh one per run. */
   engineDir?: string;
-  /** Let lazy mounts fill the rest of the image in the background while the workload runs. */
-  backgroundFetch: boolean;
   log(msg: string): void;
 }
 
@@ -176,24 +174,27 @@ function cleanupOnSignal(cleanup: () => Promise<void>): () => void {
   };
 }
 
-async function runSample(image: PreparedImage, mode: Mode, index: number, engine: Engine, reg: EmulatedRegistry, workRoot: string, mountArgs: string[]): Promise<Sample & { stdout: string }> {
+async function runSample(image: PreparedImage, mode: Mode, index: number, engine: Engine, reg: EmulatedRegistry, workRoot: string): Promise<Sample & { stdout: string }> {
   const recipe = image.built.recipe;
   const work = await mkdtemp(join(workRoot, `${recipe.name}-${mode}-`));
-  const bytes = async () => {
+  const link = async () => {
     const c = await reg.relay.counters();
-    return c.bytesUp + c.bytesDown;
+    return { bytes: c.bytesUp + c.bytesDown, requests: c.getRequests };
   };
-  const sample = { image: recipe.name, mode, index, pullMs: NaN, runMs: NaN, pullBytes: NaN, runBytes: NaN, stdout: '' };
-  const b0 = await bytes();
+  const sample = { image: recipe.name, mode, index, pullMs: NaN, runMs: NaN, pullBytes: NaN, runBytes: NaN, pullRequests: NaN, runRequests: NaN, stdout: '' };
+  const c0 = await link();
   const t0 = performance.now();
   let prepared: Prepared | undefined;
   try {
-    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}:${MODE_FORM[mode]}`, work, mountArgs });
+    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}:${MODE_FORM[mode]}`, work });
     sample.pullMs = performance.now() - t0;
-    const b1 = await bytes();
-    sample.pullBytes = b1 - b0;
+    const c1 = await link();
+    sample.pullBytes = c1.bytes - c0.bytes;
+    sample.pullRequests = c1.requests - c0.requests;
     const res = await runInRootfs(prepared.rootfs, image.config, recipe.workload.cmd, { readyLine: recipe.workload.readyLine });
-    sample.runBytes = (await bytes()) - b1;
+    const c2 = await link();
+    sample.runBytes = c2.bytes - c1.bytes;
+    sample.runRequests = c2.requests - c1.requests;
     sample.runMs = res.readyMs ?? res.exitMs;
     sample.stdout = res.stdout;
     if (res.exitCode !== 0 || res.readyMs === undefined) {
@@ -233,6 +234,8 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling (git HEAD) for this run');
     const engine = await buildEngine(REPO_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
     opts.log(`Starling at commit ${engine.commit.slice(0, 12)}`);
+    // The stargz mode's program, (re)built from bench/stargz when its source changed.
+    if (opts.modes.includes('stargz')) await runTool(join(REPO_ROOT, 'scripts/build-interop.sh'), []);
     opts.log(`checking the link (${opts.profile.rttMs} ms RTT, ${opts.profile.rateMbit} Mbit/s)`);
     const check = await checkLink(reg, opts.probeBytes);
     opts.log(`link: ${check.rttMs} ms RTT, ${check.throughputMbit} Mbit/s`);
@@ -254,7 +257,6 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       opts.prepareOnly ? [] : opts.images.flatMap((image) => opts.modes.flatMap((mode) => Array.from({ length: opts.samples }, (_, index) => ({ image, mode, index })))),
       opts.seed,
     );
-    const mountArgs = opts.backgroundFetch ? [] : ['--no-background-fetch'];
     const samples: Sample[] = [];
     const results = (): Results => {
       const r: Results = {
@@ -270,7 +272,8 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
           `Starling at commit ${engine.commit.slice(0, 12)}.`,
           ...(linkWarning ? [linkWarning] : []),
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
-          `Lazy modes mount with default options${opts.backgroundFetch ? ' (background fetch of the whole image on)' : ' except --no-background-fetch: only what the workload reads (and the prefetch list) is fetched'}.`,
+          "Starling's lazy modes mount with its default options (background fetch on, after a quiet period); lazy-no-bg adds --no-background-fetch.",
+          ...(opts.modes.includes('stargz') ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy: one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
           `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
         ],
       };
@@ -279,7 +282,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     };
     const reference = new Map<string, string>();
     for (const [i, step] of plan.entries()) {
-      const s = await runSample(images.get(step.image)!, step.mode, step.index, engine, reg, workRoot, mountArgs);
+      const s = await runSample(images.get(step.image)!, step.mode, step.index, engine, reg, workRoot);
       // Every start of an image must print the same thing: a lazy read of wrong bytes shows here.
       if (s.error === undefined) {
         const ref = reference.get(s.image);
@@ -290,7 +293,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       samples.push(sample);
       opts.log(
         `[${i + 1}/${plan.length}] ${s.image} ${s.mode} #${s.index}: ` +
-          (s.error ? `FAILED: ${s.error}` : `pull ${(s.pullMs / 1000).toFixed(2)} s, run ${(s.runMs / 1000).toFixed(2)} s, ${((s.pullBytes + s.runBytes) / 1e6).toFixed(1)} MB`),
+          (s.error ? `FAILED: ${s.error}` : `pull ${(s.pullMs / 1000).toFixed(2)} s, run ${(s.runMs / 1000).toFixed(2)} s, ${((s.pullBytes + s.runBytes) / 1e6).toFixed(1)} MB, ${s.pullRequests + s.runRequests} GETs`),
       );
       // The report so far, so an interrupted run still leaves its figures.
       await writeReport(results(), opts.out);

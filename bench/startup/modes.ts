@@ -1,11 +1,15 @@
 // How each benchmark mode gets an image's root filesystem ready (the "pull" phase), and how it
 // cleans up. Every sample starts cold: a new work directory, a new cache directory and a new
 // process (so a new registry connection).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { Mode } from './report.js';
 import { runTool } from './build.js';
-import { listMounts } from '../../src/fs/stale.js';
+import { lazyUnmount, listMounts } from '../../src/fs/stale.js';
 import { starling, type Engine } from './engine.js';
 
 /** The image forms pushed to the registry, by tag. */
@@ -15,9 +19,17 @@ export const MODE_FORM: Record<Mode, Form> = {
   full: 'gzip',
   skopeo: 'gzip',
   lazy: 'estargz',
+  'lazy-no-bg': 'estargz',
   'lazy-optimised': 'estargz-opt',
   'lazy-zstdchunked': 'zstdchunked',
+  stargz: 'estargz',
 };
+
+/** Options of `starling mount` beyond its defaults, per lazy mode (the others use the defaults). */
+const MOUNT_ARGS: Partial<Record<Mode, string[]>> = { 'lazy-no-bg': ['--no-background-fetch'] };
+
+/** stargz-snapshotter's filesystem as a program (bench/stargz, built by scripts/build-interop.sh). */
+export const STARGZ_BIN = fileURLToPath(new URL('../../.interop-bin/stargz', import.meta.url));
 
 export interface Prepared {
   /** The root filesystem to run the workload in (writable). */
@@ -31,33 +43,91 @@ export interface ModeContext {
   ref: string;
   /** An empty directory of this sample. */
   work: string;
-  /** Extra options of `starling mount` (e.g. --no-background-fetch). */
-  mountArgs: string[];
 }
 
 async function mountsUnder(dir: string): Promise<string[]> {
   return (await listMounts()).map((m) => m.mountpoint).filter((p) => p === dir || p.startsWith(`${dir}/`));
 }
 
+/** Waits up to 30 s for every mount under `work` to go, then removes it. Never removes a directory through a mount. */
+async function removeWhenUnmounted(work: string, what: string): Promise<void> {
+  for (let i = 0; i < 300 && (await mountsUnder(work)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const left = await mountsUnder(work);
+  if (left.length > 0) throw new Error(`still mounted 30 s after ${what}: ${left.join(', ')}`);
+  await rm(work, { recursive: true, force: true });
+}
+
 /** `starling mount` returns once its daemon serves the mount; `starling umount` stops it. */
-async function lazyMount(ctx: ModeContext): Promise<Prepared> {
+async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
   const mnt = join(ctx.work, 'rootfs');
   await mkdir(mnt, { recursive: true });
   // The daemon's control socket and log live in the sample's directory, removed with it.
   const env = { STARLING_RUN_DIR: join(ctx.work, 'run') };
-  await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...ctx.mountArgs], env);
+  await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...(MOUNT_ARGS[mode] ?? [])], env);
   return {
     rootfs: mnt,
     async cleanup() {
       await starling(ctx.engine, ['umount', mnt], env).catch(() => starling(ctx.engine, ['umount', '--force', mnt], env));
       // umount returns once the mount point is free; the daemon's own FUSE mounts (in its run dir,
-      // inside the work dir) go a moment later. Never remove the work directory through a mount.
-      for (let i = 0; i < 300 && (await mountsUnder(ctx.work)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-      const left = await mountsUnder(ctx.work);
-      if (left.length > 0) throw new Error(`still mounted 30 s after umount: ${left.join(', ')}`);
-      await rm(ctx.work, { recursive: true, force: true });
+      // inside the work dir) go a moment later.
+      await removeWhenUnmounted(ctx.work, 'umount');
     },
   };
+}
+
+/**
+ * stargz-snapshotter as containerd uses it: the program mounts each layer on its own FUSE mount
+ * (layers/0 is the bottom one) and says "ready N" once all are mounted and checked; the layers are
+ * stacked with overlayfs under a writable upper dir, as containerd's overlay mount of the snapshots.
+ */
+async function stargzMount(ctx: ModeContext): Promise<Prepared> {
+  const layers = join(ctx.work, 'layers');
+  const rootfs = join(ctx.work, 'rootfs');
+  const upper = join(ctx.work, 'upper');
+  const overlayWork = join(ctx.work, 'overlay-work');
+  for (const d of [rootfs, upper, overlayWork]) await mkdir(d, { recursive: true });
+  const child = spawn(STARGZ_BIN, ['-root', join(ctx.work, 'cache'), ctx.ref, layers], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const exited = once(child, 'exit');
+  let overlay = false;
+  const cleanup = async () => {
+    try {
+      if (overlay) await runTool('umount', [rootfs]);
+      overlay = false;
+    } finally {
+      // SIGTERM: the program unmounts its layers and exits.
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      // What a program that died (or an overlay that would not unmount) left behind is detached.
+      for (const m of (await mountsUnder(ctx.work)).reverse()) await lazyUnmount(m);
+      await removeWhenUnmounted(ctx.work, 'stargz exited');
+    }
+  };
+  try {
+    const ready = await Promise.race([
+      (async () => {
+        for await (const line of createInterface({ input: child.stdout })) {
+          const m = /^ready (\d+)$/.exec(line);
+          if (m) return Number(m[1]);
+        }
+        throw new Error('stdout closed without a ready line');
+      })(),
+      exited.then(([code, sig]) => Promise.reject(new Error(`exited ${code ?? sig}`))),
+    ]).catch((err: Error) => Promise.reject(new Error(`stargz: ${err.message}: ${stderr.trim()}`)));
+    // overlayfs: lowerdir is listed top first.
+    const lowers = Array.from({ length: ready }, (_, i) => join(layers, String(ready - 1 - i)));
+    await runTool('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${overlayWork}`, rootfs]);
+    overlay = true;
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  return { rootfs, cleanup };
 }
 
 async function fullPull(ctx: ModeContext): Promise<Prepared> {
@@ -86,7 +156,9 @@ export function prepare(mode: Mode, ctx: ModeContext): Promise<Prepared> {
       return fullPull(ctx);
     case 'skopeo':
       return skopeoPull(ctx);
+    case 'stargz':
+      return stargzMount(ctx);
     default:
-      return lazyMount(ctx);
+      return lazyMount(mode, ctx);
   }
 }

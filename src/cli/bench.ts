@@ -8,8 +8,8 @@ import { parseCommandArgs, parseIntArg } from './args.js';
 import { UserError, type Command } from './command.js';
 
 const IMAGES = ['python', 'gcc', 'data'];
-const MODES = ['full', 'lazy', 'lazy-optimised', 'lazy-zstdchunked', 'skopeo'];
-const DEFAULT_MODES = ['full', 'lazy', 'lazy-optimised', 'lazy-zstdchunked'];
+const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-zstdchunked', 'stargz', 'skopeo'];
+const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-zstdchunked', 'stargz'];
 
 const usage = `usage: starling bench [options]
 
@@ -20,6 +20,10 @@ Writes results.json, results.md (table) and chart.svg to --out. Needs root (FUSE
 options:
   --images A,B       ${IMAGES.join(', ')} (default: all)
   --modes A,B        ${MODES.join(', ')} (default: ${DEFAULT_MODES.join(', ')})
+                     full: \`starling pull\`; lazy, lazy-optimised (eStargz with the workload's
+                     files first), lazy-zstdchunked: \`starling mount\` with its default options;
+                     lazy-no-bg: lazy with --no-background-fetch; stargz: stargz-snapshotter's
+                     filesystem (Debian's 0.12, default config) on lazy's blobs; skopeo: skopeo + tar
   --rtt MS           round-trip time of the link (default 20)
   --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
   --samples N        samples per image × mode (default 5)
@@ -27,8 +31,6 @@ options:
   --cache-dir DIR    built and converted images are kept here (default bench/out/cache)
   --seed N           seed of the run order shuffle (default: random, recorded)
   --probe-mb N       size of the link check's timed download in MB (default 50)
-  --background-fetch let lazy mounts fill the whole image in the background during the run
-                     (default off: only what the workload reads, plus the prefetch list)
   --allow-bad-link   measure even if the link check is off the profile (a warning goes in the report)
   --engine DIR       use the compiled Starling snapshot in DIR (compiled there if missing) instead
                      of a fresh one per run: converted images are cached per snapshot
@@ -60,7 +62,6 @@ export const command: Command = {
         seed: { type: 'string' },
         'probe-mb': { type: 'string' },
         readme: { type: 'boolean' },
-        'background-fetch': { type: 'boolean' },
         'allow-bad-link': { type: 'boolean' },
         engine: { type: 'string' },
         'prepare-only': { type: 'boolean' },
@@ -79,7 +80,6 @@ export const command: Command = {
       seed: values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : parseIntArg(values.seed, '--seed', 0, 2 ** 31 - 1),
       probeBytes: (values['probe-mb'] === undefined ? 50 : parseIntArg(values['probe-mb'], '--probe-mb', 1, 10_000)) * 1e6,
       readme: values.readme === true,
-      backgroundFetch: values['background-fetch'] === true,
       allowBadLink: values['allow-bad-link'] === true,
       ...(values.engine ? { engineDir: resolve(values.engine) } : {}),
       prepareOnly: values['prepare-only'] === true,
