@@ -14,6 +14,10 @@ export const MediaType = {
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
   dockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  /** OCI 1.1's empty blob `{}`: the config of an artifact that has none. */
+  ociEmpty: 'application/vnd.oci.empty.v1+json',
+  /** A Starling prefetch profile: the artifactType of its manifest and the media type of its one blob (docs/prefetch-profile.md). */
+  starlingPrefetchProfile: 'application/vnd.starling.prefetch-profile.v1+json',
 } as const;
 
 export const INDEX_TYPES: readonly string[] = [MediaType.ociIndex, MediaType.dockerManifestList];
@@ -52,4 +56,8 @@ export const Annotation = {
   dockerReferenceType: 'vnd.docker.reference.type',
   dockerReferenceDigest: 'vnd.docker.reference.digest',
   ociRefName: 'org.opencontainers.image.ref.name',
+  ociCreated: 'org.opencontainers.image.created',
+  /** Prefetch profile manifests: the workload's name and its command (a JSON array of strings). */
+  starlingProfileName: 'dev.starling.profile.name',
+  starlingProfileCommand: 'dev.starling.profile.command',
 } as const;

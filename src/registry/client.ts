@@ -68,6 +68,8 @@ export interface FetchedManifest {
   bytes: Buffer;
   mediaType: string;
   digest: Digest;
+  /** The response's ETag, for an If-Match on the PUT that replaces it (referrers tag schema). */
+  etag?: string;
 }
 
 /** Every manifest and index type, for `Accept`. */
@@ -290,11 +292,13 @@ export class RegistryClient {
       } catch {
         throw new RegistryError(ctx, 'manifest is not JSON');
       }
-      return { bytes, mediaType, digest };
+      const etag = header(res.headers, 'etag');
+      return { bytes, mediaType, digest, ...(etag ? { etag } : {}) };
     });
   }
 
-  async putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer): Promise<void> {
+  /** PUTs a manifest or index; `headers` adds e.g. If-Match. Resolves to the answer's headers (OCI-Subject). */
+  async putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer, headers: Record<string, string> = {}): Promise<IncomingHttpHeaders> {
     const object = manifestObject(reference);
     const res = await this.fetch({
       method: 'PUT',
@@ -302,7 +306,7 @@ export class RegistryClient {
       path: `manifests/${reference}`,
       object,
       push: true,
-      headers: { 'content-type': mediaType },
+      headers: { ...headers, 'content-type': mediaType },
       body: () => bytes,
       expect: [201, 200, 202],
     });
@@ -310,6 +314,17 @@ export class RegistryClient {
     const claimed = header(res.headers, 'docker-content-digest');
     const digest = sha256(bytes);
     if (claimed && claimed !== digest) throw new RegistryError(this.context(repository, object), `registry stored the manifest as ${claimed}, expected ${digest}`);
+    return res.headers;
+  }
+
+  /**
+   * DELETEs a manifest by digest: 'deleted', 'absent' (404), or 'refused' when the registry does
+   * not allow deletes (405, as Distribution answers with deletes turned off).
+   */
+  async deleteManifest(repository: string, digest: Digest): Promise<'deleted' | 'absent' | 'refused'> {
+    const res = await this.fetch({ method: 'DELETE', repository, path: `manifests/${digest}`, object: manifestObject(digest), push: true, expect: [202, 200, 204, 404, 405] });
+    await res.body.dump();
+    return res.status === 404 ? 'absent' : res.status === 405 ? 'refused' : 'deleted';
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 // Blob uploads (distribution-spec "Pushing blobs"): cross-repository mount, monolithic PUT, and
 // chunked PATCHes for large blobs; a session lost to a dropped answer is started over.
 import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
@@ -25,8 +26,11 @@ export interface UploadResult {
 // it) cannot be resumed reliably: Distribution signs the offset into the session URL. Start over.
 const MAX_RESTARTS = 2;
 
-/** Uploads `file` (whose content is `desc`) into `repository`. The caller has checked it is not there yet. */
-export async function uploadBlobFile(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>, file: string, opts: UploadOptions = {}): Promise<UploadResult> {
+/**
+ * Uploads `file` (whose content is `desc`) into `repository`; `file` is a path, or the bytes
+ * themselves for a small blob made in memory. The caller has checked it is not there yet.
+ */
+export async function uploadBlobFile(client: RegistryClient, repository: string, desc: Pick<Descriptor, 'digest' | 'size'>, file: string | Buffer, opts: UploadOptions = {}): Promise<UploadResult> {
   const object = `blob ${desc.digest}`;
   const ctx = client.context(repository, object);
   const counter = { requests: 0 };
@@ -61,7 +65,7 @@ export async function uploadBlobFile(client: RegistryClient, repository: string,
         method: 'PUT',
         url: withDigest(location, desc.digest).href,
         headers: how === 'monolithic' ? { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) } : { 'content-length': '0' },
-        ...(how === 'monolithic' ? { body: () => (desc.size === 0 ? Buffer.alloc(0) : createReadStream(file)) } : {}),
+        ...(how === 'monolithic' ? { body: () => (desc.size === 0 ? Buffer.alloc(0) : readRange(file, 0, desc.size)) } : {}),
         expect: [201, 204],
       });
       await res.body.dump();
@@ -85,7 +89,7 @@ async function patchChunks(
   start: URL,
   size: number,
   chunkSize: number,
-  file: string,
+  file: string | Buffer,
   ctx: ReturnType<RegistryClient['context']>,
 ): Promise<URL> {
   let location = start;
@@ -97,7 +101,7 @@ async function patchChunks(
       method: 'PATCH',
       url: location.href,
       headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${end - 1}`, 'content-length': String(end - from) },
-      body: () => createReadStream(file, { start: from, end: end - 1 }),
+      body: () => readRange(file, from, end),
       expect: [202],
     });
     await res.body.dump();
@@ -106,6 +110,11 @@ async function patchChunks(
     if (offset !== end) throw new RegistryError(ctx, `chunk ${from}-${end - 1}: the registry reports ${offset} bytes received`);
   }
   return location;
+}
+
+/** Bytes [start, end) of a blob to send: a stream of the file, or a slice of the bytes. */
+function readRange(file: string | Buffer, start: number, end: number): Readable | Buffer {
+  return typeof file === 'string' ? createReadStream(file, { start, end: end - 1 }) : file.subarray(start, end);
 }
 
 /** `Range: 0-N` of an upload → N+1 bytes received. */
