@@ -4,7 +4,6 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { mountPaths } from '../fs/control.js';
-import { runMountDaemon } from '../fs/daemon.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -101,6 +100,9 @@ export const command: Command = {
     if (daemonChild) process.chdir('/');
     const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
     try {
+      // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
+      // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs.
+      const { runMountDaemon } = await import('../fs/daemon.js');
       await runMountDaemon(
         {
           ref,

@@ -15,8 +15,12 @@ let mnt: string;
 let next = 0;
 const BLOB_GET = { method: 'GET', path: '/blobs/sha256:', range: true };
 
-/** A data file no earlier case has read (so nothing of it is cached). */
-function freshFile(): { path: string; digest: string } {
+/**
+ * A data file no earlier case has read, and nothing of it cached: an earlier read may have brought
+ * it as a neighbour (to the disk cache only), so the disk cache's chunk files go first.
+ */
+async function freshFile(): Promise<{ path: string; digest: string }> {
+  await run('find', [join(env.work, 'cache', 'chunks'), '-type', 'f', '-delete']);
   const name = `data/f${String(next++).padStart(3, '0')}.bin`;
   return { path: join(mnt, name), digest: sha256(env.files.get(name)!) };
 }
@@ -41,7 +45,7 @@ after(async () => {
 });
 
 test('connection resets mid-body are retried: right bytes', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'reset-mid-body', times: 2, match: BLOB_GET });
   assert.equal(await childDigest(f.path), f.digest);
   assert.ok(env.proxy!.log.some((r) => r.fault === 'reset-mid-body'));
@@ -49,14 +53,14 @@ test('connection resets mid-body are retried: right bytes', async () => {
 });
 
 test('a short 503 storm is retried: right bytes', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'status', status: 503, times: 3, match: BLOB_GET });
   assert.equal(await childDigest(f.path), f.digest);
   assert.equal(env.proxy!.pending(), 0);
 });
 
 test('429 with Retry-After is waited for: right bytes', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'retry-after', seconds: 1, match: BLOB_GET });
   const t0 = Date.now();
   assert.equal(await childDigest(f.path), f.digest);
@@ -64,7 +68,7 @@ test('429 with Retry-After is waited for: right bytes', async () => {
 });
 
 test('a 500 storm past the retry budget is EIO; once it ends the same file reads right', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'status', status: 500, times: Infinity, match: BLOB_GET });
   const t0 = Date.now();
   await expectEio(f.path);
@@ -76,7 +80,7 @@ test('a 500 storm past the retry budget is EIO; once it ends the same file reads
 });
 
 test('registry stops mid-read and comes back within the retries: the read waits and succeeds', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'reset', times: Infinity, match: BLOB_GET });
   const reading = childDigest(f.path);
   await new Promise((r) => setTimeout(r, 700));
@@ -86,7 +90,7 @@ test('registry stops mid-read and comes back within the retries: the read waits 
 });
 
 test('registry hangs (requests unanswered) for 2 s, then answers: the read waits and succeeds', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.pause();
   const t0 = Date.now();
   const reading = childDigest(f.path);
@@ -97,7 +101,7 @@ test('registry hangs (requests unanswered) for 2 s, then answers: the read waits
 });
 
 test('registry down past the deadline: EIO; back up: the same file reads right', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'reset', times: Infinity, match: BLOB_GET });
   await expectEio(f.path);
   await expectEio(f.path); // a failure is not cached as success, nor does it wedge the mount
@@ -107,7 +111,7 @@ test('registry down past the deadline: EIO; back up: the same file reads right',
 });
 
 test('altered bytes are EIO, never wrong bytes; correct bytes later are served', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   const before = JSON.parse((await env.starling('stats', mnt, '--json')).stdout) as StatsReport;
   env.proxy!.inject({ kind: 'alter-bytes', offset: 100, times: Infinity, match: BLOB_GET });
   await expectEio(f.path);
@@ -118,7 +122,7 @@ test('altered bytes are EIO, never wrong bytes; correct bytes later are served',
 });
 
 test('a registry that ignores Range for a large blob is refused (EIO), not downloaded whole', async () => {
-  const f = freshFile();
+  const f = await freshFile();
   env.proxy!.inject({ kind: 'ignore-range', times: Infinity, match: BLOB_GET });
   await expectEio(f.path);
   env.proxy!.clear();
