@@ -136,6 +136,6 @@ test('a failing workload fails record and writes no list; usage errors exit 2', 
     return true;
   });
   await assert.rejects(access(out));
-  await assert.rejects(starling('record', ref, '--', 'reader'), (err: { code: number; stderr: string }) => err.code === 2 && /--out is required/.test(err.stderr));
+  await assert.rejects(starling('record', ref, '--', 'reader'), (err: { code: number; stderr: string }) => err.code === 2 && /--out, --push or --profile-out is required/.test(err.stderr));
   await assert.rejects(starling('record', '--out', out), (err: { code: number }) => err.code === 2);
 });
