@@ -28,6 +28,10 @@ options:
   --background-rate MBIT  keep the background fill under MBIT megabits per second (default:
                         paced to the link only)
   --prefetch-list FILE  paths in the image (one per line) to fetch first
+  --profile NAME|none   the prefetch profile (an OCI referrer of the image, pushed by 'starling
+                        record --push') whose files to fetch first, with the landmark or the list;
+                        default: the newest for the image's platform. A profile that cannot be
+                        used is skipped, with the reason in 'starling stats'
   --mode merged|overlay one FUSE mount of the merged layers (default), or one per layer stacked
                         by kernel overlayfs
   --upper DIR           writable overlayfs on top (DIR/upper, DIR/work)
@@ -58,6 +62,7 @@ export const command: Command = {
         'background-quiet': { type: 'string' },
         'background-rate': { type: 'string' },
         'prefetch-list': { type: 'string' },
+        profile: { type: 'string' },
         mode: { type: 'string' },
         upper: { type: 'string' },
         'fuse-timeout': { type: 'string' },
@@ -117,6 +122,7 @@ export const command: Command = {
           backgroundQuietMs,
           backgroundRate,
           ...(prefetchList ? { prefetchList } : {}),
+          ...(values.profile !== undefined ? { profile: values.profile } : {}),
           mode,
           ...(upper ? { upper } : {}),
           fuseTimeoutMs,

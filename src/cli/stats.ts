@@ -8,7 +8,7 @@ import { UserError, type Command } from './command.js';
 
 const usage = `usage: starling stats MOUNTPOINT [--json]
 
-How long mounting took, step by step. Per layer: digest, format, lazy or not (and why not), size, bytes fetched, requests, prefetch and
+How long mounting took, step by step; the prefetch profile used, or why none. Per layer: digest, format, lazy or not (and why not), size, bytes fetched, requests, prefetch and
 background progress. Totals: bytes fetched and served, requests, cache hits and misses, fetch
 latency percentiles, verification failures.
 
@@ -20,6 +20,8 @@ function human(s: StatsReport): string {
   const lines = [`${s.ref} at ${s.mountpoint} (${s.mode}, daemon pid ${s.pid})`];
   const m = s.timings;
   lines.push(`  mounted in ${m.mountedMs} ms: manifest ${m.manifestMs} ms, layers (footers, TOCs, config) ${m.layersMs - m.manifestMs} ms, trees and FUSE ${m.mountedMs - m.layersMs} ms`);
+  const p = s.profile;
+  lines.push(`  prefetch profile: ${p.state}${p.name ? ` ${p.name}` : ''}${p.digest ? ` (${p.digest.slice(0, 19)}, via ${p.via === 'api' ? 'the referrers API' : 'the referrers tag'})` : ''}${p.reason ? `: ${p.reason}` : ''}`);
   for (const l of s.layers) {
     lines.push(
       `  ${l.digest.slice(0, 19)}  ${l.format.padEnd(12)} ${l.lazy ? 'lazy   ' : 'whole  '} size ${formatBytes(l.size)}, fetched ${formatBytes(l.fetchedBytes)} in ${l.requests} requests, prefetch ${pct(l.prefetch)}, background ${pct(l.background)}` +

@@ -9,7 +9,9 @@ import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { BlobSource } from '../blob/source.js';
-import { TocError, type ChunkRef } from '../format/toc.js';
+import { TocError } from '../format/toc.js';
+import type { PrefetchProfile } from '../image/profile.js';
+import { findPrefetchProfile, profileStatus, type ProfileStatus } from '../image/profile-registry.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
@@ -25,6 +27,7 @@ import { indexLayer, type LayerIndex } from './layer-index.js';
 import { openLayerToc } from '../format/open.js';
 import { LazyFs } from './lazyfs.js';
 import { LayerMetrics, MountMetrics } from './metrics.js';
+import { chunksOfFiles, type PrefetchFile } from './prefetch-files.js';
 import { Prefetcher } from './prefetcher.js';
 import { buildLayerTree, buildMergedTree, type Tree } from './tree.js';
 import { TocRangeCache } from './toc-cache.js';
@@ -50,6 +53,8 @@ export interface ImageMountOptions {
   backgroundRate?: number;
   /** Absolute paths inside the image to fetch first (instead of the eStargz landmark prefix). */
   prefetchList?: string[];
+  /** The prefetch profile to fetch first (with the landmark or the list): a name, or 'none'; default the newest. Looked up only with `prefetch`. */
+  profile?: string;
   mode: 'merged' | 'overlay';
   upper?: string;
   /** FUSE per-operation timeout in ms. */
@@ -80,6 +85,8 @@ export interface StatsReport {
   mode: 'merged' | 'overlay';
   pid: number;
   timings: MountTimings;
+  /** The prefetch profile: which one, found how, or why none is used. */
+  profile: ProfileStatus;
   layers: Array<{
     digest: Digest;
     mediaType: string;
@@ -142,6 +149,8 @@ export class ImageMount {
   private readonly fuseMounts: FuseMount[] = [];
   private overlayMounted = false;
   private prefetcher?: Prefetcher;
+  private profile = profileStatus('off');
+  private closed = false;
   private source?: ImageSource;
   readonly layers: MountedLayer[] = [];
   readonly metrics = new MountMetrics();
@@ -176,6 +185,9 @@ export class ImageMount {
     this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
     const image = await resolveManifest(this.source, opts.platform);
     lap('manifestMs');
+    // The profile comes while the layers' TOCs do; the prefetch waits for it, the mount does not.
+    const profile = opts.prefetch && opts.profile !== 'none' ? findPrefetchProfile(this.source, image, opts.profile) : undefined;
+    if (profile) this.profile = profileStatus('pending');
     const cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
     this.cache = cache;
     const source = this.source;
@@ -254,7 +266,12 @@ export class ImageMount {
     lap('mountedMs');
     const t = this.timings;
     opts.log(`mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
-    this.startPrefetch(store, mergedTree);
+    if (!profile) return this.startPrefetch(store, mergedTree);
+    void profile.then(({ status, profile: chosen }) => {
+      this.profile = status;
+      opts.log(`prefetch profile: ${status.state}${status.name ? ` ${status.name}` : ''}${status.digest ? ` (${status.digest}, via ${status.via})` : ''}${status.reason ? `: ${status.reason}` : ''}`);
+      if (!this.closed) this.startPrefetch(store, mergedTree, chosen);
+    });
   }
 
   /** openLayerToc through the TOC range cache; cached bytes that fail verification are dropped and refetched. */
@@ -270,25 +287,27 @@ export class ImageMount {
     }
   }
 
-  private startPrefetch(store: ChunkStore, mergedTree: Tree | undefined): void {
+  /**
+   * Fetches first, per layer: the profile's files (in the layer the profile names: the top-most
+   * with that digest), then the --prefetch-list's (in the top-most layer holding each), or else
+   * the eStargz landmark prefix.
+   */
+  private startPrefetch(store: ChunkStore, mergedTree: Tree | undefined, profile?: PrefetchProfile): void {
     const { opts } = this;
-    const listed = new Map<number, ChunkRef[]>();
+    const files = this.layers.map((): PrefetchFile[] => []);
+    for (const pl of profile?.layers ?? []) {
+      let i = this.layers.length - 1;
+      while (i >= 0 && this.layers[i]!.digest !== pl.digest) i--;
+      if (i >= 0) files[i]!.push(...pl.files);
+    }
     for (const p of opts.prefetchList ?? []) {
-      const node = this.findListed(p, mergedTree);
-      if (!node) {
-        opts.log(`prefetch list: ${p}: not in the image`);
-        continue;
-      }
-      if (!listed.has(node.layer)) listed.set(node.layer, []);
-      listed.get(node.layer)!.push(...node.chunks);
+      const found = this.findListed(p, mergedTree);
+      if (found) files[found.layer]!.push({ path: found.path });
+      else opts.log(`prefetch list: ${p}: not in the image`);
     }
     this.prefetcher = new Prefetcher(
-      this.layers.map((l) => ({
-        priority: opts.prefetchList
-          ? (listed.get(l.index) ?? [])
-          : l.lazy && l.prefetchEnd !== undefined
-            ? l.contents.entries.chunksBefore(l.prefetchEnd)
-            : [],
+      this.layers.map((l, i) => ({
+        priority: [...chunksOfFiles(l.contents.entries, files[i]!), ...(!opts.prefetchList && l.lazy && l.prefetchEnd !== undefined ? l.contents.entries.chunksBefore(l.prefetchEnd) : [])],
         background: l.lazy,
         prefetch: l.metrics.prefetch,
         backgroundProgress: l.metrics.background,
@@ -299,9 +318,10 @@ export class ImageMount {
     this.prefetcher.start();
   }
 
-  /** The file a --prefetch-list path names: top-most layer holding it (merged tree when there is one). */
-  private findListed(p: string, tree: Tree | undefined): { layer: number; chunks: ChunkRef[] } | undefined {
+  /** The file a --prefetch-list path names: its path and the top-most layer holding it (merged tree when there is one). */
+  private findListed(p: string, tree: Tree | undefined): { layer: number; path: string } | undefined {
     const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+    const path = parts.join('/');
     if (tree) {
       let node = tree.root;
       for (const part of parts) {
@@ -309,13 +329,12 @@ export class ImageMount {
         if (!next) return undefined;
         node = next;
       }
-      return node.table.typeOf(node.row) === 'reg' ? { layer: node.layer, chunks: node.table.chunksOf(node.row) } : undefined;
+      return node.table.typeOf(node.row) === 'reg' ? { layer: node.layer, path } : undefined;
     }
-    const want = parts.join('/');
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const table = this.layers[i]!.contents.entries;
       for (let row = 0; row < table.length; row++) {
-        if (table.path(row) === want && table.typeOf(row) === 'reg') return { layer: i, chunks: table.chunksOf(row) };
+        if (table.path(row) === path && table.typeOf(row) === 'reg') return { layer: i, path };
       }
     }
     return undefined;
@@ -342,6 +361,7 @@ export class ImageMount {
       mode: this.opts.mode,
       pid: process.pid,
       timings: { ...this.timings },
+      profile: { ...this.profile },
       layers,
       totals: {
         fetchedBytes: this.metrics.metadataBytes + sum((l) => l.fetchedBytes),
@@ -357,6 +377,7 @@ export class ImageMount {
 
   /** Unmounts in reverse order (overlay, then FUSE), stops prefetch, waits for cache writes, closes blobs. Safe to call twice. */
   async close(): Promise<void> {
+    this.closed = true;
     this.prefetcher?.stop();
     await this.store?.close();
     const errors: string[] = [];

@@ -5,9 +5,8 @@ import { sha256, type Digest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageManifest, Platform } from '../oci/types.js';
-import { parseManifest, ValidationError } from '../oci/validate.js';
+import { parseManifest } from '../oci/validate.js';
 import type { RegistryClient } from '../registry/client.js';
-import { RegistryError } from '../registry/errors.js';
 import { RegistryImageSource } from '../registry/image.js';
 import { resolveManifest } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
@@ -131,7 +130,9 @@ export interface ProfileStatus {
   reason: string | null;
 }
 
-const status = (state: ProfileStatus['state'], more: Partial<ProfileStatus> = {}): ProfileStatus => ({ state, name: null, digest: null, via: null, reason: null, ...more });
+export function profileStatus(state: ProfileStatus['state'], more: Partial<ProfileStatus> = {}): ProfileStatus {
+  return { state, name: null, digest: null, via: null, reason: null, ...more };
+}
 
 /**
  * The profile a mount of `image` uses: the newest of the image's platform manifest (of those named
@@ -139,24 +140,24 @@ const status = (state: ProfileStatus['state'], more: Partial<ProfileStatus> = {}
  */
 export async function findPrefetchProfile(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }, name?: string): Promise<{ status: ProfileStatus; profile?: PrefetchProfile }> {
   const registry = registryOf(source);
-  if (!registry) return { status: status('unavailable', { reason: 'profiles are found in registries only (docker:// references)' }) };
+  if (!registry) return { status: profileStatus('unavailable', { reason: 'profiles are found in registries only (docker:// references)' }) };
   const subject = image.manifestDescriptor.digest;
   let found;
   try {
     found = await listReferrers(registry.client, registry.repository, subject, MediaType.starlingPrefetchProfile);
   } catch (err) {
-    return { status: status('unavailable', { reason: `listing the referrers of ${subject}: ${(err as Error).message}` }) };
+    return { status: profileStatus('unavailable', { reason: `listing the referrers of ${subject}: ${(err as Error).message}` }) };
   }
   const chosen = rankProfiles(found.manifests, name)[0];
-  if (!chosen) return { status: status('none', { via: found.via, reason: name === undefined ? `no prefetch profile refers to ${subject}` : `no prefetch profile named ${JSON.stringify(name)} refers to ${subject}` }) };
+  if (!chosen) return { status: profileStatus('none', { via: found.via, reason: name === undefined ? `no prefetch profile refers to ${subject}` : `no prefetch profile named ${JSON.stringify(name)} refers to ${subject}` }) };
   const seen = { digest: chosen.digest, via: found.via, name: chosen.annotations?.[Annotation.starlingProfileName] ?? null };
   try {
     const { profile, name: named } = await fetchProfile(source, registry, chosen, image);
     if (name !== undefined && named !== name) throw new ProfileError(`the referrers list calls it ${JSON.stringify(name)}, its manifest ${JSON.stringify(named)}`);
-    return { status: status('used', { ...seen, name: named }), profile };
+    return { status: profileStatus('used', { ...seen, name: named }), profile };
   } catch (err) {
-    if (err instanceof ProfileError || err instanceof RegistryError || err instanceof ValidationError) return { status: status('ignored', { ...seen, reason: err.message }) };
-    throw err;
+    // Whatever went wrong (registry, digest, content), the mount goes on without this profile.
+    return { status: profileStatus('ignored', { ...seen, reason: (err as Error).message }) };
   }
 }
 
