@@ -39,7 +39,7 @@ export async function startReferrersProxy(upstream: string, opts: { pageSize?: n
     return res.status === 404 ? [] : ((await res.json()) as { manifests: Listed[] }).manifests;
   };
 
-  async function referrers(req: IncomingMessage, res: ServerResponse, url: URL, name: string, digest: string): Promise<void> {
+  async function referrers(res: ServerResponse, url: URL, name: string, digest: string): Promise<void> {
     counts.referrers++;
     const type = url.searchParams.get('artifactType');
     const all = (await readTag(name, digest)).filter((d) => type === null || d.artifactType === type);
@@ -92,7 +92,7 @@ export async function startReferrersProxy(upstream: string, opts: { pageSize?: n
     const manifest = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(url.pathname);
     const handled =
       ref && req.method === 'GET'
-        ? referrers(req, res, url, ref[1]!, ref[2]!)
+        ? referrers(res, url, ref[1]!, ref[2]!)
         : manifest && req.method === 'PUT' && /json/.test(req.headers['content-type'] ?? '')
           ? putManifest(req, res, manifest[1]!)
           : undefined;
