@@ -1,10 +1,10 @@
 // The chunk path of a mount, one call per hop: `get(layer, chunks, priority)` gives decoded, verified
-// chunks from memory LRU → disk cache → a fetch through the scheduler → decode + verify. It owns
-// in-flight dedupe (one load per digest across all layers), coalescing, neighbourhood windows (a
-// miss brings the free chunks around it in the same request; see neighbourhood.ts) and the disk
-// writes, which `close` waits for. A chunk is handed out as soon as its own bytes have arrived and
-// verified, before the rest of its request. A chunk that cannot be fetched or verified fails only
-// the gets that need it.
+// chunks from memory LRU → buffered neighbourhood windows → disk cache → a fetch through the
+// scheduler → decode + verify. It owns in-flight dedupe (one load per digest across all layers),
+// coalescing, neighbourhood windows (a miss brings the free chunks around it in the same request,
+// kept compressed until asked for; see neighbourhood.ts) and the disk writes, which `close` waits
+// for. A chunk is handed out as soon as its own bytes have arrived and verified, before the rest of
+// its request. A chunk that cannot be fetched or verified fails only the gets that need it.
 import { coalesceRanges } from '../blob/coalesce.js';
 import type { BlobSource } from '../blob/source.js';
 import { ChunkVerifyError, type ChunkRef, type LayerToc } from '../format/toc.js';
@@ -15,7 +15,7 @@ import type { EntryTable } from './entry-table.js';
 import { FsError } from './errors.js';
 import { FetchTicket, Priority, type FetchScheduler } from './fetch-scheduler.js';
 import type { LayerMetrics } from './metrics.js';
-import { Neighbourhood } from './neighbourhood.js';
+import { Neighbourhood, WindowBuffer, type WindowUse } from './neighbourhood.js';
 
 /** A layer as the chunk store sees it. */
 export interface StoreLayer {
@@ -51,6 +51,9 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** Compressed bytes of neighbourhood windows kept for later misses (besides the memory cache). */
+const WINDOW_BUFFER_BYTES = 32 << 20;
+
 const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
   [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
@@ -63,6 +66,7 @@ export class ChunkStore {
   private readonly inflight = new Map<Digest, Promise<Buffer>>();
   /** Tickets of the prefetch and background loads in `inflight`: a reader waiting for one promotes it. */
   private readonly tickets = new Map<Digest, FetchTicket>();
+  private readonly windows = new WindowBuffer(WINDOW_BUFFER_BYTES);
   private readonly diskWrites = new Set<Promise<void>>();
   private readonly loggedFailures = new Set<string>();
   private closed = false;
@@ -88,7 +92,6 @@ export class ChunkStore {
       }
       const hit = this.cache.getMemory(chunk.digest) ?? this.inflight.get(chunk.digest);
       if (hit) {
-        if (priority !== Priority.Background) ls.neighbourhood.used(chunk.digest);
         if (priority <= Priority.ReadAhead) this.tickets.get(chunk.digest)?.promote();
         results.push(hit);
         continue;
@@ -131,7 +134,7 @@ export class ChunkStore {
     this.cache.dropMemory(digest);
   }
 
-  /** Whether the chunk is cached or on its way, without counting a hit or miss. */
+  /** Whether the chunk is cached or on its way (not counting buffered windows), without counting a hit or miss. */
   has(digest: Digest): boolean {
     return this.cache.inMemory(digest) || this.inflight.has(digest) || this.cache.onDisk(digest);
   }
@@ -186,9 +189,13 @@ export class ChunkStore {
     if (ls.remote) {
       await Promise.all(
         missing.map(async (m) => {
+          const buffered = this.windows.find(ls.index, m.chunk);
+          if (buffered) {
+            if (priority !== Priority.Background) ls.neighbourhood.used(buffered.use, m.chunk.end - m.chunk.start);
+            return this.decode(ls, m, buffered.compressed);
+          }
           const data = await this.cache.getDisk(m.chunk.digest, m.chunk.size);
           if (!data) return toFetch.push(m);
-          if (priority !== Priority.Background) ls.neighbourhood.used(m.chunk.digest);
           this.obtained(ls, m, data);
           this.settle(m);
         }),
@@ -201,18 +208,20 @@ export class ChunkStore {
     await Promise.all(coalesceRanges(spans, COALESCE[priority]).map((g) => this.fetchGroup(ls, g.start, g.end, g.members.map((x) => x.m), priority)));
   }
 
-  /** Fetches [start, end) (widened to a window for an on-demand miss) and decodes each member as soon as its bytes are in. */
+  /**
+   * Fetches [start, end) and decodes each chunk asked for as soon as its bytes are in. An on-demand
+   * miss of a registry blob widens the range to a neighbourhood window, kept for later misses.
+   */
   private async fetchGroup(ls: LayerState, start: number, end: number, asked: Pending[], priority: Priority): Promise<void> {
-    let members = asked;
+    let window: WindowUse | undefined;
     if (priority === Priority.Read && ls.remote) {
       ls.lastMissAt = start;
       ls.lastMissTime = performance.now();
-      const order = this.orderOf(ls.index);
-      const plan = ls.neighbourhood.plan(order, start, end, (c) => !this.has(c.digest));
-      start = plan.start;
-      end = plan.end;
-      members = [...asked, ...plan.neighbours.map((c) => this.pend(c, false))].sort((a, b) => a.chunk.start - b.chunk.start);
+      window = ls.neighbourhood.plan(this.orderOf(ls.index), start, end, (c) => !this.has(c.digest) && !this.windows.holds(ls.index, c));
+      start = window.start;
+      end = window.end;
     }
+    const members = [...asked].sort((a, b) => a.chunk.start - b.chunk.start);
     let ticket: FetchTicket | undefined;
     if (priority >= Priority.Prefetch) {
       ticket = new FetchTicket();
@@ -227,7 +236,9 @@ export class ChunkStore {
       }
     };
     try {
-      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket), end - start);
+      const bytes = await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket);
+      decodeArrived(bytes, end - start);
+      if (window && window.neighbourBytes > 0) this.windows.add(ls.index, start, bytes, window);
     } catch (err) {
       for (const m of members.slice(next)) this.settle(m, err as Error);
     }

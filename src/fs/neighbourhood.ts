@@ -1,92 +1,122 @@
 // Neighbourhood windows: an on-demand miss fetches, in the same request, the free chunks around the
 // one asked for, because files read together sit together in the blob (tar order is directory
-// order). The window adapts per layer: it doubles when a window pays off (a neighbour it brought is
-// asked for, or a later miss lands in or next to it) and halves when a miss lands elsewhere while
-// the last window's neighbours were never asked for.
+// order). The window's compressed bytes stay in a bounded buffer; a later miss inside it decodes
+// from there, without a request. Nothing is decoded before it is asked for: decoding and caching
+// every neighbour of a 4 MiB window of small files cost more (thousands of gunzip + sha256 tasks and
+// disk writes) than the round trips it saved. The window adapts per layer: it doubles once at least
+// half of a window's neighbour bytes get asked for, and halves when a miss lands away from the recent
+// windows while the last one was mostly unused.
 import type { ChunkRef } from '../format/toc.js';
-import type { Digest } from '../oci/digest.js';
 import type { BlobOrder } from './blob-order.js';
 
 /** Window bounds, in compressed bytes. */
 export const WINDOW = { min: 64 << 10, initial: 256 << 10, max: 4 << 20 } as const;
 /** The part of a window before the miss: readers mostly go forward through a directory. */
 const BACKWARD_SHARE = 1 / 8;
-/** Windows remembered for adapting (and their neighbours for noticing use). */
+/** Windows remembered for adapting. */
 const RECENT = 16;
 
-interface Window {
+/** How one fetched window was used. */
+export interface WindowUse {
   start: number;
   end: number;
-  neighbours: Digest[];
-  used: number;
+  /** Compressed bytes of the chunks fetched besides those asked for, and of those asked for since. */
+  neighbourBytes: number;
+  usedBytes: number;
   grown: boolean;
-}
-
-export interface WindowPlan {
-  start: number;
-  end: number;
-  /** Chunks to fetch, decode and cache besides the ones asked for. */
-  neighbours: ChunkRef[];
 }
 
 export class Neighbourhood {
   size: number = WINDOW.initial;
-  private readonly recent: Window[] = [];
-  private readonly speculative = new Map<Digest, Window>();
+  private readonly recent: WindowUse[] = [];
 
   /**
    * The range to fetch for a miss of blob range [start, end): adapts the size to the last windows,
    * then widens the range over the chunks around it for which `free` holds (not cached, not on their
-   * way), forward up to the window size and backward a share of it, stopping at the first that is not.
+   * way, not in a buffered window), forward up to the window size and backward a share of it,
+   * stopping at the first that is not.
    */
-  plan(order: BlobOrder, start: number, end: number, free: (c: ChunkRef) => boolean): WindowPlan {
+  plan(order: BlobOrder, start: number, end: number, free: (c: ChunkRef) => boolean): WindowUse {
     const near = this.recent.find((w) => start < w.end + this.size && end > w.start - this.size);
-    if (near) this.grow(near);
-    else if (this.recent.length > 0) {
-      const last = this.recent[this.recent.length - 1]!;
-      if (last.used === 0 && last.neighbours.length > 0) this.size = Math.max(WINDOW.min, this.size / 2);
+    if (near) {
+      if (near.usedBytes * 2 >= near.neighbourBytes) this.grow(near); // the reader went on past a window it used
+    } else {
+      const last = this.recent[this.recent.length - 1];
+      if (last && last.usedBytes * 4 < last.neighbourBytes) this.size = Math.max(WINDOW.min, this.size / 2);
     }
-    const neighbours: ChunkRef[] = [];
     let wStart = start;
     let wEnd = end;
+    let neighbourBytes = 0;
     for (let pos = order.positionAt(end); pos < order.length; pos++) {
-      if (order.end(pos) - start > this.size) break;
-      const c = order.chunk(pos);
-      if (!free(c)) break;
-      neighbours.push(c);
-      wEnd = c.end;
+      if (order.end(pos) - start > this.size || !free(order.chunk(pos))) break;
+      neighbourBytes += order.end(pos) - order.start(pos);
+      wEnd = order.end(pos);
     }
     for (let pos = order.positionAt(start) - 1; pos >= 0; pos--) {
       if (order.end(pos) > start) continue; // overlaps what was asked for
-      if (start - order.start(pos) > this.size * BACKWARD_SHARE) break;
-      const c = order.chunk(pos);
-      if (!free(c)) break;
-      neighbours.push(c);
-      wStart = c.start;
+      if (start - order.start(pos) > this.size * BACKWARD_SHARE || !free(order.chunk(pos))) break;
+      neighbourBytes += order.end(pos) - order.start(pos);
+      wStart = order.start(pos);
     }
-    const w: Window = { start: wStart, end: wEnd, neighbours: neighbours.map((c) => c.digest), used: 0, grown: false };
+    const w: WindowUse = { start: wStart, end: wEnd, neighbourBytes, usedBytes: 0, grown: false };
     this.recent.push(w);
-    for (const d of w.neighbours) this.speculative.set(d, w);
-    if (this.recent.length > RECENT) {
-      const old = this.recent.shift()!;
-      for (const d of old.neighbours) if (this.speculative.get(d) === old) this.speculative.delete(d);
-    }
-    return { start: wStart, end: wEnd, neighbours };
+    if (this.recent.length > RECENT) this.recent.shift();
+    return w;
   }
 
-  /** A chunk was asked for: if a window brought it as a neighbour, that window paid off. */
-  used(digest: Digest): void {
-    if (this.speculative.size === 0) return;
-    const w = this.speculative.get(digest);
-    if (!w) return;
-    this.speculative.delete(digest);
-    w.used++;
-    this.grow(w);
+  /** `bytes` of a window's neighbours were asked for. */
+  used(w: WindowUse, bytes: number): void {
+    w.usedBytes += bytes;
+    if (w.usedBytes * 2 >= w.neighbourBytes) this.grow(w);
   }
 
-  private grow(w: Window): void {
+  private grow(w: WindowUse): void {
     if (w.grown) return;
     w.grown = true;
     this.size = Math.min(WINDOW.max, this.size * 2);
+  }
+}
+
+/** A fetched window's compressed bytes. */
+interface Buffered {
+  layer: number;
+  start: number;
+  bytes: Buffer;
+  use: WindowUse;
+  lastUsed: number;
+}
+
+/** Compressed bytes of recent windows, bounded in bytes, least recently used out. */
+export class WindowBuffer {
+  private readonly windows: Buffered[] = [];
+  private total = 0;
+  private tick = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  add(layer: number, start: number, bytes: Buffer, use: WindowUse): void {
+    if (bytes.length > this.maxBytes) return;
+    this.windows.push({ layer, start, bytes, use, lastUsed: ++this.tick });
+    this.total += bytes.length;
+    while (this.total > this.maxBytes) {
+      let oldest = 0;
+      for (let i = 1; i < this.windows.length; i++) if (this.windows[i]!.lastUsed < this.windows[oldest]!.lastUsed) oldest = i;
+      this.total -= this.windows.splice(oldest, 1)[0]!.bytes.length;
+    }
+  }
+
+  /** The compressed bytes of `chunk` of `layer` if a buffered window holds them, and that window's use. */
+  find(layer: number, chunk: ChunkRef): { compressed: Buffer; use: WindowUse } | undefined {
+    for (const w of this.windows) {
+      if (w.layer !== layer || chunk.start < w.start || chunk.end > w.start + w.bytes.length) continue;
+      w.lastUsed = ++this.tick;
+      return { compressed: w.bytes.subarray(chunk.start - w.start, chunk.end - w.start), use: w.use };
+    }
+    return undefined;
+  }
+
+  /** Whether a buffered window holds `chunk` of `layer` (without touching its recency). */
+  holds(layer: number, chunk: ChunkRef): boolean {
+    return this.windows.some((w) => w.layer === layer && chunk.start >= w.start && chunk.end <= w.start + w.bytes.length);
   }
 }

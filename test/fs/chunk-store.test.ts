@@ -7,10 +7,10 @@ import { WINDOW } from '../../src/fs/neighbourhood.js';
 import { setup } from './helpers/fixture.js';
 import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
 
-/** A directory of 40 small files (~3 KB each, incompressible), a 1 MiB file, then another directory far away. */
-function smallFiles(): SpecEntry[] {
+/** A directory of `n` small files (~3 KB each, incompressible), a 1 MiB file, then another directory far away. */
+function smallFiles(n = 40): SpecEntry[] {
   const specs: SpecEntry[] = [{ path: 'lib' }];
-  for (let i = 0; i < 40; i++) specs.push({ path: `lib/f${String(i).padStart(2, '0')}`, content: noise(3000, i + 1) });
+  for (let i = 0; i < n; i++) specs.push({ path: `lib/f${String(i).padStart(2, '0')}`, content: noise(3000, i + 1) });
   specs.push({ path: 'big', content: noise(1 << 20, 99) });
   specs.push({ path: 'far' });
   for (let i = 0; i < 10; i++) specs.push({ path: `far/g${i}`, content: noise(3000, 200 + i) });
@@ -18,16 +18,17 @@ function smallFiles(): SpecEntry[] {
 }
 
 test('a miss in a directory of small files brings its neighbours in the same request; reading them next fetches nothing', { timeout: 30_000 }, async () => {
-  const layer = buildLayer(smallFiles());
+  const layer = buildLayer(smallFiles(100));
   const rec = recording(layer.blob);
   const env = await setup([{ ...layer, blob: rec.blob }]);
   try {
     assert.deepEqual(await env.readAll('/lib/f00'), noise(3000, 1));
     assert.equal(rec.seen.length, 1);
-    assert.ok(rec.seen[0]!.length > 30 * 3000, `one request of ${rec.seen[0]!.length} bytes holds the following files too`);
-    for (let i = 1; i < 30; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(2, '0')}`), noise(3000, i + 1));
+    assert.ok(rec.seen[0]!.length > 60 * 3000, `one request of ${rec.seen[0]!.length} bytes holds the following files too`);
+    assert.equal(env.store.windowOf(0), WINDOW.initial);
+    for (let i = 1; i < 60; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(2, '0')}`), noise(3000, i + 1));
     assert.equal(rec.seen.length, 1, 'the neighbours came from the cache');
-    assert.ok(env.store.windowOf(0) > WINDOW.initial, 'a window that paid off grows');
+    assert.ok(env.store.windowOf(0) > WINDOW.initial, 'a window whose neighbours were read grows');
   } finally {
     await env.cleanup();
   }
@@ -84,7 +85,7 @@ test('close waits for the disk writes of reads that have resolved; none happens 
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(finishedAfterClose, 0);
     assert.equal(await files(), after, 'nothing was written after close');
-    assert.ok(after > 1, 'the window\'s chunks were written before close returned');
+    assert.ok(after >= 1, 'the chunk read was written before close returned');
   } finally {
     await env.cleanup();
   }
