@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PKGS=(fuse libfuse2 docker-registry skopeo zstd golang-go
       golang-github-containerd-stargz-snapshotter-dev golang-github-containers-storage-dev
       golang-github-ulikunitz-xz-dev golang-github-hanwen-go-fuse-dev bindfs
-      openssl iproute2 attr e2fsprogs python3 gcc)
+      openssl iproute2 attr e2fsprogs python3 gcc
+      containerd runc stargz-snapshotter busybox-static)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -17,8 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # docker-registry's postinst tries to start a service, which this machine's policy refuses;
-  # policy-rc.d keeps that from failing the install.
+  # docker-registry's and containerd's postinsts try to start a service, which this machine's
+  # policy refuses; policy-rc.d keeps that from failing the install (and containerd from starting).
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d

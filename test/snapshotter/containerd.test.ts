@@ -1,0 +1,178 @@
+// Starling's snapshotter under a real containerd (Debian's, with its own config and the service as
+// proxy plugin "starling"), real runc and a real Distribution: `ctr image pull` unpacks into our
+// snapshots, `ctr run` runs a busybox image from them, the container's writes land in its active
+// snapshot's upper dir, restarts (clean and kill -9) keep every snapshot, and removing container
+// and image leaves no snapshot, directory or mount. Everything started is stopped in `after`.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { listMounts } from '../../src/fs/stale.js';
+import { sha256, type Digest } from '../../src/oci/digest.js';
+import { buildImage } from '../fixtures/image.js';
+import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
+const MESSAGE = 'hello from layer 1\n';
+
+let work: string;
+let registry: RunningRegistry | undefined;
+let containerd: RunningContainerd | undefined;
+let service: ChildProcess | undefined;
+let image: string;
+/** Chain IDs of the image's layers, bottom first: the names containerd commits them under. */
+let chain: Digest[];
+
+const root = () => join(work, 'snapshotter');
+const socket = () => join(work, 'snapshotter.sock');
+
+/** Starts `starling snapshotter` and waits until it serves. */
+async function startService(): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'snapshotter', '--address', socket(), '--root', root()], { stdio: ['ignore', 'ignore', 'pipe'] });
+  service = child;
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`snapshotter did not start: ${stderr}`)), 30_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('serving on')) (clearTimeout(timer), resolve());
+    });
+    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`snapshotter exited (${code}): ${stderr}`))));
+  });
+}
+
+async function stopService(signal: NodeJS.Signals): Promise<void> {
+  const child = service;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await exited;
+}
+
+/** `ctr snapshots ls` as rows of [key, parent, kind], sorted. */
+async function snapshots(): Promise<string[][]> {
+  const out = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'ls');
+  return out
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .map((cols) => (cols.length === 2 ? [cols[0]!, '', cols[1]!] : cols))
+    .sort((a, b) => a[0]!.localeCompare(b[0]!));
+}
+
+/**
+ * `snapshots()` once containerd is connected again: after a failed dial its proxy client backs off
+ * (up to 3 s) and fails calls fast with UNAVAILABLE meanwhile.
+ */
+async function snapshotsAfterRestart(): Promise<string[][]> {
+  for (const deadline = Date.now() + 15_000; ; await new Promise((r) => setTimeout(r, 250))) {
+    try {
+      return await snapshots();
+    } catch (err) {
+      if (!/unavailable/.test((err as Error).message) || Date.now() > deadline) throw err;
+    }
+  }
+}
+
+const snapshotDirs = () => readdir(join(root(), 'snapshots'));
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'starling-containerd-'));
+  // A busybox layer (the static binary, sh a link to it) and a layer with one file above it.
+  const rootfs = join(work, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
+  await chmod(join(rootfs, 'bin/busybox'), 0o755);
+  await symlink('busybox', join(rootfs, 'bin/sh'));
+  await run('tar', ['-C', rootfs, '-cf', join(work, 'busybox.tar'), '.']);
+  const built = await buildImage(join(work, 'oci'), { layers: [{ tar: join(work, 'busybox.tar') }, { files: { 'etc/msg': MESSAGE } }] }, 'v1');
+  const diffIDs = built.layers.map((l) => l.diffID);
+  chain = [diffIDs[0]!, sha256(`${diffIDs[0]} ${diffIDs[1]}`)];
+
+  registry = await startRegistry();
+  image = `${registry.host}/test/busybox:v1`;
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${join(work, 'oci')}:v1`, `docker://${image}`]);
+  await startService();
+  await mkdir(join(work, 'containerd'));
+  containerd = await startContainerd(join(work, 'containerd'), socket());
+});
+
+after(async () => {
+  await containerd?.stop().catch((err: Error) => process.stderr.write(`containerd stop: ${err.message}\n`));
+  await stopService('SIGTERM').catch(() => {});
+  await registry?.stop().catch(() => {});
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+test('ctr image pull unpacks every layer into Starling snapshots named by chain ID', { timeout: 120_000 }, async () => {
+  await containerd!.ctr('image', 'pull', '--plain-http', '--snapshotter', 'starling', image);
+  assert.deepEqual(
+    await snapshots(),
+    [
+      [chain[0]!, '', 'Committed'],
+      [chain[1]!, chain[0]!, 'Committed'],
+    ].sort((a, b) => a[0]!.localeCompare(b[0]!)),
+  );
+  const dirs = await snapshotDirs();
+  assert.equal(dirs.length, 2);
+  const has = (path: string) => dirs.filter((d) => existsSync(join(root(), 'snapshots', d, 'fs', path)));
+  assert.equal(has('bin/busybox').length, 1, 'the bottom layer is unpacked once');
+  assert.equal(has('etc/msg').length, 1);
+  assert.notDeepEqual(has('bin/busybox'), has('etc/msg'), 'each layer in its own snapshot');
+});
+
+test('ctr run runs the image from Starling snapshots; the container writes into its own upper dir only', { timeout: 120_000 }, async () => {
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', image, 'starling-rm', '/bin/sh', '-c', 'cat /etc/msg; /bin/busybox uname -s');
+  assert.equal(out, `${MESSAGE}Linux\n`);
+
+  await containerd!.ctr('run', '--snapshotter', 'starling', image, 'starling-keep', '/bin/sh', '-c', 'echo written > /etc/new; echo changed > /etc/msg');
+  const rows = await snapshots();
+  const active = rows.filter((r) => r[2] === 'Active');
+  assert.equal(active.length, 1, JSON.stringify(rows));
+  assert.equal(active[0]![1], chain[1], 'the container snapshot sits on the top layer');
+  const mountCmd = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'mounts', '/mnt', active[0]![0]!);
+  const upper = /upperdir=([^,\s]+)/.exec(mountCmd)?.[1] ?? '';
+  assert.ok(upper.startsWith(join(root(), 'snapshots')), mountCmd);
+  assert.equal(await readFile(join(upper, 'etc/new'), 'utf8'), 'written\n');
+  assert.equal(await readFile(join(upper, 'etc/msg'), 'utf8'), 'changed\n');
+  for (const d of await snapshotDirs()) {
+    const fs = join(root(), 'snapshots', d, 'fs');
+    if (fs === upper) continue;
+    assert.ok(!existsSync(join(fs, 'etc/new')), `${d} untouched`);
+    if (existsSync(join(fs, 'etc/msg'))) assert.equal(await readFile(join(fs, 'etc/msg'), 'utf8'), MESSAGE);
+  }
+  await containerd!.ctr('container', 'rm', 'starling-keep');
+  assert.deepEqual((await snapshots()).filter((r) => r[2] !== 'Committed'), []);
+});
+
+test('restarting the service, cleanly or after kill -9, keeps every snapshot', { timeout: 120_000 }, async () => {
+  // A container's active snapshot too, not only committed layers.
+  await containerd!.ctr('container', 'create', '--snapshotter', 'starling', image, 'starling-kept', '/bin/sh');
+  const before = await snapshots();
+  assert.equal(before.length, 3);
+  await stopService('SIGTERM');
+  await startService();
+  assert.deepEqual(await snapshotsAfterRestart(), before);
+  await stopService('SIGKILL');
+  await startService();
+  assert.deepEqual(await snapshotsAfterRestart(), before);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', image, 'starling-after', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+  await containerd!.ctr('container', 'rm', 'starling-kept');
+});
+
+test('removing the containers and the image leaves no snapshot, no directory and no mount', { timeout: 120_000 }, async () => {
+  await containerd!.ctr('image', 'rm', '--sync', image);
+  assert.deepEqual(await snapshots(), []);
+  assert.deepEqual(await snapshotDirs(), []);
+  const mounts = (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) || m.source.startsWith(`${work}/`));
+  assert.deepEqual(mounts, []);
+});
