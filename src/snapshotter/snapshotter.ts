@@ -6,7 +6,7 @@
 // Cleanup deletes the directories no snapshot owns (containerd's GC calls it after removing).
 import { existsSync, lchownSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { diskUsage } from './disk-usage.js';
 import { alreadyExists } from './errors.js';
 import { parseFilters, matches } from './filters.js';
@@ -25,6 +25,9 @@ export interface SnapshotterOptions {
 }
 
 export class Snapshotter {
+  /** Temporary directories of Prepares and Views under way, which Cleanup must leave alone. */
+  private readonly preparing = new Set<string>();
+
   private constructor(
     private readonly root: string,
     private readonly store: MetaStore,
@@ -102,14 +105,17 @@ export class Snapshotter {
 
   /** Deletes every directory under snapshots/ that no snapshot owns (removed ones, interrupted Prepares). */
   async cleanup(): Promise<void> {
+    const names = await readdir(this.snapshotsDir);
+    // Owners read after the listing, so a Prepare that finished meanwhile keeps its directory.
     const owned = this.store.ids();
-    for (const name of await readdir(this.snapshotsDir)) {
-      if (!owned.has(name)) await rm(join(this.snapshotsDir, name), { recursive: true, force: true });
+    for (const name of names) {
+      if (!owned.has(name) && !this.preparing.has(name)) await rm(join(this.snapshotsDir, name), { recursive: true, force: true });
     }
   }
 
   private async createSnapshot(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
     const tmp = await mkdtemp(join(this.snapshotsDir, 'new-'));
+    this.preparing.add(basename(tmp));
     try {
       await mkdir(join(tmp, 'fs'), { mode: 0o755 });
       if (kind === 'active') await mkdir(join(tmp, 'work'), { mode: 0o711 });
@@ -130,6 +136,8 @@ export class Snapshotter {
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
+    } finally {
+      this.preparing.delete(basename(tmp));
     }
   }
 

@@ -91,11 +91,13 @@ export class MetaStore {
   static open(file: string): MetaStore {
     const db = new Database(file, { timeout: 0 });
     try {
+      // Exclusive before WAL (so no shared-memory index exists), and taken now by a write
+      // transaction: an exclusive connection otherwise locks only at its first write.
+      db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
-      db.pragma('locking_mode = EXCLUSIVE');
-      db.exec(SCHEMA);
+      db.exec(`BEGIN EXCLUSIVE; ${SCHEMA} COMMIT;`);
     } catch (err) {
       db.close();
       const busy = (err as { code?: string }).code === 'SQLITE_BUSY';

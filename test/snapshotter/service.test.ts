@@ -3,7 +3,7 @@
 // List filters, Cleanup, and metadata that survives a restart. No containerd here (containerd.test.ts).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,13 +164,23 @@ test('Remove drops the metadata at once and Cleanup the directories no snapshot 
   assert.ok(!(await dirs()).includes(viewDir));
   assert.ok(!existsSync(join(root, 'snapshots', 'new-123456')));
   assert.equal((await dirs()).length, 3);
+
+  // A Cleanup while a Prepare is under way leaves its temporary directory alone.
+  const preparing = sn.prepare('default/9/racing', 'sha256:aaa', {});
+  while (!readdirSync(join(root, 'snapshots')).some((d) => d.startsWith('new-'))) await new Promise((r) => setImmediate(r));
+  await sn.cleanup();
+  const [racing] = await preparing;
+  assert.ok(existsSync(racing!.options.find((o) => o.startsWith('upperdir='))!.slice('upperdir='.length)));
+  await call('Remove', { key: 'default/9/racing' });
+  await call('Cleanup', {});
+  assert.equal((await dirs()).length, 3);
 });
 
 test('metadata survives a restart unchanged; a second service on the same root is refused', { timeout: 30_000 }, async () => {
-  await assert.rejects(Snapshotter.open(root), /in use by another snapshotter service/);
   const before = await list();
   await stop();
   await start();
+  await assert.rejects(Snapshotter.open(root), /in use by another snapshotter service/, 'also before the first write');
   assert.deepEqual(await list(), before);
   const [m] = await prepare('default/5/c2', 'sha256:aaa');
   assert.ok(!(await dirs()).includes('4'), 'ids are never reused');
