@@ -194,7 +194,7 @@ export const command: Command = {
         await writeWhole(summary.out, read.filter((p) => !/[\r\n]/.test(p)).map((p) => `${p}\n`).join(''), '--out');
       }
       if (values.push || values['profile-out']) {
-        const { profile, unplaced } = buildProfile(new Map([...trace.files].map(([p, f]) => [p, f.ranges])), mounted.layers.map(layerPaths));
+        const { profile, unplaced } = buildProfile(trace.files, mounted.layers.map(layerPaths));
         if (unplaced.length) log(`left out of the profile ${unplaced.length} file(s) no layer holds: ${JSON.stringify(unplaced.slice(0, 3))}`);
         if (values['profile-out']) await writeWhole(resolve(values['profile-out']), serializeProfile(profile), '--profile-out');
         if (values.push) {

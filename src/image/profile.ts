@@ -30,6 +30,13 @@ const MAX_FILES = 100_000;
 const MAX_RANGES_PER_FILE = 64;
 const MAX_PATH_BYTES = 4096;
 const MAX_NAME_LENGTH = 128;
+/**
+ * Ranges are rounded out to this grain when a profile is built: the kernel reads a FUSE file in
+ * windows of up to 128 KiB (its read-ahead), and where a page fault of a mapped executable lands
+ * varies from run to run, so a replay may read a little beside what was recorded (seen: a 28 KiB
+ * gap between two recorded ranges of a static binary, read on the next run).
+ */
+const RANGE_GRAIN = 128 << 10;
 
 /** Adds [start, end) to sorted, disjoint `ranges`, merging what it touches. */
 export function addRange(ranges: ByteRange[], start: number, end: number): void {
@@ -45,9 +52,13 @@ export function addRange(ranges: ByteRange[], start: number, end: number): void 
   ranges.splice(i, j - i, [start, end]);
 }
 
-/** At most `max` ranges: the smallest gaps are closed first (a profile may prefetch a little more, never less). */
-function coarsen(ranges: ByteRange[], max: number): ByteRange[] {
-  const out = ranges.map((r): ByteRange => [r[0], r[1]]);
+/**
+ * The ranges rounded out to RANGE_GRAIN, then at most `max` of them: the smallest gaps are closed
+ * first (a profile may prefetch a little more, never less).
+ */
+function coarsen(ranges: readonly ByteRange[], size: number, max: number): ByteRange[] {
+  const out: ByteRange[] = [];
+  for (const [start, end] of ranges) addRange(out, start - (start % RANGE_GRAIN), Math.min(size, Math.ceil(end / RANGE_GRAIN) * RANGE_GRAIN));
   while (out.length > max) {
     let best = 1;
     for (let k = 2; k < out.length; k++) if (out[k]![0] - out[k - 1]![1] < out[best]![0] - out[best - 1]![1]) best = k;
@@ -65,14 +76,14 @@ export function checkProfileName(name: string): string {
 }
 
 /**
- * A profile from a trace: `reads` maps absolute paths, in first-read order, to the ranges read;
+ * A profile from a trace: `reads` maps absolute paths, in first-read order, to their sizes and the ranges read;
  * each file goes to the top-most of `layers` (manifest order) that holds its path, which is the
  * layer a merged mount served it from. Paths no layer holds are returned in `unplaced`.
  */
-export function buildProfile(reads: ReadonlyMap<string, readonly ByteRange[]>, layers: ReadonlyArray<{ digest: Digest; has(path: string): boolean }>): { profile: PrefetchProfile; unplaced: string[] } {
+export function buildProfile(reads: ReadonlyMap<string, { size: number; ranges: readonly ByteRange[] }>, layers: ReadonlyArray<{ digest: Digest; has(path: string): boolean }>): { profile: PrefetchProfile; unplaced: string[] } {
   const byLayer = new Map<Digest, ProfileFile[]>();
   const unplaced: string[] = [];
-  for (const [abs, ranges] of reads) {
+  for (const [abs, { size, ranges }] of reads) {
     const path = normalizeEntryPath(abs, 'traced file');
     let top = layers.length - 1;
     while (top >= 0 && !layers[top]!.has(path)) top--;
@@ -82,7 +93,7 @@ export function buildProfile(reads: ReadonlyMap<string, readonly ByteRange[]>, l
     }
     const digest = layers[top]!.digest;
     if (!byLayer.has(digest)) byLayer.set(digest, []);
-    byLayer.get(digest)!.push({ path, ranges: coarsen([...ranges], MAX_RANGES_PER_FILE) });
+    byLayer.get(digest)!.push({ path, ranges: coarsen(ranges, size, MAX_RANGES_PER_FILE) });
   }
   const order = [...new Set(layers.map((l) => l.digest))].filter((d) => byLayer.has(d));
   return { profile: { version: 1, layers: order.map((digest) => ({ digest, files: byLayer.get(digest)! })) }, unplaced };
@@ -114,7 +125,7 @@ function profilePath(v: unknown, field: string): string {
   if (typeof v !== 'string' || v === '' || Buffer.byteLength(v) > MAX_PATH_BYTES) fail(field, `expected a path of 1-${MAX_PATH_BYTES} bytes`);
   let normal: string;
   try {
-    normal = normalizeEntryPath(v, field);
+    normal = normalizeEntryPath(v, 'profile');
   } catch (err) {
     if (err instanceof TarEntryError) fail(field, err.message);
     throw err;

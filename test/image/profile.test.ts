@@ -8,6 +8,7 @@ import { addRange, buildProfile, checkProfileLayers, MAX_PROFILE_BYTES, parsePro
 
 const L0 = sha256('layer 0');
 const L1 = sha256('layer 1');
+const G = 128 << 10;
 
 test('addRange keeps ranges sorted and disjoint, merging what touches', () => {
   const r: ByteRange[] = [];
@@ -27,20 +28,21 @@ test('buildProfile puts each file in the top-most layer holding it, in first-rea
     { digest: L0, has: (p: string) => ['bin/sh', 'etc/passwd', 'lib/libc.so'].includes(p) },
     { digest: L1, has: (p: string) => ['etc/passwd', 'app/main'].includes(p) },
   ];
-  const reads = new Map<string, ByteRange[]>([
-    ['/bin/sh', [[0, 4096]]],
-    ['/app/main', [[0, 10], [4096, 8192]]],
-    ['/etc/passwd', [[0, 100]]],
-    ['/lib/libc.so', [[0, 65536]]],
-    ['/not/there', [[0, 1]]],
+  const reads = new Map<string, { size: number; ranges: ByteRange[] }>([
+    ['/bin/sh', { size: 500_000, ranges: [[0, 4096]] }],
+    ['/app/main', { size: 2_000_000, ranges: [[0, 10], [1_000_000, 1_000_100]] }],
+    ['/etc/passwd', { size: 100, ranges: [[0, 100]] }],
+    ['/lib/libc.so', { size: 200_000, ranges: [[0, 65536], [150_000, 200_000]] }],
+    ['/not/there', { size: 1, ranges: [[0, 1]] }],
   ]);
   const { profile, unplaced } = buildProfile(reads, layers);
   assert.deepEqual(unplaced, ['/not/there']);
   assert.deepEqual(profile, {
     version: 1,
     layers: [
-      { digest: L0, files: [{ path: 'bin/sh', ranges: [[0, 4096]] }, { path: 'lib/libc.so', ranges: [[0, 65536]] }] },
-      { digest: L1, files: [{ path: 'app/main', ranges: [[0, 10], [4096, 8192]] }, { path: 'etc/passwd', ranges: [[0, 100]] }] },
+      // Ranges rounded out to 128 KiB, up to the end of the file.
+      { digest: L0, files: [{ path: 'bin/sh', ranges: [[0, G]] }, { path: 'lib/libc.so', ranges: [[0, 200_000]] }] },
+      { digest: L1, files: [{ path: 'app/main', ranges: [[0, G], [7 * G, 8 * G]] }, { path: 'etc/passwd', ranges: [[0, 100]] }] },
     ],
   });
   const bytes = serializeProfile(profile);
@@ -48,10 +50,10 @@ test('buildProfile puts each file in the top-most layer holding it, in first-rea
   assert.equal(sha256(serializeProfile(parseProfile(bytes))), sha256(bytes), 'the same profile, the same bytes');
 });
 
-test('a file read in many places keeps at most 64 ranges, covering every byte read', () => {
+test('a file read in many places keeps at most 64 ranges (rounded to 128 KiB), covering every byte read', () => {
   const ranges: ByteRange[] = [];
-  for (let i = 0; i < 200; i++) addRange(ranges, i * 1000, i * 1000 + 10 + (i % 7));
-  const { profile } = buildProfile(new Map([['/f', ranges]]), [{ digest: L0, has: () => true }]);
+  for (let i = 0; i < 200; i++) addRange(ranges, i * 2 ** 20 + 5000, i * 2 ** 20 + 5010 + (i % 7) * G);
+  const { profile } = buildProfile(new Map([['/f', { size: 2 ** 40, ranges }]]), [{ digest: L0, has: () => true }]);
   const kept = profile.layers[0]!.files[0]!.ranges;
   assert.equal(kept.length, 64);
   for (const [s, e] of ranges) assert.ok(kept.some(([ks, ke]) => ks <= s && e <= ke), `[${s}, ${e}) is covered`);
