@@ -13,6 +13,8 @@ import { openImageSource } from '../registry/transport.js';
 import { checkProfileLayers, checkProfileName, MAX_PROFILE_BYTES, parseProfile, ProfileError, rankProfiles, serializeProfile, type PrefetchProfile } from './profile.js';
 import { deleteReferrer, EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact } from './referrers.js';
 
+/** Profiles a mount tries, newest first, before it gives up. */
+const MAX_PROFILES_TRIED = 3;
 /** An artifact manifest with one blob is a few hundred bytes; anything much larger is not ours. */
 const MAX_PROFILE_MANIFEST_BYTES = 64 << 10;
 
@@ -148,17 +150,24 @@ export async function findPrefetchProfile(source: ImageSource, image: { manifest
   } catch (err) {
     return { status: profileStatus('unavailable', { reason: `listing the referrers of ${subject}: ${(err as Error).message}` }) };
   }
-  const chosen = rankProfiles(found.manifests, name)[0];
-  if (!chosen) return { status: profileStatus('none', { via: found.via, reason: name === undefined ? `no prefetch profile refers to ${subject}` : `no prefetch profile named ${JSON.stringify(name)} refers to ${subject}` }) };
-  const seen = { digest: chosen.digest, via: found.via, name: chosen.annotations?.[Annotation.starlingProfileName] ?? null };
-  try {
-    const { profile, name: named } = await fetchProfile(source, registry, chosen, image);
-    if (name !== undefined && named !== name) throw new ProfileError(`the referrers list calls it ${JSON.stringify(name)}, its manifest ${JSON.stringify(named)}`);
-    return { status: profileStatus('used', { ...seen, name: named }), profile };
-  } catch (err) {
-    // Whatever went wrong (registry, digest, content), the mount goes on without this profile.
-    return { status: profileStatus('ignored', { ...seen, reason: (err as Error).message }) };
+  const ranked = rankProfiles(found.manifests, name);
+  if (ranked.length === 0) return { status: profileStatus('none', { via: found.via, reason: name === undefined ? `no prefetch profile refers to ${subject}` : `no prefetch profile named ${JSON.stringify(name)} refers to ${subject}` }) };
+  // A bad profile is skipped for the next newest, so that a broken push does not hide good ones; a few at most.
+  const skipped: string[] = [];
+  let first: Partial<ProfileStatus> | undefined;
+  for (const desc of ranked.slice(0, MAX_PROFILES_TRIED)) {
+    const seen = { digest: desc.digest, via: found.via, name: desc.annotations?.[Annotation.starlingProfileName] ?? null };
+    first ??= seen;
+    try {
+      const { profile, name: named } = await fetchProfile(source, registry, desc, image);
+      if (name !== undefined && named !== name) throw new ProfileError(`the referrers list calls it ${JSON.stringify(name)}, its manifest ${JSON.stringify(named)}`);
+      return { status: profileStatus('used', { ...seen, name: named, reason: skipped.length ? `skipped newer: ${skipped.join('; ')}` : null }), profile };
+    } catch (err) {
+      // Whatever went wrong (registry, digest, content), the mount goes on without this profile.
+      skipped.push(`${desc.digest}${seen.name ? ` (${seen.name})` : ''}: ${(err as Error).message}`);
+    }
   }
+  return { status: profileStatus('ignored', { ...first, reason: skipped.join('; ') }) };
 }
 
 /** Fetches a profile artifact and checks it against the image: subject, type, one bounded blob, valid content, the image's layers. */

@@ -106,6 +106,14 @@ test('push, list newest first, choose by default and by name, the same by the AP
   assert.deepEqual(removed, [{ digest: batch.descriptor.digest, untagged: true, manifest: 'deleted' }]);
   assert.deepEqual((await listProfiles(amd)).profiles.map((p) => p.name), ['web']);
   assert.equal((await mountChoice(reg.host)).status.name, 'web');
+  // A newer profile that cannot be used is skipped for the next, with its reason.
+  const broken = await pushReferrer(amd.client, amd.repository, profileArtifact(amd.subject, Buffer.from('{"version":1,'), { name: 'broken' }));
+  const skipping = await mountChoice(reg.host);
+  assert.equal(skipping.status.state, 'used');
+  assert.equal(skipping.status.name, 'web');
+  assert.match(skipping.status.reason!, new RegExp(`^skipped newer: ${broken.descriptor.digest} \\(broken\\): profile: not JSON`));
+  assert.deepEqual(skipping.profile, goodProfile());
+  await removeProfiles(amd, { name: 'broken' });
   assert.equal(await rootDigest(), root, 'the image is the same');
 });
 
