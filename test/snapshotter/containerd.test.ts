@@ -53,7 +53,10 @@ async function stopService(signal: NodeJS.Signals): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill(signal);
+  // The service lets calls under way finish for up to 5 s after SIGTERM.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await exited;
+  clearTimeout(timer);
 }
 
 /** `ctr snapshots ls` as rows of [key, parent, kind], sorted. */
