@@ -1,5 +1,6 @@
-// Warms the caches ahead of reads. First the prioritised part of every layer (eStargz landmark
-// prefix, or the files of --prefetch-list), all layers in parallel, below on-demand reads. Then the
+// Warms the caches ahead of reads. First the prioritised part of every layer (a prefetch profile's
+// files, the eStargz landmark prefix, the files of --prefetch-list), all layers in parallel, below
+// on-demand reads, in the order given. Then the
 // background fill: the rest of every layer, one paced request at a time, only when the scheduler
 // gives it a turn (after a quiet period without on-demand requests; see fetch-scheduler.ts), in the
 // order reads are likely to go next: the layer read most recently first, onwards from where it
@@ -20,13 +21,17 @@ export interface PrefetchLayer {
   backgroundProgress: Progress;
 }
 
-/** Chunks in blob order, each digest once, cut into batches of about BATCH_BYTES compressed bytes. */
+/**
+ * Chunks in the order given (a profile's first-read order), each digest once, cut into batches of
+ * about BATCH_BYTES compressed bytes, each batch in blob order so that its ranges coalesce.
+ */
 function batches(chunks: readonly ChunkRef[]): ChunkRef[][] {
   const seen = new Set<string>();
-  const sorted = chunks.filter((c) => !c.zeros && c.size > 0 && !seen.has(c.digest) && seen.add(c.digest)).sort((a, b) => a.start - b.start);
   const out: ChunkRef[][] = [];
   let bytes = BATCH_BYTES;
-  for (const c of sorted) {
+  for (const c of chunks) {
+    if (c.zeros || c.size === 0 || seen.has(c.digest)) continue;
+    seen.add(c.digest);
     if (bytes >= BATCH_BYTES) {
       out.push([]);
       bytes = 0;
@@ -34,6 +39,7 @@ function batches(chunks: readonly ChunkRef[]): ChunkRef[][] {
     out[out.length - 1]!.push(c);
     bytes += c.end - c.start;
   }
+  for (const b of out) b.sort((x, y) => x.start - y.start);
   return out;
 }
 

@@ -134,3 +134,23 @@ test('a read that needs a chunk the fill has started on does not wait for the fi
     await env.cleanup();
   }
 });
+
+test('prefetch keeps the order it is given (a profile\'s first-read order) from one batch to the next', { timeout: 30_000 }, async () => {
+  // c (last in the blob) is wanted before a, and is larger than one 8 MiB batch: its first batch
+  // must go before anything of a (within a batch, requests go in blob order).
+  const layer = buildLayer([{ path: 'a', content: noise(9 << 20, 1) }, { path: 'b', content: noise(1 << 20, 2) }, { path: 'c', content: noise(9 << 20, 3) }], 1 << 20);
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    const chunks = (p: string) => layer.toc.entries.find((e) => e.path === p)!.chunks;
+    const p = new Prefetcher(prefetchLayers(env.layerMetrics, [[...chunks('c'), ...chunks('a')]]), env.store, { prefetch: true, background: false });
+    p.start();
+    await p.done;
+    const cStart = chunks('c')[0]!.start;
+    assert.ok(rec.seen[0]!.offset >= cStart, `the first request (at ${rec.seen[0]!.offset}) is for c (from ${cStart})`);
+    assert.ok(rec.seen.at(-1)!.offset < chunks('b')[0]!.start, 'a comes last');
+    assert.ok(rec.seen.every((r) => r.offset + r.length <= chunks('b')[0]!.start || r.offset >= cStart), 'b is not fetched');
+  } finally {
+    await env.cleanup();
+  }
+});
