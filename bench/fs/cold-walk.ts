@@ -2,6 +2,8 @@
 // cache, new process), and a cold read of a few hundred small files, for Starling with its default
 // options and stargz-snapshotter's filesystem with its defaults (bench/stargz, one FUSE mount per
 // layer), side by side in one run, over loopback and over the emulated link. Medians of --samples.
+// Both paths go through a relay process (loopback: one that adds no delay), whose counters give the
+// bytes and GET requests of every cell.
 // usage: node --import tsx bench/fs/cold-walk.ts [--files N] [--mb N] [--samples N] [--rtt MS] [--rate MBIT]
 // Needs root; the stargz program is built by scripts/setup.sh (scripts/build-interop.sh).
 import { execFile, spawn } from 'node:child_process';
@@ -12,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { buildImage } from '../../test/fixtures/image.js';
 import { checkLink, startEmulatedRegistry } from '../net/link.js';
+import { RelayProcess } from '../net/relay-process.js';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -106,9 +109,11 @@ async function mountStargz(host: string, at: string): Promise<Mounted> {
 }
 
 const systems = { Starling: mountStarling, 'stargz-snapshotter': mountStargz } as const;
-type Row = { mount: number[]; walk: number[]; small: number[] };
+type Row = { mount: number[]; walk: number[]; small: number[]; mb: { walk: number[]; small: number[] }; gets: { walk: number[]; small: number[] } };
 const results = new Map<string, Row>();
 const reg = await startEmulatedRegistry(profile);
+const [regHost, regPort] = reg.directHost.split(':');
+const loopback = await RelayProcess.start({ host: regHost!, port: Number(regPort) }, { rttMs: 0, rateMbit: 100_000 });
 try {
   const { paths, bytes } = await pickFiles();
   console.error(`layer: ${paths.length} files, ${(bytes / 1e6).toFixed(0)} MB of host files`);
@@ -122,19 +127,24 @@ try {
   // Small files read cold: the first SMALL_READ files under 16 kB by name (the same files on both sides).
   const smallCmd = (dir: string) => `cd ${dir} && find . -type f -size -16k | sort | head -${SMALL_READ} | xargs cat | wc -c`;
   for (let i = 0; i < SAMPLES; i++) {
-    for (const [where, host] of [['loopback', reg.directHost], ['link', reg.host]] as const) {
+    for (const [where, host, relay] of [['loopback', loopback.host, loopback], ['link', reg.host, reg.relay]] as const) {
       for (const [name, mountFn] of Object.entries(systems)) {
         for (const phase of ['walk', 'small'] as const) {
           const at = join(work, `s${i}-${where}-${name}-${phase}`, 'mnt');
           await mkdir(at, { recursive: true });
+          const c0 = await relay.counters();
           active = await mountFn(host, at);
           try {
             const seconds = await timed(phase === 'walk' ? `tar -cf - -C ${active.dir} . | wc -c` : smallCmd(active.dir));
+            const c1 = await relay.counters();
             const key = `${name}, ${where}`;
-            if (!results.has(key)) results.set(key, { mount: [], walk: [], small: [] });
-            results.get(key)![phase].push(seconds);
-            if (phase === 'walk') results.get(key)!.mount.push(active.mountSeconds);
-            console.error(`[${i + 1}/${SAMPLES}] ${key} ${phase}: ${seconds.toFixed(2)} s (mount ${active.mountSeconds.toFixed(2)} s)`);
+            if (!results.has(key)) results.set(key, { mount: [], walk: [], small: [], mb: { walk: [], small: [] }, gets: { walk: [], small: [] } });
+            const row = results.get(key)!;
+            row[phase].push(seconds);
+            row.mb[phase].push((c1.bytesDown + c1.bytesUp - c0.bytesDown - c0.bytesUp) / 1e6);
+            row.gets[phase].push(c1.getRequests - c0.getRequests);
+            if (phase === 'walk') row.mount.push(active.mountSeconds);
+            console.error(`[${i + 1}/${SAMPLES}] ${key} ${phase}: ${seconds.toFixed(2)} s (mount ${active.mountSeconds.toFixed(2)} s), ${row.mb[phase].at(-1)!.toFixed(1)} MB, ${row.gets[phase].at(-1)} GETs`);
           } finally {
             await active.stop();
             active = undefined;
@@ -149,9 +159,9 @@ try {
     `bench/fs cold walk — ${new Date().toISOString()} — one eStargz layer of ${paths.length} host files, ${(bytes / 1e6).toFixed(0)} MB; ` +
       `link ${profile.rttMs} ms / ${profile.rateMbit} Mbit/s (checked: ${link.rttMs.toFixed(2)} ms, ${link.throughputMbit.toFixed(0)} Mbit/s); ${SAMPLES} samples, medians (all samples); default options on both sides`,
     '',
-    `| system, path | mount s | cold walk s (\`tar -cf - .\`) | cold read of ${SMALL_READ} small files s |`,
-    '| --- | ---: | ---: | ---: |',
-    ...[...results].map(([k, r]) => `| ${k} | ${fmt(r.mount)} | ${fmt(r.walk)} | ${fmt(r.small)} |`),
+    `| system, path | mount s | cold walk s (\`tar -cf - .\`) | walk MB, GETs | cold read of ${SMALL_READ} small files s | small MB, GETs |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...[...results].map(([k, r]) => `| ${k} | ${fmt(r.mount)} | ${fmt(r.walk)} | ${median(r.mb.walk).toFixed(1)}, ${median(r.gets.walk)} | ${fmt(r.small)} | ${median(r.mb.small).toFixed(1)}, ${median(r.gets.small)} |`),
     '',
   ];
   for (const where of ['loopback', 'link']) {
@@ -166,6 +176,7 @@ try {
   await writeFile(join(root, 'bench/out', `cold-walk-${Date.now()}.md`), `${report}\n`);
 } finally {
   await active?.stop().catch(() => {});
+  await loopback.close();
   await reg.stop();
   await rm(work, { recursive: true, force: true });
 }

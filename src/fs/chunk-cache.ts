@@ -135,8 +135,18 @@ export class ChunkCache {
     this.memory?.delete(digest);
   }
 
-  /** The `size`-byte chunk from disk if present and intact; a damaged entry is removed and counts as a miss. */
+  /**
+   * The `size`-byte chunk from disk if present and intact; a damaged entry is removed and counts as a
+   * miss. A digest the index does not know is a miss without touching the disk: a failed open costs
+   * a thread-pool round trip and an error object, once per chunk of a cold read. The index is learnt
+   * at open and on every write of this process, so an entry another mount writes meanwhile is
+   * fetched again here, never missed as wrong bytes.
+   */
   async getDisk(digest: Digest, size: number): Promise<Buffer | undefined> {
+    if (!this.diskIndex.has(digest)) {
+      this.counters.diskMisses++;
+      return undefined;
+    }
     const path = this.pathOf(digest);
     const data = await readExactly(path, size);
     if (data === 'missing') {

@@ -53,6 +53,12 @@ interface Pending {
 
 /** Compressed bytes of neighbourhood windows kept for later misses (besides the memory cache). */
 const WINDOW_BUFFER_BYTES = 32 << 20;
+/**
+ * Disk-cache writes under way at once. Each is four thread-pool operations (open, write, close,
+ * rename); unbounded, a cold walk of small files filled the pool with them and every read's decode
+ * (gunzip, sha256: the pool too) waited behind them.
+ */
+const DISK_WRITES = 2;
 
 const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
@@ -68,6 +74,9 @@ export class ChunkStore {
   private readonly tickets = new Map<Digest, FetchTicket>();
   private readonly windows = new WindowBuffer(WINDOW_BUFFER_BYTES);
   private readonly diskWrites = new Set<Promise<void>>();
+  /** Writes waiting for one of the DISK_WRITES places. */
+  private readonly writeQueue: Array<() => void> = [];
+  private writing = 0;
   private readonly loggedFailures = new Set<string>();
   private closed = false;
 
@@ -192,7 +201,9 @@ export class ChunkStore {
           const buffered = this.windows.find(ls.index, m.chunk);
           if (buffered) {
             if (priority !== Priority.Background) ls.neighbourhood.used(buffered.use, m.chunk.end - m.chunk.start);
-            return this.decode(ls, m, buffered.compressed);
+            const compressed = await Promise.resolve(buffered.compressed).catch(() => undefined);
+            if (compressed) return this.decode(ls, m, compressed);
+            // The window's fetch failed: this chunk is fetched on its own.
           }
           const data = await this.cache.getDisk(m.chunk.digest, m.chunk.size);
           if (!data) return toFetch.push(m);
@@ -227,19 +238,20 @@ export class ChunkStore {
       ticket = new FetchTicket();
       for (const m of members) this.tickets.set(m.chunk.digest, ticket);
     }
+    const windowFill = window && window.neighbourBytes > 0 ? this.windows.open(ls.index, start, end, window) : undefined;
     const decodes: Array<Promise<void>> = [];
     let next = 0;
     const decodeArrived = (buf: Buffer, filled: number) => {
+      windowFill?.arrived(buf, filled);
       while (next < members.length && members[next]!.chunk.end - start <= filled) {
         const m = members[next++]!;
         decodes.push(this.decode(ls, m, buf.subarray(m.chunk.start - start, m.chunk.end - start)));
       }
     };
     try {
-      const bytes = await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket);
-      decodeArrived(bytes, end - start);
-      if (window && window.neighbourBytes > 0) this.windows.add(ls.index, start, bytes, window);
+      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket), end - start);
     } catch (err) {
+      windowFill?.failed(err as Error);
       for (const m of members.slice(next)) this.settle(m, err as Error);
     }
     await Promise.all(decodes);
@@ -256,12 +268,26 @@ export class ChunkStore {
     }
     this.obtained(ls, m, data);
     if (ls.remote && !this.closed) {
-      const write = this.cache.putDisk(m.chunk.digest, data).catch((err: Error) => this.log(`disk cache: ${err.message}`));
+      const write = this.writeToDisk(m.chunk.digest, data);
       this.diskWrites.add(write);
       await write;
       this.diskWrites.delete(write);
     }
     this.settle(m);
+  }
+
+  /** Stores a chunk in the disk cache once a write place is free (a failure is logged: the chunk was served anyway). */
+  private async writeToDisk(digest: Digest, data: Buffer): Promise<void> {
+    if (this.writing >= DISK_WRITES) await new Promise<void>((r) => this.writeQueue.push(r));
+    this.writing++;
+    try {
+      await this.cache.putDisk(digest, data);
+    } catch (err) {
+      this.log(`disk cache: ${(err as Error).message}`);
+    } finally {
+      this.writing--;
+      this.writeQueue.shift()?.();
+    }
   }
 
   /** Hands out a verified chunk and notes it as cached for the background fill. */

@@ -77,16 +77,34 @@ export class Neighbourhood {
   }
 }
 
-/** A fetched window's compressed bytes. */
+/** A window's compressed bytes, arriving or arrived. */
 interface Buffered {
   layer: number;
   start: number;
-  bytes: Buffer;
+  end: number;
   use: WindowUse;
   lastUsed: number;
+  /** The buffer the fetch fills, once its first bytes are in; [0, filled) of it are final. */
+  buf?: Buffer;
+  filled: number;
+  done: boolean;
+  /** Misses inside the window waiting for their bytes: byte range relative to `start`. */
+  waiters: Array<{ from: number; to: number; resolve: (b: Buffer) => void; reject: (e: Error) => void }>;
 }
 
-/** Compressed bytes of recent windows, bounded in bytes, least recently used out. */
+/** A window's place in the buffer, for the fetch that fills it. */
+export interface WindowFill {
+  /** Bytes of the window's fetch have arrived: [0, filled) of `buf` (a buffer of the window's length). */
+  arrived(buf: Buffer, filled: number): void;
+  /** The fetch failed: waiters are rejected and the window leaves the buffer. */
+  failed(err: Error): void;
+}
+
+/**
+ * Compressed bytes of recent windows, bounded in bytes, least recently used out. A window is in the
+ * buffer from the moment its fetch starts: a miss inside one still arriving waits for its own bytes
+ * instead of fetching them again (a reader moving to the next file while the window streams in).
+ */
 export class WindowBuffer {
   private readonly windows: Buffered[] = [];
   private total = 0;
@@ -94,29 +112,56 @@ export class WindowBuffer {
 
   constructor(private readonly maxBytes: number) {}
 
-  add(layer: number, start: number, bytes: Buffer, use: WindowUse): void {
-    if (bytes.length > this.maxBytes) return;
-    this.windows.push({ layer, start, bytes, use, lastUsed: ++this.tick });
-    this.total += bytes.length;
-    while (this.total > this.maxBytes) {
-      let oldest = 0;
-      for (let i = 1; i < this.windows.length; i++) if (this.windows[i]!.lastUsed < this.windows[oldest]!.lastUsed) oldest = i;
-      this.total -= this.windows.splice(oldest, 1)[0]!.bytes.length;
-    }
+  /** Registers a window whose fetch is starting. */
+  open(layer: number, start: number, end: number, use: WindowUse): WindowFill {
+    const w: Buffered = { layer, start, end, use, lastUsed: ++this.tick, filled: 0, done: false, waiters: [] };
+    this.windows.push(w);
+    this.total += end - start;
+    return {
+      arrived: (buf, filled) => {
+        w.buf = buf;
+        w.filled = filled;
+        w.done = filled >= end - start;
+        w.waiters = w.waiters.filter((x) => (x.to <= filled ? (x.resolve(buf.subarray(x.from, x.to)), false) : true));
+        if (w.done) this.evict();
+      },
+      failed: (err) => {
+        for (const x of w.waiters.splice(0)) x.reject(err);
+        this.remove(w);
+      },
+    };
   }
 
-  /** The compressed bytes of `chunk` of `layer` if a buffered window holds them, and that window's use. */
-  find(layer: number, chunk: ChunkRef): { compressed: Buffer; use: WindowUse } | undefined {
-    for (const w of this.windows) {
-      if (w.layer !== layer || chunk.start < w.start || chunk.end > w.start + w.bytes.length) continue;
-      w.lastUsed = ++this.tick;
-      return { compressed: w.bytes.subarray(chunk.start - w.start, chunk.end - w.start), use: w.use };
-    }
-    return undefined;
+  /** The compressed bytes of `chunk` of `layer` (now, or once they arrive) if a buffered window holds them, and that window's use. */
+  find(layer: number, chunk: ChunkRef): { compressed: Buffer | Promise<Buffer>; use: WindowUse } | undefined {
+    const w = this.windows.find((x) => x.layer === layer && chunk.start >= x.start && chunk.end <= x.end);
+    if (!w) return undefined;
+    w.lastUsed = ++this.tick;
+    const from = chunk.start - w.start;
+    const to = chunk.end - w.start;
+    if (w.buf && w.filled >= to) return { compressed: w.buf.subarray(from, to), use: w.use };
+    return { compressed: new Promise((resolve, reject) => w.waiters.push({ from, to, resolve, reject })), use: w.use };
   }
 
   /** Whether a buffered window holds `chunk` of `layer` (without touching its recency). */
   holds(layer: number, chunk: ChunkRef): boolean {
-    return this.windows.some((w) => w.layer === layer && chunk.start >= w.start && chunk.end <= w.start + w.bytes.length);
+    return this.windows.some((w) => w.layer === layer && chunk.start >= w.start && chunk.end <= w.end);
+  }
+
+  /** Least recently used arrived windows out until the buffer is within its bound. */
+  private evict(): void {
+    while (this.total > this.maxBytes) {
+      let oldest: Buffered | undefined;
+      for (const w of this.windows) if (w.done && (!oldest || w.lastUsed < oldest.lastUsed)) oldest = w;
+      if (!oldest) return;
+      this.remove(oldest);
+    }
+  }
+
+  private remove(w: Buffered): void {
+    const at = this.windows.indexOf(w);
+    if (at < 0) return;
+    this.windows.splice(at, 1);
+    this.total -= w.end - w.start;
   }
 }

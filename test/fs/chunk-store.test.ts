@@ -90,3 +90,19 @@ test('close waits for the disk writes of reads that have resolved; none happens 
     await env.cleanup();
   }
 });
+
+test('a miss inside a window still arriving waits for its bytes instead of fetching them again', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob, 200);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    const first = env.readAll('/lib/f00');
+    await new Promise((r) => setTimeout(r, 50)); // the window's request is out, its bytes not yet in
+    const second = env.readAll('/lib/f01');
+    assert.deepEqual(await first, noise(3000, 1));
+    assert.deepEqual(await second, noise(3000, 2));
+    assert.equal(rec.seen.length, 1, 'f01 came with f00\'s window');
+  } finally {
+    await env.cleanup();
+  }
+});
