@@ -3,6 +3,8 @@
 // `containerd.io/snapshot.ref` (and the stargz/CRI labels) may be served without unpacking; the
 // snapshotter then mounts the layer itself, commits it under the ref label's value with the given
 // parent and labels, and answers ALREADY_EXISTS, as it does when that snapshot already exists.
+// Snapshotter.prepare calls `prepare` first, at the one place marked there; an implementation
+// will need to commit into the snapshotter's MetaStore and to name its mount in `mountsOf`.
 import type { Labels } from './store.js';
 
 export interface RemoteLayers {

@@ -6,7 +6,7 @@
 // Cleanup deletes the directories no snapshot owns (containerd's GC calls it after removing).
 import { existsSync, lchownSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { diskUsage } from './disk-usage.js';
 import { alreadyExists } from './errors.js';
 import { parseFilters, matches } from './filters.js';
@@ -36,7 +36,8 @@ export class Snapshotter {
     private readonly indexOff: boolean,
   ) {}
 
-  static async open(root: string, options: SnapshotterOptions = {}): Promise<Snapshotter> {
+  static async open(dir: string, options: SnapshotterOptions = {}): Promise<Snapshotter> {
+    const root = resolve(dir); // mounts name absolute paths: containerd mounts them elsewhere
     await mkdir(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
     const store = MetaStore.open(join(root, 'metadata.db'));
     return new Snapshotter(root, store, options.remote ?? noRemoteLayers, existsSync('/sys/module/overlay/parameters/index'));
