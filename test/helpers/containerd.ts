@@ -17,6 +17,8 @@ export interface RunningContainerd {
   namespace: string;
   /** Runs `ctr` against this containerd; rejects with its stderr on failure. */
   ctr(...args: string[]): Promise<string>;
+  /** The same with stargz-snapshotter's `ctr-remote` (ctr plus `image rpull`). */
+  ctrRemote(...args: string[]): Promise<string>;
   /** Where containerd keeps a task's bundle (its rootfs is mounted there). */
   stateDir: string;
   stop(): Promise<void>;
@@ -42,14 +44,15 @@ export async function startContainerd(dir: string, snapshotterSocket: string, na
   const child: ChildProcess = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
-  const ctr = async (...args: string[]) => {
+  const client = (binary: string) => async (...args: string[]) => {
     try {
-      return (await run('ctr', ['--address', address, '--namespace', namespace, ...args], { timeout: 120_000, maxBuffer: 16 << 20 })).stdout;
+      return (await run(binary, ['--address', address, '--namespace', namespace, ...args], { timeout: 120_000, maxBuffer: 16 << 20 })).stdout;
     } catch (err) {
       const e = err as Error & { stderr?: string };
-      throw new Error(`ctr ${args.join(' ')}: ${e.stderr || e.message}`);
+      throw new Error(`${binary} ${args.join(' ')}: ${e.stderr || e.message}`);
     }
   };
+  const ctr = client('ctr');
   const stop = async () => {
     // Tasks first (their shims outlive containerd otherwise), then containerd, then mounts.
     const taskDir = join(stateDir, 'io.containerd.runtime.v2.task', namespace);
@@ -87,5 +90,5 @@ export async function startContainerd(dir: string, snapshotterSocket: string, na
     }
     await sleep(200);
   }
-  return { address, namespace, ctr, stateDir, stop };
+  return { address, namespace, ctr, ctrRemote: client('ctr-remote'), stateDir, stop };
 }

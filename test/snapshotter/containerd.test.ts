@@ -1,8 +1,9 @@
 // Starling's snapshotter under a real containerd (Debian's, with its own config and the service as
 // proxy plugin "starling"), real runc and a real Distribution: `ctr image pull` unpacks into our
 // snapshots, `ctr run` runs a busybox image from them, the container's writes land in its active
-// snapshot's upper dir, restarts (clean and kill -9) keep every snapshot, and removing container
-// and image leaves no snapshot, directory or mount. Everything started is stopped in `after`.
+// snapshot's upper dir, restarts (clean and kill -9) keep every snapshot, removing container and
+// image leaves no snapshot, directory or mount, and `ctr-remote image rpull` (Prepares with the
+// remote-snapshot labels) falls back to ordinary snapshots. Everything started is stopped in `after`.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -178,4 +179,16 @@ test('removing the containers and the image leaves no snapshot, no directory and
   assert.deepEqual(await snapshotDirs(), []);
   const mounts = (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) || m.source.startsWith(`${work}/`));
   assert.deepEqual(mounts, []);
+});
+
+test('ctr-remote image rpull: Starling answers with an ordinary snapshot, containerd unpacks and commits it', { timeout: 120_000 }, async () => {
+  await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', image);
+  assert.deepEqual((await snapshots()).map((r) => r[0]).sort(), [...chain].sort());
+  const info = JSON.parse(await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'info', chain[1]!)) as { Labels?: Record<string, string> };
+  assert.equal(info.Labels?.['containerd.io/snapshot/remote/stargz.reference'], image, 'the Prepare carried the remote-snapshot labels');
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', image, 'starling-rpull', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+  await containerd!.ctr('image', 'rm', '--sync', image);
+  assert.deepEqual(await snapshots(), []);
+  assert.deepEqual(await snapshotDirs(), []);
 });
