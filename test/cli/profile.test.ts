@@ -158,6 +158,8 @@ before(async () => {
   // Never optimised: no landmark, so whatever a mount prefetches comes from the profile.
   await starling('convert', `oci:${join(work, 'gzip')}:latest`, ref('estargz'), '--format', 'estargz', '--chunk-size', '262144');
   await starling('convert', `oci:${join(work, 'gzip')}:latest`, ref('zstd'), '--format', 'zstd:chunked');
+  // Optimised for another workload: unused.bin before the landmark.
+  await starling('convert', `oci:${join(work, 'gzip')}:latest`, ref('estargz-opt'), '--format', 'estargz', '--chunk-size', '262144', '--prioritize', '/data/unused.bin');
 });
 
 after(async () => {
@@ -281,4 +283,38 @@ test('profile push of a file, rm by name: the mount then uses the newest usable 
   await writeFile(bad, JSON.stringify({ version: 1, layers: [{ digest: `sha256:${'0'.repeat(64)}`, files: [{ path: 'a/../../b', ranges: [[0, 1]] }] }] }));
   await assert.rejects(starling('profile', 'push', bad, ref('estargz'), '--name', 'x'), (err: { code: number; stderr: string }) => err.code === 1 && /files\[0\]\.path/.test(err.stderr));
   await assert.rejects(starling('profile', 'rm', ref('estargz')), (err: { code: number }) => err.code === 2);
+});
+
+test('on an optimised image, the profile and the landmark prefix combine', { timeout: 120_000 }, async () => {
+  const profileFile = join(work, 'opt.profile.json');
+  await starling('record', ref('estargz-opt'), '--push', '--profile-out', profileFile, '--', ...WORKLOAD);
+  const manifest = await manifestOf('estargz-opt');
+  const want = await profileChunks(parseProfile(await readFile(profileFile)), manifest);
+  const landmark = new Set<string>();
+  for (const desc of manifest.layers) {
+    const blob = await FileBlob.open(blobPath(desc.digest));
+    try {
+      const opened = await openLayerToc(blob, desc);
+      assert.ok(opened.ok);
+      for (const e of opened.toc.entries) for (const c of e.chunks) if (opened.toc.prefetchEnd !== undefined && c.start < opened.toc.prefetchEnd && !c.zeros && c.size > 0) landmark.add(c.digest);
+    } finally {
+      await blob.close();
+    }
+  }
+  assert.ok(landmark.size > 0 && [...landmark].some((d) => !want.has(d)), 'the landmark prefix holds chunks the profile does not');
+  const cache = join(work, 'cache-opt');
+  const mnt = join(work, 'mnt-opt');
+  await mount(ref('estargz-opt'), mnt, '--cache-dir', cache);
+  try {
+    assert.equal((await settled(mnt)).profile.state, 'used');
+    const union = new Set([...want, ...landmark]);
+    let cached = await cachedChunks(cache);
+    for (let i = 0; i < 50 && cached.size < union.size; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      cached = await cachedChunks(cache);
+    }
+    assert.deepEqual([...cached].sort(), [...union].sort());
+  } finally {
+    await umount(mnt);
+  }
 });
