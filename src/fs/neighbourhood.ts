@@ -122,7 +122,9 @@ export class WindowBuffer {
         w.buf = buf;
         w.filled = filled;
         w.done = filled >= end - start;
-        w.waiters = w.waiters.filter((x) => (x.to <= filled ? (x.resolve(buf.subarray(x.from, x.to)), false) : true));
+        const ready = w.waiters.filter((x) => x.to <= filled);
+        w.waiters = w.waiters.filter((x) => x.to > filled);
+        for (const x of ready) x.resolve(buf.subarray(x.from, x.to));
         if (w.done) this.evict();
       },
       failed: (err) => {
