@@ -200,7 +200,11 @@ export class ChunkStore {
         missing.map(async (m) => {
           const buffered = this.windows.find(ls.index, m.chunk);
           if (buffered) {
-            if (priority !== Priority.Background) ls.neighbourhood.used(buffered.use, m.chunk.end - m.chunk.start);
+            if (priority !== Priority.Background) {
+              ls.neighbourhood.used(buffered.use, m.chunk.end - m.chunk.start);
+              const next = ls.neighbourhood.ahead(this.orderOf(ls.index), buffered.use, m.chunk.start, (c) => this.free(ls, c));
+              if (next) void this.fetchWindow(ls, next);
+            }
             const compressed = await Promise.resolve(buffered.compressed).catch(() => undefined);
             if (compressed) return this.decode(ls, m, compressed);
             // The window's fetch failed: this chunk is fetched on its own.
@@ -228,7 +232,7 @@ export class ChunkStore {
     if (priority === Priority.Read && ls.remote) {
       ls.lastMissAt = start;
       ls.lastMissTime = performance.now();
-      window = ls.neighbourhood.plan(this.orderOf(ls.index), start, end, (c) => !this.has(c.digest) && !this.windows.holds(ls.index, c));
+      window = ls.neighbourhood.plan(this.orderOf(ls.index), start, end, (c) => this.free(ls, c));
       start = window.start;
       end = window.end;
     }
@@ -255,6 +259,21 @@ export class ChunkStore {
       for (const m of members.slice(next)) this.settle(m, err as Error);
     }
     await Promise.all(decodes);
+  }
+
+  /** Whether a chunk is neither cached, nor on its way, nor in a buffered window: a window may fetch it. */
+  private free(ls: LayerState, c: ChunkRef): boolean {
+    return !this.has(c.digest) && !this.windows.holds(ls.index, c);
+  }
+
+  /** Fetches a window no reader has asked for yet (read-ahead of a walk) into the buffer. */
+  private async fetchWindow(ls: LayerState, w: WindowUse): Promise<void> {
+    const fill = this.windows.open(ls.index, w.start, w.end, w);
+    try {
+      fill.arrived(await this.scheduler.fetch(ls.blob, w.start, w.end, Priority.ReadAhead, (buf, filled) => fill.arrived(buf, filled)), w.end - w.start);
+    } catch (err) {
+      fill.failed(err as Error);
+    }
   }
 
   private async decode(ls: LayerState, m: Pending, compressed: Buffer): Promise<void> {

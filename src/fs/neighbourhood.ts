@@ -24,6 +24,8 @@ export interface WindowUse {
   neighbourBytes: number;
   usedBytes: number;
   grown: boolean;
+  /** The window after it has been asked for (see `ahead`). */
+  extended: boolean;
 }
 
 export class Neighbourhood {
@@ -58,7 +60,35 @@ export class Neighbourhood {
       neighbourBytes += order.end(pos) - order.start(pos);
       wStart = order.start(pos);
     }
-    const w: WindowUse = { start: wStart, end: wEnd, neighbourBytes, usedBytes: 0, grown: false };
+    return this.remember({ start: wStart, end: wEnd, neighbourBytes, usedBytes: 0, grown: false, extended: false });
+  }
+
+  /**
+   * The window that follows `w`, when a reader has used at least half of `w` and has reached
+   * `at`, past its middle: a walk through a directory would otherwise wait for each next window
+   * only once it misses at the end of the last one. Undefined when that does not hold, `w` was
+   * extended already, or no free chunk follows it.
+   */
+  ahead(order: BlobOrder, w: WindowUse, at: number, free: (c: ChunkRef) => boolean): WindowUse | undefined {
+    if (w.extended || w.usedBytes * 2 < w.neighbourBytes || at < (w.start + w.end) / 2) return undefined;
+    w.extended = true;
+    let start = -1;
+    let end = -1;
+    for (let pos = order.positionAt(w.end); pos < order.length; pos++) {
+      if (start >= 0 && order.end(pos) - start > this.size) break;
+      if (!free(order.chunk(pos))) {
+        if (start >= 0) break;
+        continue; // cached or on its way already: look further on
+      }
+      if (start < 0) start = order.start(pos);
+      end = order.end(pos);
+      if (order.start(pos) - w.end > this.size) break;
+    }
+    if (start < 0) return undefined;
+    return this.remember({ start, end, neighbourBytes: end - start, usedBytes: 0, grown: false, extended: false });
+  }
+
+  private remember(w: WindowUse): WindowUse {
     this.recent.push(w);
     if (this.recent.length > RECENT) this.recent.shift();
     return w;

@@ -10,7 +10,7 @@ import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js
 /** A directory of `n` small files (~3 KB each, incompressible), a 1 MiB file, then another directory far away. */
 function smallFiles(n = 40): SpecEntry[] {
   const specs: SpecEntry[] = [{ path: 'lib' }];
-  for (let i = 0; i < n; i++) specs.push({ path: `lib/f${String(i).padStart(2, '0')}`, content: noise(3000, i + 1) });
+  for (let i = 0; i < n; i++) specs.push({ path: `lib/f${String(i).padStart(n > 100 ? 3 : 2, '0')}`, content: noise(3000, i + 1) });
   specs.push({ path: 'big', content: noise(1 << 20, 99) });
   specs.push({ path: 'far' });
   for (let i = 0; i < 10; i++) specs.push({ path: `far/g${i}`, content: noise(3000, 200 + i) });
@@ -27,7 +27,9 @@ test('a miss in a directory of small files brings its neighbours in the same req
     assert.ok(rec.seen[0]!.length > 60 * 3000, `one request of ${rec.seen[0]!.length} bytes holds the following files too`);
     assert.equal(env.store.windowOf(0), WINDOW.initial);
     for (let i = 1; i < 60; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(2, '0')}`), noise(3000, i + 1));
-    assert.equal(rec.seen.length, 1, 'the neighbours came from the cache');
+    const first = rec.seen[0]!;
+    // Half the window read, and past its middle: the window after it went out, and nothing else.
+    assert.deepEqual(rec.seen.slice(1).map((r) => r.offset), [first.offset + first.length], 'the neighbours came from the window');
     assert.ok(env.store.windowOf(0) > WINDOW.initial, 'a window whose neighbours were read grows');
   } finally {
     await env.cleanup();
@@ -102,6 +104,24 @@ test('a miss inside a window still arriving waits for its bytes instead of fetch
     assert.deepEqual(await first, noise(3000, 1));
     assert.deepEqual(await second, noise(3000, 2));
     assert.equal(rec.seen.length, 1, 'f01 came with f00\'s window');
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a walk that has used most of a window has the next one on its way before it gets there', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles(300));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    for (let i = 0; i < 300; i++) assert.deepEqual(await env.readAll(`/lib/f${String(i).padStart(3, '0')}`), noise(3000, i + 1));
+    const ends = rec.seen.map((r) => r.offset + r.length);
+    // Each request begins where the one before ended: the walk never missed, every window was read ahead.
+    for (let i = 1; i < rec.seen.length; i++) assert.equal(rec.seen[i]!.offset, ends[i - 1], `request ${i}`);
+    assert.ok(rec.seen.length >= 3);
+    const covered = ends.at(-1)!;
+    const lastSmall = layer.toc.entries.find((e) => e.path === 'lib/f299')!.chunks[0]!;
+    assert.ok(covered >= lastSmall.end, 'every small file came in those requests');
   } finally {
     await env.cleanup();
   }
