@@ -16,7 +16,7 @@ import type { LinkProfile } from '../net/relay.js';
 import { buildBenchImage, exists, killRunningTools, runTool, type BuiltBenchImage } from './build.js';
 import { buildEngine, starling, type Engine } from './engine.js';
 import { imageRecipe } from './images.js';
-import { MODE_FORM, prepare, type Form, type Prepared } from './modes.js';
+import { MODE_FORM, MODE_REPO_SUFFIX, prepare, type Form, type Prepared } from './modes.js';
 import { acceptanceNotes, markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -116,7 +116,7 @@ interface PreparedImage {
 }
 
 /** Converts (cached), records the trace for the optimised form (cached) and pushes every form the modes need. */
-async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg: EmulatedRegistry, opts: BenchOptions): Promise<PreparedImage> {
+async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, engine: Engine, reg: EmulatedRegistry, opts: BenchOptions): Promise<PreparedImage> {
   const recipe = imageRecipe(name);
   const built = await buildBenchImage(recipe, opts.cacheDir, opts.log);
   // Converted forms (and the trace recorded on one) are kept per version of the conversion code.
@@ -147,6 +147,18 @@ async function prepareImage(name: string, forms: Set<Form>, engine: Engine, reg:
         await writeFile(summaryFile, out.trim().split('\n').pop()!);
       }
       info.readBytes = (JSON.parse(await readFile(summaryFile, 'utf8')) as { bytes: number }).bytes;
+    }
+  }
+  if (profiled) {
+    // The unchanged eStargz image in a repository of its own, with a prefetch profile of the
+    // workload pushed next to it (recorded once per conversion code, pushed again into each run's registry).
+    const ref = `docker://${reg.directHost}/${repo}${MODE_REPO_SUFFIX['lazy-profile']}:estargz`;
+    const profileFile = join(built.dir, `profile-${engine.convertKey}.json`);
+    await push(layout('estargz'), reg.directHost, `${repo}${MODE_REPO_SUFFIX['lazy-profile']}`, 'estargz');
+    if (await exists(profileFile)) await starling(engine, ['profile', 'push', profileFile, ref, '--name', 'bench']);
+    else {
+      opts.log(`${name}: recording the workload's prefetch profile`);
+      await starling(engine, ['record', ref, '--push', '--name', 'bench', '--profile-out', profileFile, '--', ...recipe.workload.cmd]);
     }
   }
   return { built, config: (await readLayout(layout('gzip'))).config, info };
@@ -186,7 +198,7 @@ async function runSample(image: PreparedImage, mode: Mode, index: number, engine
   const t0 = performance.now();
   let prepared: Prepared | undefined;
   try {
-    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}:${MODE_FORM[mode]}`, work });
+    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}${MODE_REPO_SUFFIX[mode] ?? ''}:${MODE_FORM[mode]}`, work });
     sample.pullMs = performance.now() - t0;
     const c1 = await link();
     sample.pullBytes = c1.bytes - c0.bytes;
@@ -250,7 +262,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
 
     const forms = new Set(opts.modes.map((m) => MODE_FORM[m]));
     const images = new Map<string, PreparedImage>();
-    for (const name of opts.images) images.set(name, await prepareImage(name, forms, engine, reg, opts));
+    for (const name of opts.images) images.set(name, await prepareImage(name, forms, opts.modes.includes('lazy-profile'), engine, reg, opts));
     if (opts.prepareOnly) opts.log('images prepared; --prepare-only: nothing measured');
 
     const plan = shuffled(

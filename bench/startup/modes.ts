@@ -21,9 +21,16 @@ export const MODE_FORM: Record<Mode, Form> = {
   lazy: 'estargz',
   'lazy-no-bg': 'estargz',
   'lazy-optimised': 'estargz-opt',
+  'lazy-profile': 'estargz',
   'lazy-zstdchunked': 'zstdchunked',
   stargz: 'estargz',
 };
+
+/**
+ * The repository a mode's image is in, after `bench/IMAGE`: the profiled copy has one of its own,
+ * since referrers (the prefetch profile) belong to a repository and every other mode must not see it.
+ */
+export const MODE_REPO_SUFFIX: Partial<Record<Mode, string>> = { 'lazy-profile': '-profiled' };
 
 /** Options of `starling mount` beyond its defaults, per lazy mode (the others use the defaults). */
 const MOUNT_ARGS: Partial<Record<Mode, string[]>> = { 'lazy-no-bg': ['--no-background-fetch'] };

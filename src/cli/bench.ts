@@ -8,8 +8,8 @@ import { parseCommandArgs, parseIntArg } from './args.js';
 import { UserError, type Command } from './command.js';
 
 const IMAGES = ['python', 'gcc', 'data'];
-const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-zstdchunked', 'stargz', 'skopeo'];
-const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-zstdchunked', 'stargz'];
+const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'skopeo'];
+const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz'];
 
 const usage = `usage: starling bench [options]
 
@@ -22,7 +22,9 @@ options:
   --modes A,B        ${MODES.join(', ')} (default: ${DEFAULT_MODES.join(', ')})
                      full: \`starling pull\`; lazy, lazy-optimised (eStargz with the workload's
                      files first), lazy-zstdchunked: \`starling mount\` with its default options;
-                     lazy-no-bg: lazy with --no-background-fetch; stargz: stargz-snapshotter's
+                     lazy-no-bg: lazy with --no-background-fetch; lazy-profile: lazy's unchanged
+                     image with the workload's prefetch profile pushed next to it (OCI 1.1
+                     referrer, in a repository of its own); stargz: stargz-snapshotter's
                      filesystem (Debian's 0.12, default config) on lazy's blobs; skopeo: skopeo + tar
   --rtt MS           round-trip time of the link (default 20)
   --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
