@@ -206,8 +206,14 @@ export class ChunkStore {
               if (next) void this.fetchWindow(ls, next);
             }
             const compressed = await Promise.resolve(buffered.compressed).catch(() => undefined);
-            if (compressed) return this.decode(ls, m, compressed);
-            // The window's fetch failed: this chunk is fetched on its own.
+            const data = compressed && (await ls.decodeChunk(m.chunk, compressed).catch((err: Error) => err));
+            if (data instanceof Buffer) return this.keep(ls, m, data);
+            // The window's fetch failed, or its bytes do not verify (then it leaves the buffer, so that
+            // a bad response is not served from again): this chunk is fetched on its own.
+            if (data instanceof Error) {
+              if (data instanceof ChunkVerifyError) ls.metrics.verificationFailures++;
+              this.windows.drop(ls.index, m.chunk, data);
+            }
           }
           const data = await this.cache.getDisk(m.chunk.digest, m.chunk.size);
           if (!data) return toFetch.push(m);
@@ -281,10 +287,18 @@ export class ChunkStore {
     try {
       data = await ls.decodeChunk(m.chunk, compressed);
     } catch (err) {
-      if (err instanceof ChunkVerifyError) ls.metrics.verificationFailures++;
+      if (err instanceof ChunkVerifyError) {
+        ls.metrics.verificationFailures++;
+        this.windows.drop(ls.index, m.chunk, err); // the rest of its response is not to be trusted either
+      }
       this.settle(m, err as Error);
       return;
     }
+    await this.keep(ls, m, data);
+  }
+
+  /** Hands out a verified chunk, stores it on disk (a registry blob's), then forgets it as pending. */
+  private async keep(ls: LayerState, m: Pending, data: Buffer): Promise<void> {
     this.obtained(ls, m, data);
     if (ls.remote && !this.closed) {
       const write = this.writeToDisk(m.chunk.digest, data);

@@ -175,6 +175,14 @@ export class WindowBuffer {
     return { compressed: new Promise((resolve, reject) => w.waiters.push({ from, to, resolve, reject })), use: w.use };
   }
 
+  /** Windows holding `chunk` of `layer` leave the buffer (their bytes did not verify); their waiters get `err`. */
+  drop(layer: number, chunk: ChunkRef, err: Error): void {
+    for (const w of this.windows.filter((x) => x.layer === layer && chunk.start >= x.start && chunk.end <= x.end)) {
+      for (const x of w.waiters.splice(0)) x.reject(err);
+      this.remove(w);
+    }
+  }
+
   /** Whether a buffered window holds `chunk` of `layer` (without touching its recency). */
   holds(layer: number, chunk: ChunkRef): boolean {
     return this.windows.some((w) => w.layer === layer && chunk.start >= w.start && chunk.end <= w.end);

@@ -126,3 +126,37 @@ test('a walk that has used most of a window has the next one on its way before i
     await env.cleanup();
   }
 });
+
+test('a neighbour whose bytes in the window do not verify is fetched again on its own; the bad window is not used again', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const f05 = layer.toc.entries.find((e) => e.path === 'lib/f05')!.chunks[0]!;
+  let damaged = 0;
+  const flaky = {
+    ...layer.blob,
+    size: layer.blob.size,
+    description: 'flaky',
+    read: async (offset: number, length: number) => {
+      const data = Buffer.from(await layer.blob.read(offset, length));
+      // The first response flips a byte of f05 (a transient fault on the way).
+      if (damaged++ === 0 && offset <= f05.start && f05.end <= offset + length) data[f05.start - offset + 20]! ^= 0xff;
+      return data;
+    },
+    close: async () => {},
+  };
+  const rec = recording(flaky);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    assert.deepEqual(await env.readAll('/lib/f00'), noise(3000, 1));
+    assert.deepEqual(await env.readAll('/lib/f05'), noise(3000, 6), 'f05 right after all');
+    assert.equal(env.layerMetrics[0]!.verificationFailures, 1);
+    assert.equal(rec.seen.length, 2, 'f05 was fetched again, once');
+    // f05's own request was a window of its own: f06 comes from there, not from the dropped one.
+    const f06 = layer.toc.entries.find((e) => e.path === 'lib/f06')!.chunks[0]!;
+    const second = rec.seen[1]!;
+    assert.ok(second.offset <= f06.start && f06.end <= second.offset + second.length);
+    assert.deepEqual(await env.readAll('/lib/f06'), noise(3000, 7));
+    assert.equal(rec.seen.length, 2);
+  } finally {
+    await env.cleanup();
+  }
+});
