@@ -3,7 +3,7 @@
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { control, ControlUnreachable, mountPaths, serveControl } from './control.js';
-import { ImageMount, type ImageMountOptions } from './image-mount.js';
+import { collectGarbage, ImageMount, type ImageMountOptions } from './image-mount.js';
 import { detachAll } from './stale.js';
 
 export class MountError extends Error {}
@@ -57,6 +57,7 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   });
   await writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
   onReady();
+  setImmediate(collectGarbage);
   await done;
 }
 
