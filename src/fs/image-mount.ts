@@ -22,7 +22,7 @@ import { ChunkCache } from './chunk-cache.js';
 import { ChunkStore, type StoreLayer } from './chunk-store.js';
 import { CountingBlob } from './counting-blob.js';
 import { DEFAULT_SCHEDULER, FetchScheduler } from './fetch-scheduler.js';
-import { mountFuse, type FuseMount } from './fuse.js';
+import type { FuseMount } from './fuse.js';
 import { indexLayer, type LayerIndex } from './layer-index.js';
 import { openLayerToc } from '../format/open.js';
 import { LazyFs } from './lazyfs.js';
@@ -180,6 +180,9 @@ export class ImageMount {
   private async setUp(): Promise<void> {
     const { opts } = this;
     const t0 = performance.now();
+    // fuse-native (a native addon and its JS) loads while the manifest and TOCs are on their way.
+    const fuse = import('./fuse.js');
+    fuse.catch(() => {}); // awaited before mounting
     const lap = (step: keyof MountTimings) => (this.timings[step] = Math.round(performance.now() - t0));
     // Blob sizes come from the manifest: no HEAD per layer before its footer can be read.
     this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
@@ -236,6 +239,7 @@ export class ImageMount {
       await mkdir(upper.upperdir, { recursive: true });
       await mkdir(upper.workdir, { recursive: true });
     }
+    const { mountFuse } = await fuse;
     let mergedTree: Tree | undefined;
     if (opts.mode === 'merged') {
       mergedTree = buildMergedTree(indexes, opts.log);

@@ -1,7 +1,8 @@
 // Registry authentication (formats.md §1c.5): WWW-Authenticate challenges, Basic, and bearer tokens
 // from the challenge's realm — anonymous, with credentials (OAuth2 POST first, GET as fallback) or
 // with a refresh token — cached per scope set until they expire.
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './http.js';
 import type { Credential, CredentialStore } from './credentials.js';
 import { RegistryAuthError, type RegistryContext } from './errors.js';
 import { header } from './headers.js';

@@ -5,7 +5,8 @@
 // repository and digest. Manifest and upload helpers sit on top of it.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, request } from './http.js';
 import { sha256, type Digest } from '../oci/digest.js';
 import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/mediatypes.js';
 import { Authenticator } from './auth.js';
