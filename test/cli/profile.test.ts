@@ -25,30 +25,13 @@ import { pushReferrer } from '../../src/image/referrers.js';
 import { digestHex, type Digest } from '../../src/oci/digest.js';
 import type { ImageManifest } from '../../src/oci/types.js';
 import { buildImage } from '../fixtures/image.js';
+import { buildReader } from '../fixtures/reader.js';
 import { startReferrersProxy, type ReferrersProxy } from '../helpers/referrers-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
 
-// Reads each file named on the command line, whole.
-const READER_C = `#include <fcntl.h>
-#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  static char buf[65536];
-  long total = 0;
-  for (int i = 1; i < argc; i++) {
-    int fd = open(argv[i], O_RDONLY);
-    if (fd < 0) { perror(argv[i]); return 1; }
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) total += n;
-    close(fd);
-  }
-  printf("read %ld bytes\\n", total);
-  return 0;
-}
-`;
 // Whole files (a partial read would make the mount read ahead of it at replay, beyond what was
 // recorded); unused.bin is never read, so never prefetched.
 const WORKLOAD = ['/bin/reader', 'b.bin', '/data/c.txt', 'a.txt'];
@@ -144,11 +127,10 @@ before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-profile-test-'));
   registry = await startRegistry();
   proxy = await startReferrersProxy(registry.url);
-  await writeFile(join(work, 'reader.c'), READER_C);
-  await run('gcc', ['-static', '-O2', '-o', join(work, 'reader'), join(work, 'reader.c')]);
+  const reader = await buildReader(work);
   const real = await readFile('/usr/bin/python3.11');
   const lower = await layerTar(join(work, 'lower.tar'), [
-    ['bin/reader', 0o755, await readFile(join(work, 'reader'))],
+    ['bin/reader', 0o755, reader],
     ['data/a.txt', 0o644, Buffer.from('alpha\n')],
     ['data/b.bin', 0o644, real.subarray(0, 3_000_000)],
     ['data/unused.bin', 0o644, real.subarray(3_000_000, 3_500_000)],

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -16,29 +16,12 @@ import { FileBlob } from '../../src/blob/source.js';
 import { openLayerToc } from '../../src/format/open.js';
 import type { ImageManifest } from '../../src/oci/types.js';
 import { buildImage } from '../fixtures/image.js';
+import { buildReader } from '../fixtures/reader.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
 
-// Opens and reads each file named on the command line, in order; exits 1 if one cannot be read.
-const READER_C = `#include <fcntl.h>
-#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  char buf[65536];
-  long total = 0;
-  for (int i = 1; i < argc; i++) {
-    int fd = open(argv[i], O_RDONLY);
-    if (fd < 0) { perror(argv[i]); return 1; }
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) total += n;
-    close(fd);
-  }
-  printf("read %ld bytes\\n", total);
-  return 0;
-}
-`;
 
 let registry: RunningRegistry;
 let work: string;
@@ -67,12 +50,11 @@ async function layerTar(out: string, entries: Array<{ name: string; mode: number
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-record-test-'));
   registry = await startRegistry();
-  await writeFile(join(work, 'reader.c'), READER_C);
-  await run('gcc', ['-static', '-O2', '-o', join(work, 'reader'), join(work, 'reader.c')]);
+  const reader = await buildReader(work);
   const real = await readFile('/usr/bin/python3.11');
   const lower = await layerTar(join(work, 'lower.tar'), [
     { name: 'bin', mode: 0o755 },
-    { name: 'bin/reader', mode: 0o755, content: await readFile(join(work, 'reader')) },
+    { name: 'bin/reader', mode: 0o755, content: reader },
     { name: 'data', mode: 0o755 },
     { name: 'data/a.txt', mode: 0o644, content: Buffer.from('alpha\n') },
     { name: 'data/b.bin', mode: 0o644, content: real.subarray(0, 300_000) },
