@@ -25,6 +25,7 @@ function human(s: StatsReport): string {
   for (const l of s.layers) {
     lines.push(
       `  ${l.digest.slice(0, 19)}  ${l.format.padEnd(12)} ${l.lazy ? 'lazy   ' : 'whole  '} size ${formatBytes(l.size)}, fetched ${formatBytes(l.fetchedBytes)} in ${l.requests} requests, prefetch ${pct(l.prefetch)}, background ${pct(l.background)}` +
+        (l.windowBytes === null ? '' : `, window ${formatBytes(l.windowBytes)}`) +
         (l.verificationFailures ? `, ${l.verificationFailures} verification failures` : '') +
         (l.reason ? `\n      not lazy: ${l.reason}` : ''),
     );

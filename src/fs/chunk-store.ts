@@ -160,7 +160,7 @@ export class ChunkStore {
     return { offset: ls.lastMissAt, time: ls.lastMissTime };
   }
 
-  /** Neighbourhood window size of a layer now (for stats and tests). */
+  /** Neighbourhood window size of a layer now, in compressed bytes (`starling stats`). */
   windowOf(layer: number): number {
     return this.layers[layer]!.neighbourhood.size;
   }

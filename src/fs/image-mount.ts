@@ -97,6 +97,8 @@ export interface StatsReport {
     fetchedBytes: number;
     requests: number;
     verificationFailures: number;
+    /** The layer's neighbourhood window now (compressed bytes a miss may bring); null for a layer fetched whole. */
+    windowBytes: number | null;
     prefetch: { state: string; total: number; done: number };
     background: { state: string; total: number; done: number };
   }>;
@@ -355,6 +357,7 @@ export class ImageMount {
       fetchedBytes: l.metrics.fetchedBytes,
       requests: l.metrics.requests,
       verificationFailures: l.metrics.verificationFailures,
+      windowBytes: l.lazy && this.store ? this.store.windowOf(l.index) : null,
       prefetch: { ...l.metrics.prefetch },
       background: { ...l.metrics.background },
     }));

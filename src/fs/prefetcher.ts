@@ -110,12 +110,18 @@ export class Prefetcher {
       }
       const work = this.next(cursors, this.store.scheduler.backgroundSlice);
       if (!work) return;
-      const progress = this.layers[work.layer]!.backgroundProgress;
-      progress.state = 'running';
+      this.layers[work.layer]!.backgroundProgress.state = 'running';
       await this.store.warm(work.layer, work.chunks, Priority.Background, 'background fill');
-      progress.done = progress.total - this.store.orderOf(work.layer).remainingBytes;
-      if (this.store.orderOf(work.layer).remainingBytes === 0) progress.state = 'done';
+      this.report(work.layer);
     }
+  }
+
+  /** A layer's fill progress, from what its blob order has left (reads' chunks count as done). */
+  private report(layer: number): void {
+    const progress = this.layers[layer]!.backgroundProgress;
+    const left = this.store.orderOf(layer).remainingBytes;
+    progress.done = progress.total - left;
+    if (left === 0) progress.state = 'done';
   }
 
   /**
@@ -152,8 +158,7 @@ export class Prefetcher {
         chunks.push(c);
       }
       if (chunks.length > 0) return { layer: cur.layer, chunks };
-      this.layers[cur.layer]!.backgroundProgress.state = 'done';
-      this.layers[cur.layer]!.backgroundProgress.done = this.layers[cur.layer]!.backgroundProgress.total;
+      this.report(cur.layer); // a whole round found nothing left: done
     }
     return undefined;
   }

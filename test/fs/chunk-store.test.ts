@@ -160,3 +160,32 @@ test('a neighbour whose bytes in the window do not verify is fetched again on it
     await env.cleanup();
   }
 });
+
+test('a miss waiting inside a window whose request fails fetches its own bytes; the asked chunk gets the error', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  let calls = 0;
+  const failing = {
+    size: layer.blob.size,
+    description: 'failing once',
+    read: async (offset: number, length: number) => {
+      await new Promise((r) => setTimeout(r, 100));
+      if (calls++ === 0) throw new Error('connection reset');
+      return layer.blob.read(offset, length);
+    },
+    close: async () => {},
+  };
+  const rec = recording(failing);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    const first = env.readAll('/lib/f00');
+    await new Promise((r) => setTimeout(r, 30)); // f01 waits on f00's window, which then fails
+    const second = env.readAll('/lib/f01');
+    await assert.rejects(first, (e: Error & { code?: string }) => e.code === 'EIO');
+    assert.deepEqual(await second, noise(3000, 2));
+    assert.equal(rec.seen.length, 2, 'the window, then f01 on its own');
+    const f01 = layer.toc.entries.find((e) => e.path === 'lib/f01')!.chunks[0]!;
+    assert.ok(rec.seen[1]!.offset <= f01.start && f01.end <= rec.seen[1]!.offset + rec.seen[1]!.length, 'the second request holds f01');
+  } finally {
+    await env.cleanup();
+  }
+});
