@@ -37,6 +37,7 @@ function human(s: StatsReport): string {
     `  cache: memory ${c.memoryHits} hits / ${c.memoryMisses} misses, disk ${c.diskHits} hits / ${c.diskMisses} misses, ${formatBytes(c.diskBytes)} on disk`,
     `  fetch latency: p50 ${t.fetchLatencyMs.p50.toFixed(1)} ms, p95 ${t.fetchLatencyMs.p95.toFixed(1)} ms, p99 ${t.fetchLatencyMs.p99.toFixed(1)} ms (${t.fetchLatencyMs.count} requests)`,
     `  verification failures: ${t.verificationFailures}`,
+    `  fetched ahead of the dynamic loader: ${t.filesAhead} files`,
   );
   return lines.join('\n');
 }

@@ -110,6 +110,8 @@ export interface StatsReport {
     cache: { memoryHits: number; memoryMisses: number; diskHits: number; diskMisses: number; diskBytes: number };
     fetchLatencyMs: { p50: number; p95: number; p99: number; count: number };
     verificationFailures: number;
+    /** Files fetched ahead of the dynamic loader (libraries of programs being started). */
+    filesAhead: number;
   };
 }
 
@@ -206,10 +208,13 @@ export class ImageMount {
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
+        const tl = performance.now();
         const lazy = await this.openToc(remote, desc);
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
+          const ti = performance.now();
           const contents = indexLayer(lazy.toc.entries, `layer ${desc.digest}`);
+          opts.log(`layer ${index}: TOC at ${Math.round(ti - t0)} ms after ${Math.round(ti - tl)} ms (${metrics.requests} requests, ${metrics.fetchedBytes} bytes, ${lazy.toc.entries.length} entries), indexed in ${Math.round(performance.now() - ti)} ms`);
           return { ...base, format: lazy.toc.format, lazy: true, contents, prefetchEnd: lazy.toc.prefetchEnd, decodeChunk: lazy.toc.decodeChunk, blob: remote };
         }
         await remote.close();
@@ -247,7 +252,7 @@ export class ImageMount {
       mergedTree = buildMergedTree(indexes, opts.log);
       const target = upper ? join(opts.workDir, 'lower') : opts.mountpoint;
       await mkdir(target, { recursive: true });
-      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, store, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
+      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
       if (upper) {
         await mountOverlay(opts.mountpoint, [target], upper);
         this.overlayMounted = true;
@@ -257,7 +262,7 @@ export class ImageMount {
       for (const [i, index] of indexes.entries()) {
         const target = join(opts.workDir, 'layers', String(i));
         await mkdir(target, { recursive: true });
-        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), store, this.metrics), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
+        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
         lowers.unshift(target);
       }
       if (!upper && lowers.length < 2) {
@@ -271,7 +276,7 @@ export class ImageMount {
     }
     lap('mountedMs');
     const t = this.timings;
-    opts.log(`mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
+    opts.log(`process up ${Math.round(t0)} ms before; mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
     if (!profile) return this.startPrefetch(store, mergedTree);
     void profile.then(({ status, profile: chosen }) => {
       this.profile = status;
@@ -378,6 +383,7 @@ export class ImageMount {
         cache: { ...this.metrics.cache, diskBytes: this.cache?.diskBytesUsed ?? 0 },
         fetchLatencyMs: this.metrics.latency.percentiles(),
         verificationFailures: sum((l) => l.verificationFailures),
+        filesAhead: this.metrics.filesAhead,
       },
     };
   }

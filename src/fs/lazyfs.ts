@@ -8,6 +8,7 @@ import { FsError } from './errors.js';
 import type { ChunkStore } from './chunk-store.js';
 import { Priority } from './fetch-scheduler.js';
 import { entryOf, type Inode, type Tree } from './tree.js';
+import { LibraryPrefetch, type ImageFiles } from './library-prefetch.js';
 import type { MountMetrics } from './metrics.js';
 
 const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
@@ -76,6 +77,8 @@ const SMALL_FILE = 256 << 10;
 const SIBLINGS_AHEAD = 8;
 /** Larger directories are not tracked: their listing order would cost memory (~60 bytes a child). */
 const WALKED_DIR_MAX = 4096;
+/** Symlinks followed in one path before giving up (the kernel's limit is 40; libraries need 1-3). */
+const MAX_SYMLINK_HOPS = 16;
 
 /** A directory's children in listing order, for reads that walk it. */
 interface DirWalk {
@@ -100,7 +103,13 @@ export class LazyFs {
     /** The chunks of every layer (Inode.layer numbers them). */
     private readonly store: ChunkStore,
     private readonly metrics: MountMetrics,
-  ) {}
+    opts: { libraries?: boolean } = {},
+  ) {
+    this.libraries = opts.libraries === false ? undefined : new LibraryPrefetch(this.imageFiles(), metrics);
+  }
+
+  /** Fetches the libraries a program will load once it is first read (on unless turned off). */
+  readonly libraries: LibraryPrefetch<Inode> | undefined;
 
   /** The inode at an absolute path ('/' is the root). */
   lookup(path: string): Inode {
@@ -177,6 +186,7 @@ export class LazyFs {
     const node = this.lookup(path);
     if (node.table.typeOf(node.row) !== 'reg') return Buffer.alloc(0);
     let state = this.readStates.get(node);
+    const first = !state;
     if (!state) {
       const entry = entryOf(node);
       this.readStates.set(node, (state = { entry, served: new Uint32Array(entry.chunks.length), runs: [] }));
@@ -206,6 +216,7 @@ export class LazyFs {
       throw this.store.readFailure(node.layer, e.path, err as Error);
     }
     const data = assemble(chunks, datas, offset, end);
+    if (first && offset === 0) this.libraries?.noticeHead(node, path, datas[0]!);
     this.metrics.servedBytes += data.length;
     this.letGo(state, offset, end);
     return data;
@@ -260,6 +271,50 @@ export class LazyFs {
       if (chunks.length === 1) this.store.preloadFromDisk(sibling.layer, chunks);
     }
     walk.preloadedTo = end;
+  }
+
+  /** The regular file at `path`, following symlinks inside the tree (`..` stops at the root); undefined if none. */
+  resolveFile(path: string): Inode | undefined {
+    const parts = path.split('/');
+    const stack = [this.tree.root];
+    for (let hops = 0; parts.length > 0; ) {
+      const part = parts.shift()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (stack.length > 1) stack.pop();
+        continue;
+      }
+      const child = stack[stack.length - 1]!.children?.get(part);
+      if (!child) return undefined;
+      if (child.table.typeOf(child.row) !== 'symlink') {
+        stack.push(child);
+        continue;
+      }
+      if (++hops > MAX_SYMLINK_HOPS) return undefined;
+      const target = child.table.linkNameOf(child.row);
+      if (target.startsWith('/')) stack.length = 1;
+      parts.unshift(...target.split('/'));
+    }
+    const node = stack[stack.length - 1]!;
+    return node.table.typeOf(node.row) === 'reg' ? node : undefined;
+  }
+
+  private imageFiles(): ImageFiles<Inode> {
+    const chunksOf = (node: Inode) => node.table.chunksOf(node.row);
+    return {
+      resolve: (path) => this.resolveFile(path),
+      size: (node) => node.table.num(node.row, 'size'),
+      firstChunkEnd: (node) => {
+        const c = chunksOf(node)[0];
+        return c ? c.fileOffset + c.size : 0;
+      },
+      bytes: async (node, from, to) => {
+        const all = chunksOf(node);
+        if (from >= to || all.length === 0) return Buffer.alloc(0);
+        const chunks = chunksIn(all, from, to);
+        return assemble(chunks, await this.store.get(node.layer, chunks, Priority.ReadAhead), from, to);
+      },
+    };
   }
 
   statfs(): StatFs {

@@ -48,6 +48,8 @@ export class MountMetrics {
   /** Bytes fetched for image metadata (manifest, config) — layers count their own. */
   metadataBytes = 0;
   metadataRequests = 0;
+  /** Files fetched ahead of the dynamic loader: the libraries a program being started will open. */
+  filesAhead = 0;
   readonly cache = new CacheCounters();
   readonly latency = new LatencyRecorder();
 }

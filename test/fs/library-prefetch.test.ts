@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import { setup } from './helpers/fixture.js';
+import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
+import { buildPrograms, type BuiltPrograms } from './helpers/elf-programs.js';
+
+const LIBC = '/usr/lib/x86_64-linux-gnu/libc.so.6';
+const LD = '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2';
+
+/**
+ * A merged-/usr image as Debian lays it out (`lib` and `lib64` are symlinks), with the program and
+ * its libraries far apart in the blob (1 MiB of other bytes between any two), so that a neighbourhood
+ * window never brings one along with another: whatever arrives early was fetched ahead.
+ */
+async function image(built: BuiltPrograms): Promise<SpecEntry[]> {
+  let pad = 0;
+  const apart = (s: SpecEntry): SpecEntry[] => [{ path: `pad${pad++}`, content: noise(1 << 20, pad) }, s];
+  return [
+    { path: 'lib', type: 'symlink', linkName: 'usr/lib' },
+    { path: 'lib64', type: 'symlink', linkName: 'usr/lib64' },
+    { path: 'loop', type: 'symlink', linkName: 'loop' },
+    { path: 'etc' },
+    ...apart({ path: 'etc/ld.so.cache', content: 'ld.so-1.7.0 (a cache the loader reads first)' }),
+    { path: 'usr' },
+    { path: 'usr/lib' },
+    { path: 'usr/lib/x86_64-linux-gnu' },
+    ...apart({ path: 'usr/lib/x86_64-linux-gnu/libc.so.6', content: await readFile(LIBC), mode: 0o755 }),
+    ...apart({ path: 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2', content: await readFile(LD), mode: 0o755 }),
+    { path: 'usr/lib64' },
+    { path: 'usr/lib64/ld-linux-x86-64.so.2', type: 'symlink', linkName: '../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' },
+    { path: 'app' },
+    { path: 'app/bin' },
+    ...apart({ path: 'app/bin/prog', content: built.prog, mode: 0o755 }),
+    ...apart({ path: 'app/bin/script', content: '#!/bin/sh\nexec /app/bin/prog\n', mode: 0o755 }),
+    { path: 'app/lib' },
+    ...apart({ path: 'app/lib/libfoo.so', content: built.libfoo, mode: 0o755 }),
+    ...apart({ path: 'app/lib/libbar.so', content: built.libbar, mode: 0o755 }),
+  ];
+}
+
+test('a program read from offset 0: its interpreter, its libraries and theirs (run paths, symlinks, a symlink loop) are fetched ahead; the loader then reads them without a request', { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const layer = buildLayer(await image(built));
+  const rec = recording(layer.blob);
+  const { fs, metrics, cleanup } = await setup([{ ...layer, blob: rec.blob }]);
+  /** Where a file's first chunk lies in the blob: what the loader's first read of it needs. */
+  const firstChunk = (path: string) => layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks[0]!;
+  try {
+    const head = await fs.read('/app/bin/prog', 0, 4096);
+    assert.deepEqual(head, built.prog.subarray(0, 4096));
+    await fs.libraries!.idle();
+    // libfoo (RUNPATH $ORIGIN/../lib), libbar (libfoo's own RUNPATH $ORIGIN), libc (the multiarch
+    // directory through the lib -> usr/lib symlink), the interpreter (/lib64/... -> ../lib/...), and
+    // the loader's cache. (LazyFs reads take resolved paths: the kernel follows symlinks.) The /loop entry of the run path (a symlink to itself) resolves to nothing.
+    assert.equal(metrics.filesAhead, 5);
+    const before = rec.seen.length;
+    const libraries = [
+      ['/app/lib/libfoo.so', built.libfoo],
+      ['/app/lib/libbar.so', built.libbar],
+      [LIBC, await readFile(LIBC)],
+      [LD, await readFile(LD)],
+    ] as const;
+    for (const [path, bytes] of libraries) assert.deepEqual(await fs.read(path, 0, 832), bytes.subarray(0, 832), path);
+    // The reads may start read-ahead of what follows in each file; none asks for a first chunk again.
+    for (const [path] of libraries) {
+      const c = firstChunk(path);
+      const again = rec.seen.slice(before).filter((r) => r.offset < c.end && r.offset + r.length > c.start);
+      assert.deepEqual(again, [], `${path}: the loader finds its first chunk already fetched`);
+    }
+    // Each library is fetched ahead once: reading the program again, or another program needing
+    // the same libraries, fetches nothing more.
+    await fs.read('/app/bin/prog', 0, 4096);
+    await fs.libraries!.idle();
+    assert.equal(metrics.filesAhead, 5);
+  } finally {
+    await cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
+
+test('no library is fetched ahead for a file that is not an ELF program, for a read not at offset 0, or with the prefetch turned off', { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const layer = buildLayer(await image(built));
+  const on = await setup([layer]);
+  try {
+    await on.fs.read('/app/bin/script', 0, 4096);
+    await on.fs.read('/app/bin/prog', 4096, 4096);
+    await on.fs.libraries!.idle();
+    assert.equal(on.metrics.filesAhead, 0);
+    assert.equal(on.layerMetrics[0]!.requests, 2);
+  } finally {
+    await on.cleanup();
+  }
+  const off = await setup([layer], { libraries: false });
+  try {
+    assert.equal(off.fs.libraries, undefined);
+    await off.fs.read('/app/bin/prog', 0, 4096);
+    assert.equal(off.metrics.filesAhead, 0);
+    assert.equal(off.layerMetrics[0]!.requests, 1, 'only the program itself');
+  } finally {
+    await off.cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
