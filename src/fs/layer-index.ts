@@ -1,6 +1,7 @@
 // One layer's entries sorted into what the overlay rules need (formats.md §1d.1): ordinary entries,
 // whiteouts (`.wh.NAME`) and opaque markers (`.wh..wh..opq`). Paths come from a TOC or a tar and are
 // untrusted: anything that is not a clean relative path is rejected here, before it reaches a tree.
+import { isCleanPath } from '../format/tar-entry.js';
 import { TocError, type FileEntry } from '../format/toc.js';
 import { EntryTable } from './entry-table.js';
 
@@ -28,12 +29,7 @@ export function splitPath(path: string): { dir: string; name: string } {
 }
 
 function checkPath(path: string, what: string): void {
-  if (path === '') return;
-  for (const part of path.split('/')) {
-    if (part === '' || part === '.' || part === '..' || part.includes('\0')) {
-      throw new TocError(`${what}: unsafe path in layer: ${JSON.stringify(path)}`);
-    }
-  }
+  if (path !== '' && !isCleanPath(path)) throw new TocError(`${what}: unsafe path in layer: ${JSON.stringify(path)}`);
 }
 
 export function indexLayer(entries: readonly FileEntry[], what: string): LayerIndex {
