@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# g++, make, python3 and zlib1g-dev build native/ during `npm ci`; pigz makes test blobs.
 PKGS=(fuse libfuse2 docker-registry skopeo zstd golang-go
       golang-github-containerd-stargz-snapshotter-dev golang-github-containers-storage-dev
       golang-github-ulikunitz-xz-dev golang-github-hanwen-go-fuse-dev bindfs
       openssl iproute2 attr e2fsprogs python3 gcc
+      g++ make zlib1g-dev pigz
       containerd runc stargz-snapshotter busybox-static)
 
 missing=()

@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "starling_gzip",
+      "sources": ["gzip_index.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "libraries": ["-lz"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2"]
+    }
+  ]
+}

@@ -1,0 +1,57 @@
+// The gzip checkpoint addon (native/gzip_index.cc), typed. Loaded on first use, so that the rest of
+// Starling works on a machine where it was not built; using it there is a clear error.
+import { createRequire } from 'node:module';
+
+/** Where inflate can resume: at a deflate block boundary, `bits` bits before byte `in` (formats: docs/gzip-index.md). */
+export interface NativeCheckpoint {
+  /** Compressed bytes before the checkpoint; when bits > 0 the block starts inside byte in - 1. */
+  in: number;
+  /** Uncompressed bytes before the checkpoint. */
+  out: number;
+  /** Bits of byte in - 1 that belong to the block (0-7). */
+  bits: number;
+  /** The last (up to) 32 KiB of uncompressed output of the checkpoint's member. */
+  window: Buffer;
+}
+
+export interface InflateStep {
+  /** Input bytes used; the rest must be passed again. */
+  consumed: number;
+  output: Buffer;
+  checkpoints: NativeCheckpoint[];
+  /** Stopped between gzip members: the blob may end here. */
+  end: boolean;
+}
+
+export interface GzipIndexer {
+  /**
+   * Inflates from where the previous call stopped until `input` is used up or `outCapacity` bytes
+   * came out. `last`: no input follows, so a blob ending inside a member is an error. Calls must not overlap.
+   */
+  inflate(input: Buffer, outCapacity: number, last: boolean): Promise<InflateStep>;
+}
+
+interface Addon {
+  GzipIndexer: new (span: number) => GzipIndexer;
+  extractSpan(input: Buffer, bits: number, window: Buffer, want: number): Promise<Buffer>;
+  zlibVersion: string;
+}
+
+// The same relative path from src/format/gzipindex/ (tsx) and dist/format/gzipindex/ (built).
+const ADDON = '../../../native/build/Release/starling_gzip.node';
+
+export class NativeAddonError extends Error {}
+
+let addon: Addon | undefined;
+
+export function gzipAddon(): Addon {
+  if (addon) return addon;
+  try {
+    addon = createRequire(import.meta.url)(ADDON) as Addon;
+  } catch (err) {
+    throw new NativeAddonError(
+      `the gzip index addon (native/) is not built or does not load: ${(err as Error).message.split('\n')[0]}; run \`npm ci\` (or \`node scripts/build-native.js\`) after ./scripts/setup.sh`,
+    );
+  }
+  return addon;
+}
