@@ -19,6 +19,7 @@ const CONTAINERD_UNCOMPRESSED = 'containerd.io/uncompressed';
 const FORMAT_KEYS: readonly string[] = [
   Annotation.estargzTocDigest,
   Annotation.estargzUncompressedSize,
+  Annotation.estargzTocOffset,
   Annotation.zstdChunkedManifestChecksum,
   Annotation.zstdChunkedManifestPosition,
   Annotation.zstdChunkedTarSplitPosition,
@@ -58,7 +59,7 @@ export function withoutFormatAnnotations(annotations: Record<string, string> | u
 export function keepOwnFormatAnnotations(annotations: Record<string, string> | undefined, format: 'estargz' | 'zstd:chunked'): Record<string, string> {
   const own: readonly string[] =
     format === 'estargz'
-      ? [Annotation.estargzTocDigest, Annotation.estargzUncompressedSize, CONTAINERD_UNCOMPRESSED]
+      ? [Annotation.estargzTocDigest, Annotation.estargzUncompressedSize, Annotation.estargzTocOffset, CONTAINERD_UNCOMPRESSED]
       : [Annotation.zstdChunkedManifestChecksum, Annotation.zstdChunkedManifestPosition, Annotation.zstdChunkedTarSplitPosition, CONTAINERD_UNCOMPRESSED];
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(annotations ?? {})) if (!FORMAT_KEYS.includes(k) || own.includes(k)) out[k] = v;

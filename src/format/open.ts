@@ -95,7 +95,9 @@ export async function openLayerToc(blob: BlobSource, desc: Descriptor): Promise<
   if (info.kind === 'estargz') {
     const tocDigest = ann[Annotation.estargzTocDigest]!;
     if (!isDigest(tocDigest)) throw new TocError(`${blob.description}: annotation ${Annotation.estargzTocDigest} is not a sha256 digest: ${JSON.stringify(tocDigest)}`);
-    return { ok: true, toc: await openEstargz(blob, { tocDigest }) };
+    const hint = ann[Annotation.estargzTocOffset];
+    const tocOffsetHint = hint !== undefined && /^\d{1,15}$/.test(hint) ? Number(hint) : undefined;
+    return { ok: true, toc: await openEstargz(blob, { tocDigest, ...(tocOffsetHint !== undefined ? { tocOffsetHint } : {}) }) };
   }
   return { ok: true, toc: await openZstdChunked(blob, ann, { requireChecksum: true }) };
 }

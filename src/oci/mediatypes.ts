@@ -47,6 +47,12 @@ export function layerCompression(mediaType: string): LayerCompression | undefine
 export const Annotation = {
   estargzTocDigest: 'containerd.io/snapshot/stargz/toc.digest',
   estargzUncompressedSize: 'io.containers.estargz.uncompressed-size',
+  /**
+   * Where the eStargz TOC member starts (decimal byte offset), written by `starling convert`: the
+   * footer and TOC then come in one exact request instead of a guessed tail and a second read. Only
+   * a hint: the footer still says where the TOC is, and the TOC digest authenticates it.
+   */
+  estargzTocOffset: 'dev.starling.estargz.toc-offset',
   zstdChunkedManifestChecksum: 'io.github.containers.zstd-chunked.manifest-checksum',
   zstdChunkedManifestPosition: 'io.github.containers.zstd-chunked.manifest-position',
   zstdChunkedTarSplitPosition: 'io.github.containers.zstd-chunked.tarsplit-position',

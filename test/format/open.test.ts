@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { compress } from '@mongodb-js/zstd';
 import { BufferBlob } from '../../src/blob/source.js';
 import { describeLayerFormat, openLayerToc } from '../../src/format/open.js';
+import { parseFooter as parseEstargzFooter } from '../../src/format/estargz/footer.js';
 import { TocError } from '../../src/format/toc.js';
 import { Annotation, MediaType } from '../../src/oci/mediatypes.js';
 import { sha256 } from '../../src/oci/digest.js';
@@ -52,6 +53,32 @@ describe('openLayerToc', () => {
     const opened = await openLayerToc(new BufferBlob(blob), desc(blob, result.mediaType, result.annotations));
     assert.ok(opened.ok);
     assert.equal(opened.toc.format, 'estargz');
+  });
+
+  it("reads an eStargz footer and TOC in one exact request by Starling's TOC offset hint; a wrong hint costs a read, never the TOC", async () => {
+    const { blob, result } = await convertEstargz(tar);
+    const tocOffset = parseEstargzFooter(blob.subarray(blob.length - 51)).tocOffset;
+    assert.equal(result.annotations[Annotation.estargzTocOffset], String(tocOffset));
+    const reads = async (hint: string | undefined) => {
+      const seen: Array<[number, number]> = [];
+      const inner = new BufferBlob(blob);
+      const counted = { size: inner.size, description: inner.description, read: (o: number, l: number) => (seen.push([o, l]), inner.read(o, l)), close: () => inner.close() };
+      const annotations = { ...result.annotations };
+      if (hint === undefined) delete annotations[Annotation.estargzTocOffset];
+      else annotations[Annotation.estargzTocOffset] = hint;
+      const opened = await openLayerToc(counted, desc(blob, result.mediaType, annotations));
+      assert.ok(opened.ok);
+      assert.equal(opened.toc.tocDigest, result.tocDigest);
+      return seen;
+    };
+    assert.deepEqual(await reads(String(tocOffset)), [[tocOffset, blob.length - tocOffset]], 'exactly the TOC and the footer');
+    // The TOC here is small: without a hint the 64 KiB tail guess holds it too.
+    assert.equal((await reads(undefined)).length, 1);
+    assert.equal((await reads(String(tocOffset + 10))).length, 2, 'a hint inside the TOC: the footer is believed, the TOC read again');
+    assert.deepEqual(await reads('0'), [[0, blob.length]], 'a hint at 0 on a small blob: one read of it all');
+    for (const bad of [String(blob.length), String(blob.length + 100), '-1', 'abc', '1e3', '']) {
+      assert.deepEqual((await reads(bad)).length, 1, `hint ${JSON.stringify(bad)} is ignored`);
+    }
   });
 
   it('opens a containers/storage 1.43 blob by its legacy io.containers.* annotations', async () => {

@@ -25,6 +25,8 @@ const TAIL_GUESS = 64 << 10;
 export interface OpenEstargzOptions {
   /** The TOC digest from the layer descriptor's annotation; the TOC is refused if it differs. */
   tocDigest?: Digest;
+  /** Where the descriptor says the TOC starts: the first read then takes exactly the TOC and footer. */
+  tocOffsetHint?: number;
 }
 
 const ENTRY_TYPES: ReadonlySet<string> = new Set<EntryType>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
@@ -68,7 +70,10 @@ async function tocJsonBytes(compressed: Buffer, where: string): Promise<Buffer> 
 /** Reads the footer and the TOC of an eStargz (or legacy stargz) blob and validates every entry. */
 export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {}): Promise<LayerToc> {
   const where = blob.description;
-  const tailSize = Math.min(blob.size, TAIL_GUESS);
+  const hint = opts.tocOffsetHint;
+  // A hint is believed only as far as it is plausible; a wrong one costs bytes or a second read, never trust.
+  const hinted = hint !== undefined && hint < blob.size && blob.size - hint <= MAX_TOC_BYTES + TAIL_GUESS;
+  const tailSize = hinted ? blob.size - hint : Math.min(blob.size, TAIL_GUESS);
   const tail = await blob.read(blob.size - tailSize, tailSize);
   let footer;
   try {

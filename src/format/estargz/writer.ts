@@ -195,6 +195,7 @@ class LayerBuilder {
       annotations: {
         [Annotation.estargzTocDigest]: tocDigest,
         [Annotation.estargzUncompressedSize]: String(this.diff.bytes),
+        [Annotation.estargzTocOffset]: String(tocOffset),
       },
       entryCount: entries.length,
     };

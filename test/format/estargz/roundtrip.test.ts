@@ -18,6 +18,7 @@ import { BufferBlob } from '../../../src/blob/source.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { Annotation, MediaType } from '../../../src/oci/mediatypes.js';
 import { openEstargz, readFileRange } from '../../../src/format/estargz/reader.js';
+import { parseFooter } from '../../../src/format/estargz/footer.js';
 import { normalizeEntryPath } from '../../../src/format/tar-entry.js';
 import type { FileEntry, LayerToc } from '../../../src/format/toc.js';
 import type { LayerWriteResult } from '../../../src/format/writer.js';
@@ -58,6 +59,7 @@ test('result describes the blob: digest, size, diffID over the whole decompresse
   assert.deepEqual(result.annotations, {
     [Annotation.estargzTocDigest]: result.tocDigest,
     [Annotation.estargzUncompressedSize]: String(plain.length),
+    [Annotation.estargzTocOffset]: String(parseFooter(blob.subarray(blob.length - 51)).tocOffset),
   });
   // The decompressed blob ends with the TOC entry and exactly one end-of-archive marker.
   assert.ok(plain.subarray(plain.length - 1024).every((b) => b === 0));
