@@ -31,8 +31,9 @@ async function sampleTar(): Promise<{ tar: Buffer; files: Map<string, Buffer> }>
   ]);
   const p = pack();
   const parts: Buffer[] = [];
-  p.on('data', (d: Buffer) => parts.push(d));
-  const ended = new Promise((resolve) => p.on('end', resolve));
+  const ended = (async () => {
+    for await (const d of p) parts.push(d as Buffer);
+  })();
   p.entry({ name: './', type: 'directory', mode: 0o755, mtime: MTIME });
   for (const d of ['etc/', 'usr/', 'usr/lib/', 'usr/share/']) p.entry({ name: d, type: 'directory', mode: 0o755, mtime: MTIME });
   for (const [name, data] of files) {
