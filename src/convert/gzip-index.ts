@@ -1,0 +1,48 @@
+// Indexing an image's layers (`starling index`): each gzip layer large enough to be worth reading
+// lazily is streamed once through buildGzipIndex; the layers themselves are never changed.
+import { buildGzipIndex } from '../format/gzipindex/build.js';
+import { encodeGzipIndex } from '../format/gzipindex/encoding.js';
+import type { GzipIndex } from '../format/gzipindex/model.js';
+import { Annotation, layerCompression } from '../oci/mediatypes.js';
+import type { ImageSource } from '../oci/store.js';
+import type { Descriptor } from '../oci/types.js';
+
+export interface IndexOptions {
+  /** Uncompressed bytes between checkpoints. */
+  span: number;
+  /** Smaller layers get no index (a mount fetches them whole). */
+  minLayerSize: number;
+  /** Told before each layer is read. */
+  onLayer?(layer: Descriptor, i: number): void;
+}
+
+export type LayerIndexResult =
+  | { layer: Descriptor; indexed: true; index: GzipIndex; stored: Buffer; seconds: number }
+  | { layer: Descriptor; indexed: false; reason: string };
+
+/** Why `layer` gets no index, or undefined when it should get one. */
+function skipReason(layer: Descriptor, minLayerSize: number): string | undefined {
+  const compression = layerCompression(layer.mediaType);
+  if (compression !== 'gzip') return `${compression ?? 'unknown'} layer (${layer.mediaType}): only gzip layers are indexed`;
+  if (layer.annotations?.[Annotation.estargzTocDigest] !== undefined) return 'eStargz layer: lazy through its own TOC';
+  if (layer.size < minLayerSize) return `${layer.size} bytes, below the minimum layer size ${minLayerSize}: fetched whole`;
+  return undefined;
+}
+
+/** Indexes the layers of one image manifest, in order; skipped layers say why. */
+export async function indexImageLayers(source: ImageSource, layers: readonly Descriptor[], opts: IndexOptions): Promise<LayerIndexResult[]> {
+  const out: LayerIndexResult[] = [];
+  for (const [i, layer] of layers.entries()) {
+    const reason = skipReason(layer, opts.minLayerSize);
+    if (reason !== undefined) {
+      out.push({ layer, indexed: false, reason });
+      continue;
+    }
+    opts.onLayer?.(layer, i);
+    const start = performance.now();
+    // The stream checks the blob's digest at its end: an index is only ever built from the real layer.
+    const index = await buildGzipIndex(await source.openBlobStream(layer), layer, opts.span);
+    out.push({ layer, indexed: true, index, stored: await encodeGzipIndex(index), seconds: (performance.now() - start) / 1000 });
+  }
+  return out;
+}

@@ -1,0 +1,111 @@
+// Gzip indexes in a registry (docs/gzip-index.md, "The referrer"): one artifact per image platform
+// manifest, one blob per indexed layer, pushed and found through the shared referrers code. What is
+// found is untrusted: subject, type, sizes and digests are checked, and each index is decoded
+// against the layer it claims to be of.
+import { decodeGzipIndex, GzipIndexError, MAX_INDEX_BYTES } from '../format/gzipindex/encoding.js';
+import { GZIP_INDEX_ARTIFACT_TYPE, GZIP_INDEX_LAYER_ANNOTATION, GZIP_INDEX_MEDIA_TYPE } from '../format/gzipindex/media-types.js';
+import type { GzipIndex } from '../format/gzipindex/model.js';
+import { sha256, type Digest } from '../oci/digest.js';
+import { Annotation, MediaType } from '../oci/mediatypes.js';
+import type { ImageSource } from '../oci/store.js';
+import type { Descriptor, ImageManifest } from '../oci/types.js';
+import { parseManifest } from '../oci/validate.js';
+import type { RegistryClient } from '../registry/client.js';
+import { registryOf } from './profile-registry.js';
+import { EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact } from './referrers.js';
+
+/** A manifest listing a blob per layer: a few hundred bytes per layer. */
+const MAX_ARTIFACT_MANIFEST_BYTES = 256 << 10;
+
+export interface StoredLayerIndex {
+  /** The gzip layer the index is of. */
+  layer: Descriptor;
+  /** The index in its stored form (encodeGzipIndex). */
+  stored: Buffer;
+}
+
+/** The artifact carrying `indexes` for the image manifest `subject`. */
+export function gzipIndexArtifact(subject: Descriptor, indexes: readonly StoredLayerIndex[], created = new Date()): Artifact {
+  const blobs = indexes.map(({ layer, stored }) => ({
+    descriptor: { mediaType: GZIP_INDEX_MEDIA_TYPE, digest: sha256(stored), size: stored.length, annotations: { [GZIP_INDEX_LAYER_ANNOTATION]: layer.digest } } as Descriptor,
+    bytes: stored,
+  }));
+  const { mediaType, digest, size } = subject;
+  return {
+    manifest: {
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
+      config: EMPTY_CONFIG,
+      layers: blobs.map((b) => b.descriptor),
+      subject: { mediaType, digest, size },
+      annotations: { [Annotation.ociCreated]: created.toISOString() },
+    },
+    blobs: [{ descriptor: EMPTY_CONFIG, bytes: Buffer.from('{}') }, ...blobs],
+  };
+}
+
+/** Pushes the indexes of an image as a referrer of its platform manifest `subject`. */
+export function pushGzipIndexes(registry: { client: RegistryClient; repository: string }, subject: Descriptor, indexes: readonly StoredLayerIndex[]): Promise<{ descriptor: Descriptor; via: 'api' | 'tag' }> {
+  if (indexes.length === 0) throw new GzipIndexError('no layer was indexed: nothing to push');
+  return pushReferrer(registry.client, registry.repository, gzipIndexArtifact(subject, indexes));
+}
+
+export interface FoundGzipIndexes {
+  /** The artifact used, when one was found. */
+  digest?: Digest;
+  via?: 'api' | 'tag';
+  /** Verified indexes by layer digest. */
+  indexes: Map<Digest, GzipIndex>;
+  /** Why there are none, or which blobs were refused. */
+  problems: string[];
+}
+
+const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
+
+/**
+ * The gzip indexes of `image` (from a docker:// source): the newest artifact that refers to its
+ * platform manifest, each blob checked (size bound, digest, decoded against the layer it names).
+ * Never throws for a registry or content problem: a refused blob leaves its layer without index.
+ */
+export async function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<FoundGzipIndexes> {
+  const found: FoundGzipIndexes = { indexes: new Map(), problems: [] };
+  const registry = registryOf(source);
+  if (!registry) return { ...found, problems: ['gzip indexes are found in registries only (docker:// references)'] };
+  const subject = image.manifestDescriptor.digest;
+  try {
+    const { via, manifests } = await listReferrers(registry.client, registry.repository, subject, GZIP_INDEX_ARTIFACT_TYPE);
+    const newest = [...manifests].sort((a, b) => (created(a) < created(b) ? 1 : created(a) > created(b) ? -1 : 0))[0];
+    if (!newest) return { ...found, via, problems: [`no gzip index refers to ${subject}`] };
+    Object.assign(found, { digest: newest.digest, via });
+    if (newest.size > MAX_ARTIFACT_MANIFEST_BYTES) throw new GzipIndexError(`manifest of ${newest.size} bytes is larger than the ${MAX_ARTIFACT_MANIFEST_BYTES} allowed`);
+    const m = parseManifest(await source.fetchJSONBytes({ mediaType: MediaType.ociManifest, digest: newest.digest, size: newest.size }), MediaType.ociManifest, `gzip index ${newest.digest}`);
+    if (m.artifactType !== GZIP_INDEX_ARTIFACT_TYPE) throw new GzipIndexError(`artifactType ${JSON.stringify(m.artifactType)} is not ${GZIP_INDEX_ARTIFACT_TYPE}`);
+    if (m.subject?.digest !== subject) throw new GzipIndexError(`its subject is ${m.subject?.digest ?? 'missing'}, not the image's manifest ${subject}`);
+    for (const blob of m.layers.filter((l) => l.mediaType === GZIP_INDEX_MEDIA_TYPE)) {
+      const layer = image.manifest.layers.find((l) => l.digest === blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION]);
+      try {
+        if (!layer) throw new GzipIndexError(`it names no layer of the image (${GZIP_INDEX_LAYER_ANNOTATION}: ${blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION] ?? 'missing'})`);
+        if (blob.size > MAX_INDEX_BYTES) throw new GzipIndexError(`${blob.size} bytes is more than the ${MAX_INDEX_BYTES} allowed`);
+        found.indexes.set(layer.digest, await decodeGzipIndex(await readBlob(source, blob), layer));
+      } catch (err) {
+        found.problems.push(`index blob ${blob.digest}: ${(err as Error).message}`);
+      }
+    }
+  } catch (err) {
+    found.problems.push(`gzip index of ${subject}: ${(err as Error).message}`);
+  }
+  return found;
+}
+
+/** A blob whose descriptor was bounded already; the stream checks size and digest at its end. */
+async function readBlob(source: ImageSource, desc: Descriptor): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of await source.openBlobStream(desc)) {
+    size += (chunk as Buffer).length;
+    if (size > desc.size) throw new GzipIndexError(`blob ${desc.digest} is longer than its ${desc.size} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts, size);
+}

@@ -1,0 +1,113 @@
+// `starling index` end to end on Distribution 2.8 (the referrers tag schema): an unconverted gzip
+// image pushed unchanged, indexed and pushed as a referrer, discovered through findGzipIndexes, every
+// file of the indexed layer read back through verified spans from the registry; the image's digests
+// never change; small and non-gzip layers are skipped with the reason; --push needs a registry.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { decodeGzipIndex, encodeGzipIndex } from '../../src/format/gzipindex/encoding.js';
+import { GZIP_INDEX_ARTIFACT_TYPE } from '../../src/format/gzipindex/media-types.js';
+import { readTarRange } from '../../src/format/gzipindex/span.js';
+import { findGzipIndexes } from '../../src/image/gzip-index-registry.js';
+import { registryOf } from '../../src/image/profile-registry.js';
+import { listReferrers } from '../../src/image/referrers.js';
+import { digestHex } from '../../src/oci/digest.js';
+import { resolveManifest } from '../../src/registry/resolve.js';
+import { openImageSource } from '../../src/registry/transport.js';
+import { buildImage, type BuiltImage } from '../fixtures/image.js';
+import { variedData } from '../format/gzipindex/helpers.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
+const T = { timeout: 180_000 };
+
+let registry: RunningRegistry;
+let work: string;
+let built: BuiltImage;
+const ref = () => `docker://${registry.host}/index/app:1`;
+
+const FILES: Record<string, Buffer> = {
+  'usr/lib/big.bin': variedData(3 << 20, 21),
+  'usr/lib/other.bin': variedData(600_000, 22),
+  'etc/conf.txt': Buffer.from('key = value\n'),
+};
+
+function starling(...args: string[]) {
+  return run(process.execPath, ['--import', 'tsx', cli, ...args], { maxBuffer: 16 << 20 });
+}
+
+async function manifestDigest(): Promise<string> {
+  const res = await fetch(`${registry.url}/v2/index/app/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  return res.headers.get('docker-content-digest')!;
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'starling-index-test-'));
+  registry = await startRegistry();
+  built = await buildImage(join(work, 'img'), { layers: [{ files: FILES }, { files: { 'small.txt': 'small layer\n' } }] }, 'latest');
+  // Copied as it is: the registry holds the unconverted image with the same digests.
+  await run('skopeo', ['copy', '-q', '--preserve-digests', '--dest-tls-verify=false', `oci:${join(work, 'img')}:latest`, `${ref()}`]);
+});
+
+after(async () => {
+  await registry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+test('index --push indexes the large gzip layer, pushes a referrer that is found and read back, the image unchanged', T, async () => {
+  const before = await manifestDigest();
+  assert.equal(before, built.manifests[0]!.descriptor.digest);
+  const out = join(work, 'out');
+  const { stdout } = await starling('index', ref(), '--span', '64KiB', '--min-layer-size', '1MiB', '--push', '--out', out, '--json');
+  const summary = JSON.parse(stdout) as { manifest: string; layers: Array<{ digest: string; entries?: number; spans?: number; skipped?: string }>; referrer: { digest: string; via: string } };
+  const [big] = built.layers;
+  assert.equal(summary.manifest, before);
+  assert.equal(summary.layers[0]!.digest, big!.descriptor.digest);
+  assert.equal(summary.layers[0]!.entries, 6); // etc/, etc/conf.txt, usr/, usr/lib/, two files
+  assert.ok(summary.layers[0]!.spans! >= 20, `${summary.layers[0]!.spans} spans`);
+  assert.match(summary.layers[1]!.skipped!, /below the minimum layer size/);
+  assert.equal(summary.referrer.via, 'tag');
+  assert.equal(await manifestDigest(), before, 'the image manifest is unchanged');
+
+  const source = await openImageSource(ref(), { plainHttp: true });
+  try {
+    const image = await resolveManifest(source);
+    const { client, repository } = registryOf(source)!;
+    const listed = await listReferrers(client, repository, image.manifestDescriptor.digest, GZIP_INDEX_ARTIFACT_TYPE);
+    assert.deepEqual(listed.manifests.map((d) => d.digest), [summary.referrer.digest]);
+    const found = await findGzipIndexes(source, image);
+    assert.deepEqual(found.problems, []);
+    assert.equal(found.digest, summary.referrer.digest);
+    assert.deepEqual([...found.indexes.keys()], [big!.descriptor.digest]);
+    const index = found.indexes.get(big!.descriptor.digest)!;
+    // The file written by --out is the blob that was pushed.
+    const written = await readFile(join(out, `${digestHex(big!.descriptor.digest)}.gzindex`));
+    assert.ok((await encodeGzipIndex(index)).equals(written));
+    assert.deepEqual(await decodeGzipIndex(written, big!.descriptor), index);
+    // Every file, read lazily from the registry through its spans.
+    const blob = await source.openBlobSource(big!.descriptor);
+    try {
+      for (const e of index.entries.filter((x) => x.type === 'reg')) assert.ok((await readTarRange(index, blob, e.offset, e.size)).equals(FILES[e.path]!), e.path);
+    } finally {
+      await blob.close();
+    }
+  } finally {
+    await source.close();
+  }
+});
+
+test('index of an oci: layout writes files; --push there is refused; a bad --span is a usage error', T, async () => {
+  const out = join(work, 'layout-out');
+  const { stdout } = await starling('index', `oci:${join(work, 'img')}:latest`, '--min-layer-size', '1MiB', '--out', out);
+  assert.match(stdout, /indexed 1 of 2 layers/);
+  const index = await decodeGzipIndex(await readFile(join(out, `${digestHex(built.layers[0]!.descriptor.digest)}.gzindex`)), built.layers[0]!.descriptor);
+  assert.equal(index.checkpoints.length, 1); // 3.6 MiB of tar: one 4 MiB span
+  await assert.rejects(starling('index', `oci:${join(work, 'img')}:latest`, '--push'), (err: { code: number; stderr: string }) => err.code === 2 && /--push: .* is not in a registry/.test(err.stderr));
+  await assert.rejects(starling('index', ref(), '--span', '1k'), (err: { code: number; stderr: string }) => err.code === 2 && /--span must be 64KiB to 64MiB/.test(err.stderr));
+});
