@@ -1,8 +1,10 @@
 // Indexing an image's layers (`starling index`): each gzip layer large enough to be worth reading
 // lazily is streamed once through buildGzipIndex; the layers themselves are never changed.
+import { TarFormatError } from '../format/estargz/tar-reader.js';
 import { buildGzipIndex } from '../format/gzipindex/build.js';
 import { encodeGzipIndex } from '../format/gzipindex/encoding.js';
 import type { GzipIndex } from '../format/gzipindex/model.js';
+import { TarEntryError } from '../format/tar-entry.js';
 import { Annotation, layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
@@ -41,7 +43,17 @@ export async function indexImageLayers(source: ImageSource, layers: readonly Des
     opts.onLayer?.(layer, i);
     const start = performance.now();
     // The stream checks the blob's digest at its end: an index is only ever built from the real layer.
-    const index = await buildGzipIndex(await source.openBlobStream(layer), layer, opts.span);
+    const stream = await source.openBlobStream(layer);
+    let index: GzipIndex;
+    try {
+      index = await buildGzipIndex(stream, layer, opts.span);
+    } catch (err) {
+      stream.destroy();
+      // A tar the file table cannot hold (sparse files, a path escaping the root) leaves that layer to be fetched whole.
+      if (!(err instanceof TarEntryError || err instanceof TarFormatError)) throw err;
+      out.push({ layer, indexed: false, reason: `cannot be indexed: ${err.message}` });
+      continue;
+    }
     out.push({ layer, indexed: true, index, stored: await encodeGzipIndex(index), seconds: (performance.now() - start) / 1000 });
   }
   return out;
