@@ -127,3 +127,19 @@ test('extractSpan refuses too little input, a wrong checkpoint and bad arguments
   assert.throws(() => indexer.inflate(blob, 1 << 20, true), /while a previous call is still running/);
   await first;
 });
+
+test('inflating runs on the libuv pool: the JS thread turns while a span and an index step are inflated', T, async () => {
+  const data = variedData(8 << 20, 10);
+  const blob = gnuGzip(data, '-1');
+  const turns = async (work: () => Promise<unknown>) => {
+    let turned = false;
+    setImmediate(() => (turned = true));
+    await work();
+    return turned;
+  };
+  // Synchronous work would resolve before the event loop reaches setImmediate.
+  assert.equal(await turns(() => new (gzipAddon().GzipIndexer)(1 << 20).inflate(blob, 16 << 20, true)), true);
+  const { scan } = await scanBlob(blob, 4 << 20);
+  const c = scan.checkpoints[1]!;
+  assert.equal(await turns(() => gzipAddon().extractSpan(blob.subarray(c.in - (c.bits > 0 ? 1 : 0)), c.bits, c.window, data.length - c.out)), true);
+});
