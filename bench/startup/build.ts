@@ -4,10 +4,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { buildImage } from '../../test/fixtures/image.js';
+import { debFileBytes, fetchDebs, resolveDebs, unpackDebs } from './debs.js';
 import type { ImageRecipe, GeneratedLayer } from './images.js';
 import { selectLayer, Selection, type SelectedEntry } from './rootfs.js';
 
@@ -87,23 +88,38 @@ async function writeConcatenated(out: string, sources: SelectedEntry[], bytes: n
   if (size !== bytes) throw new Error(`benchmark image: ${out} has ${size} bytes, want ${bytes}`);
 }
 
+/** What a generated layer is made from besides its recipe: found (and downloaded) before the cache key. */
+interface GeneratedInputs {
+  concatSources?: SelectedEntry[];
+  /** Paths of the layer's downloaded .deb files. */
+  debs: string[];
+}
+
+/** Relative paths of everything under `root`, sorted (a parent before its children). */
+async function treePaths(root: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const ent of await readdir(join(root, rel), { withFileTypes: true })) {
+    const p = rel === '' ? ent.name : `${rel}/${ent.name}`;
+    out.push(p);
+    if (ent.isDirectory()) out.push(...(await treePaths(root, p)));
+  }
+  return rel === '' ? out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : out;
+}
+
 /** Writes the staging directory of a generated layer; returns its relative paths, parents first. */
-async function stageGenerated(gen: GeneratedLayer, stage: string, concatSources?: SelectedEntry[]): Promise<string[]> {
-  const paths = new Set<string>();
-  const addWithParents = (rel: string) => {
-    const parts = rel.split('/');
-    for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join('/'));
-  };
+async function stageGenerated(gen: GeneratedLayer, stage: string, inputs: GeneratedInputs): Promise<string[]> {
+  await mkdir(stage, { recursive: true });
+  await unpackDebs(inputs.debs, stage);
   for (const [rel, content] of Object.entries(gen.files ?? {})) {
     await mkdir(dirname(join(stage, rel)), { recursive: true });
     await writeFile(join(stage, rel), content);
-    addWithParents(rel);
   }
-  if (gen.concatenated) {
-    await writeConcatenated(join(stage, gen.concatenated.path), concatSources!, gen.concatenated.bytes);
-    addWithParents(gen.concatenated.path);
+  for (const [rel, target] of Object.entries(gen.symlinks ?? {})) {
+    await mkdir(dirname(join(stage, rel)), { recursive: true });
+    await symlink(target, join(stage, rel));
   }
-  return [...paths].sort();
+  if (gen.concatenated) await writeConcatenated(join(stage, gen.concatenated.path), inputs.concatSources!, gen.concatenated.bytes);
+  return treePaths(stage);
 }
 
 /** A GNU-format tar of `paths` (relative to `root`, no recursion: the list is complete). */
@@ -119,13 +135,15 @@ async function writeTar(root: string, paths: string[], out: string, fixedMtime: 
 /** Builds (or finds in the cache) the gzip form of `recipe`. */
 export async function buildBenchImage(recipe: ImageRecipe, cacheDir: string, log: (msg: string) => void): Promise<BuiltBenchImage> {
   const selections: (Selection | undefined)[] = [];
-  const concat: (SelectedEntry[] | undefined)[] = [];
-  const hash = createHash('sha256').update(JSON.stringify(recipe));
+  const generated: (GeneratedInputs | undefined)[] = [];
+  // The report's targets are not image content.
+  const { lazyTargets: _targets, ...content } = recipe;
+  const hash = createHash('sha256').update(JSON.stringify(content));
   for (const layer of recipe.layers) {
     if ('host' in layer) {
       const sel = await selectLayer(layer.host, selections.filter((s): s is Selection => s !== undefined));
       selections.push(sel);
-      concat.push(undefined);
+      generated.push(undefined);
       for (const p of sel.paths()) {
         const e = sel.entries.get(p)!;
         // A directory's mtime changes whenever something is added anywhere in it: not content.
@@ -135,18 +153,25 @@ export async function buildBenchImage(recipe: ImageRecipe, cacheDir: string, log
       selections.push(undefined);
       const c = layer.generated.concatenated;
       const sources = c ? await concatenationSources(c.roots, c.bytes) : undefined;
-      concat.push(sources);
       for (const e of sources ?? []) hash.update(`${e.path}\0${e.size}\0${e.mtimeMs}\n`);
+      const debs = layer.generated.debs ? await resolveDebs(layer.generated.debs) : [];
+      for (const d of debs) hash.update(`${d.file}\0${d.sha256}\n`);
+      generated.push({ concatSources: sources, debs: await fetchDebs(debs, join(cacheDir, 'debs')) });
     }
   }
   const key = hash.digest('hex').slice(0, 16);
   const dir = join(cacheDir, `${recipe.name}-${key}`);
   const gzipLayout = join(dir, 'gzip');
-  const layerBytes = recipe.layers.map((l, i) => {
-    if ('host' in l) return selections[i]!.bytes;
-    const files = Object.values(l.generated.files ?? {}).reduce((n, c) => n + Buffer.byteLength(c), 0);
-    return files + (l.generated.concatenated?.bytes ?? 0);
-  });
+  const layerBytes: number[] = [];
+  for (const [i, l] of recipe.layers.entries()) {
+    if ('host' in l) {
+      layerBytes.push(selections[i]!.bytes);
+      continue;
+    }
+    let bytes = Object.values(l.generated.files ?? {}).reduce((n, c) => n + Buffer.byteLength(c), 0) + (l.generated.concatenated?.bytes ?? 0);
+    for (const deb of generated[i]!.debs) bytes += await debFileBytes(deb);
+    layerBytes.push(bytes);
+  }
   const result = { recipe, dir, key, gzipLayout, layerBytes };
   if (await exists(join(gzipLayout, 'index.json'))) return result;
 
@@ -161,7 +186,7 @@ export async function buildBenchImage(recipe: ImageRecipe, cacheDir: string, log
       if ('host' in layer) await writeTar('/', selections[i]!.paths(), tar, false);
       else {
         const stage = join(work, `${i}-${layer.name}.stage`);
-        await writeTar(stage, await stageGenerated(layer.generated, stage, concat[i]), tar, true);
+        await writeTar(stage, await stageGenerated(layer.generated, stage, generated[i]!), tar, true);
         await rm(stage, { recursive: true, force: true });
       }
       tars.push(tar);

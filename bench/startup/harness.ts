@@ -123,7 +123,7 @@ async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, e
   const layout = (f: Form) => join(built.dir, f === 'gzip' ? f : `${f}-${engine.convertKey}`);
   const traceFile = join(built.dir, `trace-${engine.convertKey}.txt`);
   const repo = `bench/${name}`;
-  const info: ImageInfo = { name, description: recipe.description, workload: recipe.workload.cmd, layerBytes: built.layerBytes, formBytes: {}, tocBytes: {} };
+  const info: ImageInfo = { name, description: recipe.description, workload: recipe.workload.cmd, layerBytes: built.layerBytes, formBytes: {}, tocBytes: {}, lazyTargets: recipe.lazyTargets };
   const need = new Set(forms);
   if (need.has('estargz-opt')) need.add('estargz');
   for (const form of ['gzip', 'estargz', 'zstdchunked', 'estargz-opt'] as const) {
@@ -138,8 +138,9 @@ async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, e
     const img = await readLayout(layout(form));
     info.formBytes[form] = layersSize(img);
     if (form !== 'gzip') info.tocBytes[form] = await tocBytes(img);
-    // The optimised form needs the workload's trace, recorded on a lazy mount of the plain eStargz.
-    if (form === 'estargz' && need.has('estargz-opt')) {
+    // The workload's trace, recorded on a lazy mount of the plain eStargz: the files it reads (the
+    // lazy modes' bytes are stated against them) and the order of the optimised form.
+    if (form === 'estargz') {
       const summaryFile = `${traceFile}.json`;
       if (!(await exists(summaryFile))) {
         opts.log(`${name}: recording the workload's file accesses`);

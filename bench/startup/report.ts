@@ -49,6 +49,14 @@ export interface CellSummary {
   speedupVsFull?: number;
 }
 
+/** Issue 13's targets for the lazy mode (Starling's defaults) of an image, stated in the report's notes. */
+export interface LazyTargets {
+  /** GET requests, pull + run. */
+  requests: number;
+  /** Bytes fetched before the workload ends, over the bytes of the files it reads + the TOCs. */
+  fetchedOverRead: number;
+}
+
 export interface ImageInfo {
   name: string;
   description: string;
@@ -61,6 +69,7 @@ export interface ImageInfo {
   readBytes?: number;
   /** Bytes of the layers' TOCs of each lazy form. */
   tocBytes: Record<string, number>;
+  lazyTargets?: LazyTargets;
 }
 
 export interface Results {
@@ -216,10 +225,11 @@ export function svgChart(summary: readonly CellSummary[], title: string): string
 const LAZY_FORM: Partial<Record<Mode, string>> = { lazy: 'estargz', 'lazy-no-bg': 'estargz', 'lazy-optimised': 'estargz-opt', 'lazy-profile': 'estargz', 'lazy-zstdchunked': 'zstdchunked' };
 
 /**
- * The issue's targets, computed from the medians: lazy-optimised total ≤ 1/8 of full; bytes a lazy
- * mode fetches ≤ 1.3 × (bytes of the files the workload reads + TOCs); lazy no worse than 1.2 × full
- * (the sequential-read case). Each is stated for every image it can be computed for, with lazy
- * against stargz-snapshotter on the same blobs.
+ * The issues' targets, computed from the medians: lazy-optimised total ≤ 1/8 of full; bytes a lazy
+ * mode fetches ≤ 1.3 × (bytes of the files the workload reads + TOCs), or the image's own bound for
+ * lazy; lazy no worse than 1.2 × full (the sequential-read case); lazy's GET requests within the
+ * image's bound. Each is stated for every image it can be computed for, with lazy against
+ * stargz-snapshotter on the same blobs.
  */
 export function acceptanceNotes(results: Pick<Results, 'summary' | 'images'>): string[] {
   const notes: string[] = [];
@@ -237,7 +247,11 @@ export function acceptanceNotes(results: Pick<Results, 'summary' | 'images'>): s
       const toc = img.tocBytes[form];
       if (c && img.readBytes !== undefined && toc !== undefined) {
         const ratio = c.totalBytes / (img.readBytes + toc);
-        notes.push(`${img.name}: ${mode} fetched ${(c.totalBytes / 1e6).toFixed(1)} MB = ${ratio.toFixed(2)} × (files read ${(img.readBytes / 1e6).toFixed(1)} MB + TOCs ${(toc / 1e6).toFixed(2)} MB) (target ≤ 1.3: ${verdict(ratio <= 1.3)}).`);
+        const bound = (mode === 'lazy' ? img.lazyTargets?.fetchedOverRead : undefined) ?? 1.3;
+        notes.push(`${img.name}: ${mode} fetched ${(c.totalBytes / 1e6).toFixed(1)} MB = ${ratio.toFixed(2)} × (files read ${(img.readBytes / 1e6).toFixed(1)} MB + TOCs ${(toc / 1e6).toFixed(2)} MB) (target ≤ ${bound}: ${verdict(ratio <= bound)}).`);
+      }
+      if (c && mode === 'lazy' && img.lazyTargets) {
+        notes.push(`${img.name}: lazy GET requests pull + run = ${c.totalRequests} (target ≤ ${img.lazyTargets.requests}: ${verdict(c.totalRequests <= img.lazyTargets.requests)}).`);
       }
       if (c && full) {
         const ratio = c.totalMs.p50 / full.totalMs.p50;

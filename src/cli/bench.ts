@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseCommandArgs, parseIntArg } from './args.js';
 import { UserError, type Command } from './command.js';
 
-const IMAGES = ['python', 'gcc', 'data'];
+const IMAGES = ['python', 'pydata', 'gcc', 'data'];
 const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'skopeo'];
 const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz'];
 

@@ -115,6 +115,22 @@ test("acceptance notes: the issue's targets computed from the medians, met or mi
   assert.deepEqual(slow, ['d: lazy total / full total = 1.60 (worse than 1.2 × full).']);
 });
 
+test("acceptance notes: an image's own lazy targets (GET requests, bytes over files read + TOCs) replace the general bound for lazy only", () => {
+  // python lazy: 0.5 + 0.05 MB in 2 + 1 GETs; lazy-no-bg the same.
+  const summary = summarise([sample('python', 'lazy', 0, 100, 200, 5e5), sample('python', 'lazy-no-bg', 0, 100, 200, 5e5)]);
+  const image = { name: 'python', description: '', workload: [], layerBytes: [], formBytes: {}, readBytes: 0.2e6, tocBytes: { estargz: 0.1e6 } };
+  const notes = acceptanceNotes({ summary, images: [{ ...image, lazyTargets: { requests: 40, fetchedOverRead: 2 } }] });
+  // 0.55 MB / (0.2 + 0.1) MB = 1.83: within lazy's own 2, beyond the 1.3 that lazy-no-bg keeps.
+  assert.ok(notes.includes('python: lazy fetched 0.6 MB = 1.83 × (files read 0.2 MB + TOCs 0.10 MB) (target ≤ 2: met).'), notes.join('\n'));
+  assert.ok(notes.includes('python: lazy-no-bg fetched 0.6 MB = 1.83 × (files read 0.2 MB + TOCs 0.10 MB) (target ≤ 1.3: MISSED).'), notes.join('\n'));
+  assert.ok(notes.includes('python: lazy GET requests pull + run = 3 (target ≤ 40: met).'), notes.join('\n'));
+  const strict = acceptanceNotes({ summary, images: [{ ...image, lazyTargets: { requests: 2, fetchedOverRead: 1.5 } }] });
+  assert.ok(strict.includes('python: lazy GET requests pull + run = 3 (target ≤ 2: MISSED).'), strict.join('\n'));
+  assert.ok(strict.some((n) => n.startsWith('python: lazy fetched 0.6 MB = 1.83 ×') && n.endsWith('(target ≤ 1.5: MISSED).')), strict.join('\n'));
+  // Without targets of its own, no requests line.
+  assert.ok(!acceptanceNotes({ summary, images: [image] }).some((n) => n.includes('GET requests pull + run')));
+});
+
 test('writeReport + publishToReadme: the README gets one benchmark section, replaced on the next run, other sections kept', async () => {
   const root = await mkdtemp(join(tmpdir(), 'starling-readme-'));
   try {

@@ -14,7 +14,7 @@ async function usageError(argv: string[], message: RegExp): Promise<void> {
 }
 
 test('bench rejects unknown images and modes, bad numbers and stray arguments before doing anything', async () => {
-  await usageError(['--images', 'python,ruby'], /--images: unknown "ruby" \(known: python, gcc, data\)/);
+  await usageError(['--images', 'python,ruby'], /--images: unknown "ruby" \(known: python, pydata, gcc, data\)/);
   await usageError(['--modes', 'lazy,eager'], /--modes: unknown "eager"/);
   await usageError(['--modes', ','], /--modes: empty list/);
   await usageError(['--samples', '0'], /--samples: expected an integer from 1 to 1000, got "0"/);
@@ -23,5 +23,5 @@ test('bench rejects unknown images and modes, bad numbers and stray arguments be
   await usageError(['--probe-mb', '1.5'], /--probe-mb: expected an integer/);
   await usageError(['extra'], /unexpected argument "extra"/);
   await usageError(['--bogus'], /Unknown option '--bogus'/);
-  assert.match(command.usage, /--images A,B\s+python, gcc, data/);
+  assert.match(command.usage, /--images A,B\s+python, pydata, gcc, data/);
 });
