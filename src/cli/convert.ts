@@ -1,6 +1,8 @@
 // `starling convert SRC DST --format estargz|zstd:chunked`: whole-image conversion.
 import { readFile } from 'node:fs/promises';
+import { carryProfiles } from '../convert/carry-profiles.js';
 import { convertImage, type ConvertProgress, type ConvertSummary } from '../convert/image.js';
+import { registryOf } from '../image/profile-registry.js';
 import type { LayerFormat } from '../format/toc.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
@@ -23,6 +25,8 @@ options:
   --level N             compression level (gzip 0-9 for estargz, zstd 1-22 for zstd:chunked)
   --prioritize A,B      estargz: files to place first (before the prefetch landmark)
   --prioritize-file F   estargz: a file listing such paths, one per line
+  --referrers           also copy the source's prefetch profiles (OCI 1.1 referrers), re-targeted
+                        to the converted manifests and layers (docker:// SRC and DST)
   --plain-http          talk http:// to the registries (default only for localhost)
   --insecure            accept registry TLS certificates that do not verify
   --json                print one JSON summary line instead of the human summary`;
@@ -101,6 +105,7 @@ export const command: Command = {
         level: { type: 'string' },
         prioritize: { type: 'string', multiple: true },
         'prioritize-file': { type: 'string' },
+        referrers: { type: 'boolean' },
         'plain-http': { type: 'boolean' },
         insecure: { type: 'boolean' },
         json: { type: 'boolean' },
@@ -133,10 +138,14 @@ export const command: Command = {
       try {
         const dst = await openImageDestination(dstRef, registry);
         try {
+          const registries = { from: registryOf(src), to: registryOf(dst) };
+          if (values.referrers && !(registries.from && registries.to)) throw new UserError('--referrers: prefetch profiles live in registries: SRC and DST must be docker:// references', 2);
           const summary = await convertImage(src, dst, { format, platforms, force: values.force, ...layerOpts, onProgress, signal: interrupt.signal });
           bar.clear();
-          for (const w of summary.warnings) process.stderr.write(`starling: warning: ${w}\n`);
-          process.stdout.write(values.json ? `${JSON.stringify(summary)}\n` : `${humanSummary(summary)}\n`);
+          const profiles = values.referrers ? await carryProfiles(src, registries.from!, registries.to!, summary) : undefined;
+          for (const w of [...summary.warnings, ...(profiles?.warnings ?? [])]) process.stderr.write(`starling: warning: ${w}\n`);
+          const out = profiles ? { ...summary, profiles: profiles.carried } : summary;
+          process.stdout.write(values.json ? `${JSON.stringify(out)}\n` : `${humanSummary(summary)}${profiles ? `\n  prefetch profiles carried: ${profiles.carried.length}` : ''}\n`);
         } finally {
           await dst.close();
         }

@@ -3,11 +3,11 @@
 // checked for a mount, where any problem is a reason to report, never a failed mount.
 import { sha256, type Digest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
-import type { ImageSource } from '../oci/store.js';
+import type { ImageDestination, ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageManifest, Platform } from '../oci/types.js';
 import { parseManifest } from '../oci/validate.js';
 import type { RegistryClient } from '../registry/client.js';
-import { RegistryImageSource } from '../registry/image.js';
+import { RegistryImageDestination, RegistryImageSource } from '../registry/image.js';
 import { resolveManifest } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
 import { checkProfileLayers, checkProfileName, MAX_PROFILE_BYTES, parseProfile, ProfileError, rankProfiles, serializeProfile, type PrefetchProfile } from './profile.js';
@@ -44,9 +44,9 @@ export async function openProfileTarget(ref: string, opts: { platform?: Platform
   }
 }
 
-/** The registry side of a source, when it is a registry (oci: layouts hold no referrers here). */
-export function registryOf(source: ImageSource): { client: RegistryClient; repository: string } | undefined {
-  return source instanceof RegistryImageSource ? { client: source.client, repository: source.ref.repository } : undefined;
+/** The registry side of a source or destination, when it is a registry (oci: layouts hold no referrers here). */
+export function registryOf(image: ImageSource | ImageDestination): { client: RegistryClient; repository: string } | undefined {
+  return image instanceof RegistryImageSource || image instanceof RegistryImageDestination ? { client: image.client, repository: image.ref.repository } : undefined;
 }
 
 export interface ProfileInfo {
@@ -171,7 +171,7 @@ export async function findPrefetchProfile(source: ImageSource, image: { manifest
 }
 
 /** Fetches a profile artifact and checks it against the image: subject, type, one bounded blob, valid content, the image's layers. */
-async function fetchProfile(source: ImageSource, registry: { client: RegistryClient; repository: string }, desc: Descriptor, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<{ profile: PrefetchProfile; name: string | null }> {
+export async function fetchProfile(source: ImageSource, registry: { client: RegistryClient; repository: string }, desc: Descriptor, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<{ profile: PrefetchProfile; name: string | null }> {
   if (desc.size > MAX_PROFILE_MANIFEST_BYTES) throw new ProfileError(`its manifest is ${desc.size} bytes, more than the ${MAX_PROFILE_MANIFEST_BYTES} allowed`);
   const fetched = await registry.client.getManifest(registry.repository, desc.digest);
   if (fetched.bytes.length !== desc.size) throw new ProfileError(`its manifest is ${fetched.bytes.length} bytes, the referrers list says ${desc.size}`);

@@ -300,3 +300,52 @@ test('on an optimised image, the profile and the landmark prefix combine', { tim
     await umount(mnt);
   }
 });
+
+test('convert --referrers: the profiles come along, re-targeted to the converted manifest and layers; one that does not verify is left behind with a warning', { timeout: 180_000 }, async () => {
+  // A chunk size of its own: the same conversion as ref('estargz') would be the same manifest, with that one's profiles.
+  await starling('convert', `oci:${join(work, 'gzip')}:latest`, ref('carry-src'), '--format', 'estargz', '--chunk-size', '131072');
+  const source = await manifestOf('carry-src');
+  const file = join(work, 'carry.profile.json');
+  const files = [{ path: 'bin/reader', ranges: [[0, 1 << 20]] }, { path: 'data/a.txt', ranges: [[0, 6]] }];
+  await writeFile(file, JSON.stringify({ version: 1, layers: [{ digest: source.layers[0]!.digest, files }] }));
+  await starling('profile', 'push', file, ref('carry-src'), '--name', 'carried');
+  // A profile of another image's layers, pushed behind the CLI's back: the source image's mounts ignore it.
+  const target = await openProfileTarget(ref('carry-src'));
+  try {
+    const stray = Buffer.from(JSON.stringify({ version: 1, layers: [{ digest: `sha256:${'1'.repeat(64)}`, files: [{ path: 'x', ranges: [[0, 1]] }] }] }));
+    await pushReferrer(target.client, target.repository, profileArtifact(target.subject, stray, { name: 'stray' }));
+  } finally {
+    await target.close();
+  }
+  const sourceDigest = await manifestDigest('carry-src');
+
+  // (A level of its own too: converted alike, it would be ref('zstd')'s manifest, which has profiles.)
+  const res = await starling('convert', ref('carry-src'), ref('carry-dst'), '--format', 'zstd:chunked', '--level', '5', '--referrers', '--json');
+  const summary = JSON.parse(res.stdout) as { manifests: Array<{ digest: string }>; profiles: Array<{ name: string; subject: string }> };
+  assert.deepEqual(summary.profiles.map((p) => [p.name, p.subject]), [['carried', summary.manifests[0]!.digest]]);
+  assert.match(res.stderr, /profile sha256:[0-9a-f]{64} \(stray\) of sha256:[0-9a-f]{64} not carried: .*layer/);
+  assert.equal(await manifestDigest('carry-src'), sourceDigest, 'the source is unchanged');
+  const listed = JSON.parse((await starling('profile', 'ls', ref('carry-dst'), '--json')).stdout) as { profiles: Array<{ name: string }> };
+  assert.deepEqual(listed.profiles.map((p) => p.name), ['carried']);
+
+  // A mount of the converted image prefetches exactly the carried profile's files in the new layers.
+  const converted = await manifestOf('carry-dst');
+  assert.notEqual(converted.layers[0]!.digest, source.layers[0]!.digest);
+  const want = await profileChunks({ version: 1, layers: [{ digest: converted.layers[0]!.digest, files: files as PrefetchProfile['layers'][0]['files'] }] }, converted);
+  const cache = join(work, 'cache-carry');
+  const mnt = join(work, 'mnt-carry');
+  await mount(ref('carry-dst'), mnt, '--cache-dir', cache);
+  try {
+    const s = await settled(mnt);
+    assert.deepEqual([s.profile.state, s.profile.name], ['used', 'carried']);
+    let cached = await cachedChunks(cache);
+    for (let i = 0; i < 50 && cached.size < want.size; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      cached = await cachedChunks(cache);
+    }
+    assert.deepEqual([...cached].sort(), [...want].sort());
+  } finally {
+    await umount(mnt);
+  }
+  await assert.rejects(starling('convert', ref('carry-src'), `oci:${join(work, 'carry-oci')}:latest`, '--format', 'estargz', '--referrers'), (err: { code: number; stderr: string }) => err.code === 2 && /--referrers: .*docker:\/\//.test(err.stderr));
+});
