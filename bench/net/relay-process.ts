@@ -1,6 +1,7 @@
 // Starts relay-main.ts as a child process at high priority and talks to it over IPC.
 import { fork, type ChildProcess } from 'node:child_process';
 import { setPriority } from 'node:os';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LinkCounters, LinkProfile } from './relay.js';
 
@@ -25,8 +26,9 @@ export class RelayProcess {
   }
 
   static async start(target: { host: string; port: number }, profile: LinkProfile): Promise<RelayProcess> {
-    const main = fileURLToPath(new URL('./relay-main.ts', import.meta.url));
-    const child = fork(main, [JSON.stringify({ target, profile })], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // relay-main as this module is, TypeScript (the child inherits this process's loader, tsx) or compiled.
+    const main = fileURLToPath(new URL(`./relay-main${extname(import.meta.url)}`, import.meta.url));
+    const child = fork(main, [JSON.stringify({ target, profile })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     try {
       setPriority(child.pid!, RELAY_NICE);
     } catch {

@@ -1,6 +1,7 @@
-// The Starling the benchmark measures: the committed src/ (git HEAD, not whatever is being edited
-// in the working tree) compiled once into a snapshot directory, so nothing changes during a run and
-// no TypeScript is compiled inside a timed phase; started as `node <dir>/starling.mjs …`.
+// The Starling the benchmark measures. In a checkout: the committed src/ (git HEAD, not whatever is
+// being edited in the working tree) compiled once into a snapshot directory, so nothing changes
+// during a run and no TypeScript is compiled inside a timed phase; started as
+// `node <dir>/starling.mjs …`. In an installed package (no sources): the package's own CLI.
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,8 +10,8 @@ import { exists, runTool } from './build.js';
 export interface Engine {
   /** argv prefix that runs the snapshot's CLI. */
   argv: string[];
-  /** The commit the snapshot was compiled from. */
-  commit: string;
+  /** What is measured: `commit <12 hex digits>` of a snapshot, or `package starling@<version>`. */
+  version: string;
   /**
    * Hash of the compiled code conversion depends on (format/, convert/, oci/): converted images
    * are cached under it, so a change to the writers converts again instead of measuring old blobs.
@@ -26,14 +27,25 @@ async function hashTree(dir: string, hash: Hash): Promise<void> {
   }
 }
 
-/** The snapshot in `dir`: compiled there first unless `reuse` and it is already there. */
-export async function buildEngine(repoRoot: string, dir: string, reuse = false): Promise<Engine> {
-  const launcher = join(dir, 'starling.mjs');
-  if (!(reuse && (await exists(launcher)))) await compile(repoRoot, dir);
+async function convertKey(root: string): Promise<string> {
   const hash = createHash('sha256');
-  for (const sub of ['format', 'convert', 'oci']) await hashTree(join(dir, 'dist', sub), hash);
+  for (const sub of ['format', 'convert', 'oci']) await hashTree(join(root, 'dist', sub), hash);
+  return hash.digest('hex').slice(0, 12);
+}
+
+/**
+ * In a checkout (`packageRoot` has src/), the snapshot in `dir`: compiled there first unless
+ * `reuse` and it is already there. In an installed package, the package itself (`dir` is unused).
+ */
+export async function buildEngine(packageRoot: string, dir: string, reuse = false): Promise<Engine> {
+  if (!(await exists(join(packageRoot, 'src/cli/main.ts')))) {
+    const { name, version } = JSON.parse(await readFile(join(packageRoot, 'package.json'), 'utf8')) as { name: string; version: string };
+    return { argv: [process.execPath, join(packageRoot, 'bin/starling.js')], version: `package ${name}@${version}`, convertKey: await convertKey(packageRoot) };
+  }
+  const launcher = join(dir, 'starling.mjs');
+  if (!(reuse && (await exists(launcher)))) await compile(packageRoot, dir);
   const commit = (await readFile(join(dir, 'COMMIT'), 'utf8')).trim();
-  return { argv: [process.execPath, launcher], commit, convertKey: hash.digest('hex').slice(0, 12) };
+  return { argv: [process.execPath, launcher], version: `commit ${commit.slice(0, 12)}`, convertKey: await convertKey(dir) };
 }
 
 async function compile(repoRoot: string, dir: string): Promise<void> {

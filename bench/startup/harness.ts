@@ -3,9 +3,8 @@
 // image × mode sample in shuffled order, and writes results.json, results.md and chart.svg.
 import { open, mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { runInRootfs } from '../../src/cli/_workload.js';
 import { parseFooter } from '../../src/format/estargz/footer.js';
 import { parseManifestPosition } from '../../src/format/zstdchunked/footer.js';
@@ -16,10 +15,9 @@ import type { LinkProfile } from '../net/relay.js';
 import { buildBenchImage, exists, killRunningTools, runTool, type BuiltBenchImage } from './build.js';
 import { buildEngine, starling, type Engine } from './engine.js';
 import { imageRecipe } from './images.js';
-import { MODE_FORM, MODE_REPO_SUFFIX, prepare, type Form, type Prepared } from './modes.js';
+import { ensureStargzProgram, MODE_FORM, MODE_REPO_SUFFIX, prepare, type Form, type Prepared } from './modes.js';
 import { acceptanceNotes, markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
-
-export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+import { PACKAGE_ROOT } from './root.js';
 
 export interface BenchOptions {
   images: string[];
@@ -236,6 +234,7 @@ function machine(): Results['machine'] {
 
 export async function runBench(opts: BenchOptions): Promise<Results> {
   const startedAt = new Date().toISOString();
+  if (opts.modes.includes('stargz')) await ensureStargzProgram();
   await mkdir(opts.out, { recursive: true });
   const workRoot = await mkdtemp(join(opts.out, 'work-'));
   const reg = await startEmulatedRegistry(opts.profile);
@@ -244,11 +243,9 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     await rm(workRoot, { recursive: true, force: true });
   });
   try {
-    opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'compiling a snapshot of Starling (git HEAD) for this run');
-    const engine = await buildEngine(REPO_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
-    opts.log(`Starling at commit ${engine.commit.slice(0, 12)}`);
-    // The stargz mode's program, (re)built from bench/stargz when its source changed.
-    if (opts.modes.includes('stargz')) await runTool(join(REPO_ROOT, 'scripts/build-interop.sh'), []);
+    opts.log(opts.engineDir ? `Starling snapshot: ${opts.engineDir}` : 'preparing the Starling to measure (in a checkout, a snapshot of git HEAD)');
+    const engine = await buildEngine(PACKAGE_ROOT, opts.engineDir ?? join(workRoot, 'engine'), opts.engineDir !== undefined);
+    opts.log(`Starling at ${engine.version}`);
     opts.log(`checking the link (${opts.profile.rttMs} ms RTT, ${opts.profile.rateMbit} Mbit/s)`);
     const check = await checkLink(reg, opts.probeBytes);
     opts.log(`link: ${check.rttMs} ms RTT, ${check.throughputMbit} Mbit/s`);
@@ -282,7 +279,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
         samples,
         summary: summarise(samples),
         notes: [
-          `Starling at commit ${engine.commit.slice(0, 12)}.`,
+          `Starling at ${engine.version}.`,
           ...(linkWarning ? [linkWarning] : []),
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
           "Starling's lazy modes mount with its default options (background fetch on, after a quiet period); lazy-no-bg adds --no-background-fetch.",
@@ -331,7 +328,7 @@ export async function writeReport(results: Results, out: string): Promise<void> 
 const README_MARK = '## Start-up benchmark';
 
 /** Copies the report to bench/startup/latest/ and replaces the README's benchmark section with it. */
-export async function publishToReadme(out: string, root = REPO_ROOT): Promise<void> {
+export async function publishToReadme(out: string, root = PACKAGE_ROOT): Promise<void> {
   const latest = join(root, 'bench/startup/latest');
   await mkdir(latest, { recursive: true });
   for (const f of ['results.json', 'results.md', 'chart.svg']) await copyFile(join(out, f), join(latest, f));

@@ -6,11 +6,11 @@ import { once } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import type { Mode } from './report.js';
-import { runTool } from './build.js';
+import { exists, runTool } from './build.js';
 import { lazyUnmount, listMounts } from '../../src/fs/stale.js';
 import { starling, type Engine } from './engine.js';
+import { PACKAGE_ROOT } from './root.js';
 
 /** The image forms pushed to the registry, by tag. */
 export type Form = 'gzip' | 'estargz' | 'estargz-opt' | 'zstdchunked';
@@ -36,7 +36,22 @@ export const MODE_REPO_SUFFIX: Partial<Record<Mode, string>> = { 'lazy-profile':
 const MOUNT_ARGS: Partial<Record<Mode, string[]>> = { 'lazy-no-bg': ['--no-background-fetch'] };
 
 /** stargz-snapshotter's filesystem as a program (bench/stargz, built by scripts/build-interop.sh). */
-export const STARGZ_BIN = fileURLToPath(new URL('../../.interop-bin/stargz', import.meta.url));
+export const STARGZ_BIN = join(PACKAGE_ROOT, '.interop-bin/stargz');
+
+/**
+ * In a checkout, builds the stargz mode's program (again when its source changed). An installed
+ * package has neither its source nor the script: the program must already be in place.
+ */
+export async function ensureStargzProgram(): Promise<void> {
+  const script = join(PACKAGE_ROOT, 'scripts/build-interop.sh');
+  if (await exists(script)) await runTool(script, []);
+  else if (!(await exists(STARGZ_BIN))) {
+    throw new Error(
+      `the stargz mode needs stargz-snapshotter's filesystem as a program at ${STARGZ_BIN}, which an installed package does not include: ` +
+        "build it in a checkout of Starling with scripts/build-interop.sh (needs Go and Debian's golang-github-containerd-stargz-snapshotter-dev) and copy its .interop-bin/stargz there, or leave stargz out of --modes",
+    );
+  }
+}
 
 export interface Prepared {
   /** The root filesystem to run the workload in (writable). */

@@ -1,7 +1,9 @@
-// `starling bench`: the start-up benchmark (bench/startup/harness.ts). The harness is TypeScript
-// outside src/, so this command parses the options and runs it under tsx (a dev dependency: the
-// benchmark is run from a checkout).
+// `starling bench`: the start-up benchmark (bench/startup/harness.ts). This command parses the
+// options and runs the harness in a process of its own: in a checkout its TypeScript sources under
+// tsx (a dev dependency), so edits apply without a build; in an installed package, which has no
+// sources, the harness compiled into dist/harness/ by `npm run build` (tsconfig.bench.json).
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCommandArgs, parseIntArg } from './args.js';
@@ -38,6 +40,12 @@ options:
                      of a fresh one per run: converted images are cached per snapshot
   --prepare-only     build, convert, record and push the images (filling the cache), measure nothing
   --readme           also copy the report to bench/startup/latest/ and put it in README.md`;
+
+/** node's arguments that run the harness of the package in `root`. */
+function harness(root: string): string[] {
+  const source = join(root, 'bench/startup/main.ts');
+  return existsSync(source) ? ['--import', import.meta.resolve('tsx'), source] : [join(root, 'dist/harness/bench/startup/main.js')];
+}
 
 function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
   if (value === undefined) return fallback;
@@ -87,7 +95,7 @@ export const command: Command = {
       prepareOnly: values['prepare-only'] === true,
     };
     if (process.getuid?.() !== 0) throw new UserError('bench needs root (FUSE mounts, overlayfs and chroot)');
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(root, 'bench/startup/main.ts'), JSON.stringify(options)], { stdio: 'inherit' });
+    const child = spawn(process.execPath, [...harness(root), JSON.stringify(options)], { stdio: 'inherit' });
     // The harness unmounts what it mounted on SIGINT/SIGTERM; give it the chance.
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
     process.on('SIGINT', forward);

@@ -91,7 +91,7 @@ test('stargz program: one FUSE mount per layer, right bytes, lazy, unmounted on 
 test("prepare('stargz'): the layers under a writable overlay; cleanup unmounts all and removes the work dir", { timeout: 120_000 }, async () => {
   const sample = join(work, 'sample');
   await mkdir(sample);
-  const prepared = await prepare('stargz', { engine: { argv: [], commit: '', convertKey: '' }, ref, work: sample });
+  const prepared = await prepare('stargz', { engine: { argv: [], version: '', convertKey: '' }, ref, work: sample });
   let cleaned = false;
   try {
     const { rootfs } = prepared;
