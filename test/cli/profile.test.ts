@@ -123,6 +123,16 @@ async function cachedChunks(cache: string): Promise<Set<string>> {
   return out;
 }
 
+/** The chunks in a cache directory once there are `n` (its writes may trail a prefetch a little), or after 5 s. */
+async function cachedChunksOnceAtLeast(cache: string, n: number): Promise<Set<string>> {
+  let cached = await cachedChunks(cache);
+  for (let i = 0; i < 50 && cached.size < n; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    cached = await cachedChunks(cache);
+  }
+  return cached;
+}
+
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-profile-test-'));
   registry = await startRegistry();
@@ -184,12 +194,8 @@ for (const format of ['estargz', 'zstd']) {
         assert.equal(s.profile.state, 'used', JSON.stringify(s.profile));
         assert.equal(s.profile.digest, summary.profile.digest);
         assert.equal(s.profile.via, host === proxy.host ? 'api' : 'tag', 'the API is used where the registry has it');
-        // Exactly the profile's chunks were fetched: count them in the cache (its writes may trail the prefetch a little).
-        let cached = await cachedChunks(cache);
-        for (let i = 0; i < 50 && cached.size < want.size; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          cached = await cachedChunks(cache);
-        }
+        // Exactly the profile's chunks were fetched: count them in the cache.
+        const cached = await cachedChunksOnceAtLeast(cache, want.size);
         assert.deepEqual([...cached].sort(), [...want].sort());
         const before = s.layers.map((l) => [l.fetchedBytes, l.requests]);
         const res = await run('unshare', [`--root=${mnt}`, '--wd=/data', ...WORKLOAD]);
@@ -290,11 +296,7 @@ test('on an optimised image, the profile and the landmark prefix combine', { tim
   try {
     assert.equal((await settled(mnt)).profile.state, 'used');
     const union = new Set([...want, ...landmark]);
-    let cached = await cachedChunks(cache);
-    for (let i = 0; i < 50 && cached.size < union.size; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      cached = await cachedChunks(cache);
-    }
+    const cached = await cachedChunksOnceAtLeast(cache, union.size);
     assert.deepEqual([...cached].sort(), [...union].sort());
   } finally {
     await umount(mnt);
@@ -338,11 +340,7 @@ test('convert --referrers: the profiles come along, re-targeted to the converted
   try {
     const s = await settled(mnt);
     assert.deepEqual([s.profile.state, s.profile.name], ['used', 'carried']);
-    let cached = await cachedChunks(cache);
-    for (let i = 0; i < 50 && cached.size < want.size; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      cached = await cachedChunks(cache);
-    }
+    const cached = await cachedChunksOnceAtLeast(cache, want.size);
     assert.deepEqual([...cached].sort(), [...want].sort());
   } finally {
     await umount(mnt);
