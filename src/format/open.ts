@@ -9,6 +9,8 @@ import { Annotation, layerCompression } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/types.js';
 import { parseFooter as parseEstargzFooter } from './estargz/footer.js';
 import { openEstargz } from './estargz/reader.js';
+import { gzipIndexToc } from './gzipindex/layer.js';
+import type { GzipIndex } from './gzipindex/model.js';
 import { TocError, type LayerToc } from './toc.js';
 import { FOOTER_FRAME_SIZE, parseFooter as parseZstdChunkedFooter } from './zstdchunked/footer.js';
 import { openZstdChunked } from './zstdchunked/reader.js';
@@ -84,13 +86,26 @@ function parseZstdChunkedFooterSafe(buf: Buffer): boolean {
   }
 }
 
+/** Whether a layer can be lazy only through a gzip index (a gzip layer without an eStargz TOC annotation): worth looking for indexes. */
+export function mayUseGzipIndex(desc: Descriptor): boolean {
+  return layerCompression(desc.mediaType) === 'gzip' && desc.annotations?.[Annotation.estargzTocDigest] === undefined;
+}
+
+/** A plain gzip layer's verified index (found beside the image, decoded against the layer), or why there is none. */
+export type GzipIndexLookup = Promise<{ index: GzipIndex } | { reason: string }>;
+
 /**
  * Opens a layer for lazy reading: its verified TOC, or the reason it cannot be mounted lazily.
+ * A plain gzip layer is lazy through its index when `gzipIndex` gives one.
  * Throws (TocError) when the layer claims a TOC that fails verification.
  */
-export async function openLayerToc(blob: BlobSource, desc: Descriptor): Promise<{ ok: true; toc: LayerToc } | { ok: false; reason: string }> {
+export async function openLayerToc(blob: BlobSource, desc: Descriptor, gzipIndex?: GzipIndexLookup): Promise<{ ok: true; toc: LayerToc } | { ok: false; reason: string }> {
   const info = await describeLayerFormat(blob, desc);
-  if (!info.lazy) return { ok: false, reason: info.detail };
+  if (!info.lazy) {
+    if (info.kind !== 'gzip' || !gzipIndex) return { ok: false, reason: info.detail };
+    const found = await gzipIndex;
+    return 'index' in found ? { ok: true, toc: gzipIndexToc(found.index) } : { ok: false, reason: `${info.detail}; ${found.reason}` };
+  }
   const ann = desc.annotations ?? {};
   if (info.kind === 'estargz') {
     const tocDigest = ann[Annotation.estargzTocDigest]!;

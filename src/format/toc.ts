@@ -6,6 +6,8 @@ import type { Digest } from '../oci/digest.js';
 export type EntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
 export type FileType = Exclude<EntryType, 'chunk'>;
 export type LayerFormat = 'estargz' | 'zstd:chunked';
+/** What a mount reads a lazy layer through: a seekable format's TOC, or a gzip layer's checkpoint index. */
+export type TocFormat = LayerFormat | 'gzip-index';
 
 /** A TOC entry as it appears in the JSON of either format; absent keys mean zero/empty. */
 export interface TocEntry {
@@ -56,6 +58,12 @@ export interface ChunkRef {
   digest: Digest;
   /** A zstd:chunked `zeros` chunk: all zero bytes, synthesised without fetching. */
   zeros: boolean;
+  /**
+   * Set when `digest` is not the chunk's own but that of a decoded unit shared by the chunks of
+   * several files (a gzip-index span) of `unitSize` bytes; the chunk is [innerOffset, innerOffset + size)
+   * of it. Stores load, verify and cache the unit once under its digest and slice it.
+   */
+  unitSize?: number;
 }
 
 /** A filesystem entry of one layer, normalised and validated. */
@@ -87,8 +95,8 @@ export interface FileEntry {
 
 /** A seekable layer opened by a reader: its verified TOC and how to decode its chunks. */
 export interface LayerToc {
-  format: LayerFormat;
-  /** The digest the TOC was verified against (eStargz: uncompressed JSON; zstd:chunked: compressed TOC). */
+  format: TocFormat;
+  /** The digest the TOC was verified against (eStargz: uncompressed JSON; zstd:chunked: compressed TOC; gzip index: the layer it names). */
   tocDigest: Digest;
   /** Blob offset where the TOC (and everything that is not file data) begins. */
   tocOffset: number;
@@ -100,6 +108,7 @@ export interface LayerToc {
    * Decompresses a chunk's compressed bytes (the blob range [chunk.start, chunk.end)) and returns
    * exactly its `size` payload bytes after checking them against `chunk.digest`. Never inflates
    * more than innerOffset + size bytes. Throws ChunkVerifyError when they cannot be verified.
+   * For chunks with a `unitSize`, it is called with the unit itself (innerOffset 0, size unitSize).
    */
   decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>;
 }

@@ -60,6 +60,20 @@ const WINDOW_BUFFER_BYTES = 32 << 20;
  */
 const DISK_WRITES = 2;
 
+/** What is loaded, verified and cached for a chunk: the chunk itself, or the unit it is a slice of. */
+function unitOf(chunk: ChunkRef): ChunkRef {
+  return chunk.unitSize === undefined ? chunk : { ...chunk, fileOffset: 0, size: chunk.unitSize, innerOffset: 0 };
+}
+
+/** The chunk's bytes out of what `unitOf` loaded. */
+function sliceOf(chunk: ChunkRef, loaded: Buffer | Promise<Buffer>): Buffer | Promise<Buffer> {
+  if (chunk.unitSize === undefined) return loaded;
+  if (loaded instanceof Promise) return loaded.then((b) => sliceOf(chunk, b));
+  // Verified bytes under the same digest are the same bytes: another length means this chunk's index lies about its span.
+  if (loaded.length !== chunk.unitSize) return Promise.reject(new ChunkVerifyError(`unit ${chunk.digest} has ${loaded.length} bytes, not ${chunk.unitSize}`));
+  return loaded.subarray(chunk.innerOffset, chunk.innerOffset + chunk.size);
+}
+
 const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
   [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
@@ -102,12 +116,12 @@ export class ChunkStore {
       const hit = this.cache.getMemory(chunk.digest) ?? this.inflight.get(chunk.digest);
       if (hit) {
         if (priority <= Priority.ReadAhead) this.tickets.get(chunk.digest)?.promote();
-        results.push(hit);
+        results.push(sliceOf(chunk, hit));
         continue;
       }
-      const m = this.pend(chunk, priority !== Priority.Background);
+      const m = this.pend(unitOf(chunk), priority !== Priority.Background);
       missing.push(m);
-      results.push(m.promise);
+      results.push(sliceOf(chunk, m.promise));
     }
     if (missing.length > 0) this.fill(ls, missing, priority).catch((err: Error) => missing.forEach((m) => this.settle(m, err)));
     return Promise.all(results);
@@ -138,9 +152,12 @@ export class ChunkStore {
     if (ready.length) this.get(layer, ready, Priority.ReadAhead).catch(() => {}); // a failure surfaces when the file is read
   }
 
-  /** The chunk leaves the memory cache (its reader has all of it: the kernel keeps the pages). */
-  release(digest: Digest): void {
-    this.cache.dropMemory(digest);
+  /**
+   * The chunk leaves the memory cache (its reader has all of it: the kernel keeps the pages), unless
+   * it is part of a shared unit: the other files of a span are likely read next.
+   */
+  release(chunk: ChunkRef): void {
+    if (chunk.unitSize === undefined || chunk.size === chunk.unitSize) this.cache.dropMemory(chunk.digest);
   }
 
   /** Whether the chunk is cached or on its way (not counting buffered windows), without counting a hit or miss. */

@@ -34,6 +34,8 @@ const chunkColumns = (n: number) => ({
   start: new Float64Array(n),
   end: new Float64Array(n),
   innerOffset: new Float64Array(n),
+  /** ChunkRef.unitSize, 0 when unset. */
+  unitSize: new Float64Array(n),
   zeros: new Uint8Array(n),
   digest: new Uint8Array(n * DIGEST_BYTES),
 });
@@ -125,6 +127,7 @@ export class EntryTable {
     c.start[j] = chunk.start;
     c.end[j] = chunk.end;
     c.innerOffset[j] = chunk.innerOffset;
+    c.unitSize[j] = chunk.unitSize ?? 0;
     c.zeros[j] = chunk.zeros ? 1 : 0;
     if (isDigest(chunk.digest)) Buffer.from(c.digest.buffer, c.digest.byteOffset).write(chunk.digest.slice(7), j * DIGEST_BYTES, 'hex');
     else this.otherDigests.set(j, chunk.digest);
@@ -189,7 +192,9 @@ export class EntryTable {
   chunk(j: number): ChunkRef {
     const c = this.chunks.cols;
     const digest = this.otherDigests.get(j) ?? (`sha256:${Buffer.from(c.digest.buffer, c.digest.byteOffset).toString('hex', j * DIGEST_BYTES, (j + 1) * DIGEST_BYTES)}` as Digest);
-    return { fileOffset: c.fileOffset[j]!, size: c.size[j]!, start: c.start[j]!, end: c.end[j]!, innerOffset: c.innerOffset[j]!, digest, zeros: c.zeros[j] === 1 };
+    const chunk: ChunkRef = { fileOffset: c.fileOffset[j]!, size: c.size[j]!, start: c.start[j]!, end: c.end[j]!, innerOffset: c.innerOffset[j]!, digest, zeros: c.zeros[j] === 1 };
+    if (c.unitSize[j]! > 0) chunk.unitSize = c.unitSize[j]!;
+    return chunk;
   }
 
   /** Row `r` as a FileEntry (user and group names and the whole-file digest are not kept: a mount does not serve them). */

@@ -11,6 +11,7 @@ import { runInNewContext } from 'node:vm';
 import type { BlobSource } from '../blob/source.js';
 import { TocError } from '../format/toc.js';
 import type { PrefetchProfile } from '../image/profile.js';
+import { findGzipIndexes, layerGzipIndex } from '../image/gzip-index-registry.js';
 import { findPrefetchProfile, profileStatus, type ProfileStatus } from '../image/profile-registry.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
@@ -24,7 +25,7 @@ import { CountingBlob } from './counting-blob.js';
 import { DEFAULT_SCHEDULER, FetchScheduler } from './fetch-scheduler.js';
 import type { FuseMount } from './fuse.js';
 import { indexLayer, type LayerIndex } from './layer-index.js';
-import { openLayerToc } from '../format/open.js';
+import { mayUseGzipIndex, openLayerToc, type GzipIndexLookup } from '../format/open.js';
 import { LazyFs } from './lazyfs.js';
 import { LayerMetrics, MountMetrics } from './metrics.js';
 import { chunksOfFiles, type PrefetchFile } from './prefetch-files.js';
@@ -198,6 +199,9 @@ export class ImageMount {
     const cache = await ChunkCache.open({ dir: opts.cacheDir, diskBytes: opts.cacheBytes, memoryBytes: opts.memoryCacheBytes, counters: this.metrics.cache });
     this.cache = cache;
     const source = this.source;
+    // Gzip indexes (referrers of the manifest) come while the layers' TOCs do, looked for only when a layer may use one.
+    const gzipIndexes = image.manifest.layers.some(mayUseGzipIndex) ? findGzipIndexes(source, image) : undefined;
+    void gzipIndexes?.then((f) => opts.log(`gzip indexes: ${f.indexes.size} found${f.digest ? ` in ${f.digest} (via ${f.via})` : ''}${f.problems.length ? `; ${f.problems.join('; ')}` : ''}`));
     // The config comes while the layers' footers and TOCs do.
     const config = image.config.then((c) => {
       this.metrics.metadataBytes = image.manifestDescriptor.size + c.configBytes.length + (image.index?.size ?? 0);
@@ -209,7 +213,7 @@ export class ImageMount {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
         const tl = performance.now();
-        const lazy = await this.openToc(remote, desc);
+        const lazy = await this.openToc(remote, desc, gzipIndexes?.then((f) => layerGzipIndex(f, desc.digest)));
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
           const ti = performance.now();
@@ -286,15 +290,15 @@ export class ImageMount {
   }
 
   /** openLayerToc through the TOC range cache; cached bytes that fail verification are dropped and refetched. */
-  private async openToc(remote: BlobSource, desc: Descriptor): ReturnType<typeof openLayerToc> {
+  private async openToc(remote: BlobSource, desc: Descriptor, gzipIndex: GzipIndexLookup | undefined): ReturnType<typeof openLayerToc> {
     const cached = new TocRangeCache(remote, this.opts.cacheDir, desc.digest);
     try {
-      return await openLayerToc(cached, desc);
+      return await openLayerToc(cached, desc, gzipIndex);
     } catch (err) {
       if (!(err instanceof TocError)) throw err;
       await cached.drop();
       this.opts.log(`layer ${desc.digest}: cached TOC did not verify (${err.message}); reading it again`);
-      return openLayerToc(remote, desc);
+      return openLayerToc(remote, desc, gzipIndex);
     }
   }
 

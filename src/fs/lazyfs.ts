@@ -236,7 +236,7 @@ export class LazyFs {
       state.served[i]! += Math.min(to, c.fileOffset + c.size) - Math.max(from, c.fileOffset);
       if (state.served[i]! >= c.size) {
         state.served[i] = 0;
-        this.store.release(c.digest);
+        this.store.release(c);
       }
     }
   }

@@ -57,8 +57,20 @@ export interface FoundGzipIndexes {
   via?: 'api' | 'tag';
   /** Verified indexes by layer digest. */
   indexes: Map<Digest, GzipIndex>;
+  /** Why the index of a layer was refused, by layer digest. */
+  refused: Map<Digest, string>;
   /** Why there are none, or which blobs were refused. */
   problems: string[];
+}
+
+/** The verified index of one layer among those found, or why it has none. */
+export function layerGzipIndex(found: FoundGzipIndexes, layer: Digest): { index: GzipIndex } | { reason: string } {
+  const index = found.indexes.get(layer);
+  if (index) return { index };
+  const refused = found.refused.get(layer);
+  if (refused) return { reason: `its gzip index was refused: ${refused}` };
+  if (found.digest) return { reason: `gzip index ${found.digest} has none for this layer${found.problems.length ? ` (${found.problems.join('; ')})` : ''}` };
+  return { reason: found.problems.join('; ') || 'no gzip index' };
 }
 
 const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
@@ -69,7 +81,7 @@ const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
  * Never throws for a registry or content problem: a refused blob leaves its layer without index.
  */
 export async function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<FoundGzipIndexes> {
-  const found: FoundGzipIndexes = { indexes: new Map(), problems: [] };
+  const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), problems: [] };
   const registry = registryOf(source);
   if (!registry) return { ...found, problems: ['gzip indexes are found in registries only (docker:// references)'] };
   const subject = image.manifestDescriptor.digest;
@@ -90,6 +102,7 @@ export async function findGzipIndexes(source: ImageSource, image: { manifestDesc
         found.indexes.set(layer.digest, await decodeGzipIndex(await readBlob(source, blob), layer));
       } catch (err) {
         found.problems.push(`index blob ${blob.digest}: ${(err as Error).message}`);
+        if (layer) found.refused.set(layer.digest, `index blob ${blob.digest}: ${(err as Error).message}`);
       }
     }
   } catch (err) {

@@ -9,9 +9,10 @@ import { pack } from 'tar-stream';
 import { BufferBlob } from '../../../src/blob/source.js';
 import { buildGzipIndex } from '../../../src/format/gzipindex/build.js';
 import { decodeGzipIndex, encodeGzipIndex, MAGIC, MAX_BODY_BYTES } from '../../../src/format/gzipindex/encoding.js';
+import { gzipIndexToc } from '../../../src/format/gzipindex/layer.js';
 import type { GzipIndex } from '../../../src/format/gzipindex/model.js';
 import { readSpan, readTarRange, spanRange } from '../../../src/format/gzipindex/span.js';
-import { ChunkVerifyError } from '../../../src/format/toc.js';
+import { ChunkVerifyError, type ChunkRef } from '../../../src/format/toc.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { MediaType } from '../../../src/oci/mediatypes.js';
 import type { Descriptor } from '../../../src/oci/types.js';
@@ -88,6 +89,34 @@ test('the file table lists every tar entry with its data offset, and files read 
     // 5.3 MiB of tar at 256 KiB spans
     assert.ok(index.checkpoints.length >= 15 && index.checkpoints.length <= 22, `${name}: ${index.checkpoints.length} spans`);
   }
+});
+
+test('as a LayerToc, a file is slices of the spans it lies in, each span decoded whole and verified; a range that is not a span is refused', T, async () => {
+  const { tar, files } = await sampleTar();
+  const blob = await pigz(tar);
+  const index = await indexOf(blob, 256 << 10);
+  const toc = gzipIndexToc(index);
+  assert.equal(toc.format, 'gzip-index');
+  // What the chunk store loads for a slice: the whole span.
+  const unitOf = (c: ChunkRef): ChunkRef => ({ ...c, fileOffset: 0, size: c.unitSize!, innerOffset: 0 });
+  for (const e of toc.entries.filter((x) => x.type === 'reg')) {
+    let at = 0;
+    const parts: Buffer[] = [];
+    for (const c of e.chunks) {
+      assert.equal(c.fileOffset, at);
+      at += c.size;
+      assert.ok(c.innerOffset + c.size <= c.unitSize!);
+      parts.push((await toc.decodeChunk(unitOf(c), blob.subarray(c.start, c.end))).subarray(c.innerOffset, c.innerOffset + c.size));
+    }
+    assert.ok(Buffer.concat(parts).equals(files.get(e.path)!), e.path);
+  }
+  const big = toc.entries.find((e) => e.path === 'usr/lib/big.bin')!;
+  assert.ok(big.chunks.length >= 12, `${big.chunks.length} chunks`);
+  const [c1, c2] = [big.chunks[1]!, big.chunks[2]!];
+  const compressed = blob.subarray(c1.start, c1.end);
+  await assert.rejects(toc.decodeChunk({ ...unitOf(c1), digest: c2.digest }, compressed), ChunkVerifyError);
+  await assert.rejects(toc.decodeChunk({ ...unitOf(c1), size: c1.unitSize! - 1 }, compressed), ChunkVerifyError);
+  await assert.rejects(toc.decodeChunk({ ...unitOf(c1), end: c1.end - 1 }, compressed.subarray(1)), ChunkVerifyError);
 });
 
 test('an index is stored compressed and reads back field for field', T, async () => {
