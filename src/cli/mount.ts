@@ -11,7 +11,8 @@ import { asUserError, UserError, type Command } from './command.js';
 const usage = `usage: starling mount REF MOUNTPOINT [options]
 
 Mounts the image REF read-only at MOUNTPOINT, fetching file contents only when they are read
-(eStargz and zstd:chunked layers; other layers are fetched whole). Returns once the mount is usable
+(eStargz and zstd:chunked layers, and gzip layers with a gzip index pushed by 'starling index REF
+--push'; other layers are fetched whole). Returns once the mount is usable
 and keeps serving it from a background daemon; 'starling umount MOUNTPOINT' stops it.
 REF is docker://[HOST[:PORT]/]NAME[:TAG][@DIGEST] or oci:DIR[:TAG].
 
