@@ -32,9 +32,9 @@ export function gzipIndexToc(index: GzipIndex): LayerToc {
     tocOffset: index.compressedSize,
     entries,
     decodeChunk(unit: ChunkRef, compressed: Buffer): Promise<Buffer> {
-      const i = byEnd.get(unit.end);
-      const r = i === undefined ? undefined : spans[i]!;
-      if (i === undefined || r!.start !== unit.start || unit.innerOffset !== 0 || unit.size !== r!.outEnd - r!.out || unit.digest !== index.spanDigests[i]) {
+      const i = byEnd.get(unit.end) ?? -1;
+      const r = spans[i];
+      if (!r || r.start !== unit.start || unit.innerOffset !== 0 || unit.size !== r.outEnd - r.out || unit.digest !== index.spanDigests[i]) {
         return Promise.reject(new ChunkVerifyError(`${index.layerDigest}: blob range ${unit.start}..${unit.end} (${unit.size} bytes) is not a span of its index`));
       }
       return decodeSpan(index, i, compressed);
