@@ -1,5 +1,5 @@
 // Mounting an unconverted gzip image lazily through its gzip indexes, end to end: layers made by GNU
-// gzip, pigz and as several gzip members, pushed unchanged to a real Distribution, indexed with
+// gzip, pigz and as several gzip members (GNU gzip, Go's compress/gzip, pigz), pushed unchanged to a real Distribution, indexed with
 // `starling index --push`, mounted through real FUSE: every path identical to `starling pull`, the
 // layers lazy in stats, one small file costs one span; a tampered span gives EIO for its files
 // only; a refused index (of another layer, or of another image) leaves the layer fetched whole,
@@ -29,7 +29,7 @@ import { resolveManifest } from '../../src/registry/resolve.js';
 import { openImageSource } from '../../src/registry/transport.js';
 import { realTar } from '../fixtures/real-tar.js';
 import { writeFilesTar } from '../fixtures/image.js';
-import { gnuGzip, pigz, prng, variedData } from '../format/gzipindex/helpers.js';
+import { gnuGzip, goGzip, pigz, prng, variedData } from '../format/gzipindex/helpers.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const run = promisify(execFile);
@@ -140,10 +140,10 @@ before(async () => {
   const membersTar = await readFile(members);
   const third = Math.floor(membersTar.length / 3);
   const blobs = [
-    await gnuGzip(await readFile(await realTar('pax')), '-6'),
-    await pigz(await readFile(small), '-6'),
-    // Several gzip members (as `cat a.gz b.gz c.gz`), cut in the middle of files.
-    Buffer.concat([await gnuGzip(membersTar.subarray(0, third)), await gnuGzip(membersTar.subarray(third, 2 * third), '-1'), await pigz(membersTar.subarray(2 * third))]),
+    gnuGzip(await readFile(await realTar('pax')), '-6'),
+    pigz(await readFile(small), '-6'),
+    // Several gzip members (as `cat a.gz b.gz c.gz`) from GNU gzip, Go's compress/gzip and pigz, cut in the middle of files.
+    Buffer.concat([gnuGzip(membersTar.subarray(0, third)), goGzip(membersTar.subarray(third, 2 * third), '-level', '1'), pigz(membersTar.subarray(2 * third))]),
   ];
   const tars = [await realTar('pax'), small, members];
   const dst = await OciLayoutDestination.open(join(work, 'img'), 'latest');

@@ -31,7 +31,7 @@ async function gzipIndexed(): Promise<{ layer: BuiltLayer; index: GzipIndex }> {
   const dir = await mkdtemp(join(tmpdir(), 'starling-gzidx-fs-'));
   try {
     await writeFilesTar(FILES, join(dir, 'layer.tar'));
-    const gz = await gnuGzip(await readFile(join(dir, 'layer.tar')));
+    const gz = gnuGzip(await readFile(join(dir, 'layer.tar')));
     const index = await buildGzipIndex(Readable.from([gz]), { mediaType: MediaType.ociLayerGzip, digest: sha256(gz), size: gz.length }, SPAN);
     return { layer: { toc: gzipIndexToc(index), blob: new BufferBlob(gz, 'gzip layer'), bytes: gz }, index };
   } finally {
