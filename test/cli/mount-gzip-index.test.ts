@@ -81,12 +81,12 @@ function assertSameTree(got: string[], want: string[]): void {
   g.forEach((x, i) => assert.ok(Math.abs(x.mtime - w[i]!.mtime) <= 1, `${x.line}: mtime ${x.mtime} vs ${w[i]!.mtime}`));
 }
 
-/** Runs `body` on a fresh mount (its own cache directory), unmounted in finally. */
-async function withMount(name: string, body: (mnt: string) => Promise<void>): Promise<void> {
+/** Runs `body` on a fresh mount (its own cache directory) with `opts` (default: fetching on demand only), unmounted in finally. */
+async function withMount(name: string, body: (mnt: string) => Promise<void>, opts = ['--no-prefetch', '--no-background-fetch']): Promise<void> {
   const mnt = join(work, `mnt-${name}`);
   await mkdir(mnt, { recursive: true });
   try {
-    await starling('mount', ref, mnt, '--cache-dir', join(work, `cache-${name}`), '--no-prefetch', '--no-background-fetch');
+    await starling('mount', ref, mnt, '--cache-dir', join(work, `cache-${name}`), ...opts);
   } catch (err) {
     const logs = await readdir(join(work, 'run')).then((ds) => Promise.all(ds.map((d) => readFile(join(work, 'run', d, 'daemon.log'), 'utf8').catch(() => ''))));
     throw new Error(`${(err as Error).message}\ndaemon logs:\n${logs.join('\n')}`);
@@ -188,6 +188,8 @@ test('every layer is lazy through its index and every path matches starling pull
     // A full read fetches each span once (some neighbourhood windows overlap by a byte or so).
     read.layers.forEach((l, i) => assert.ok(l.fetchedBytes <= layers[i]!.size * 1.05, `layer ${i}: ${l.fetchedBytes} of ${layers[i]!.size} bytes`));
   });
+  // One FUSE mount per layer under overlayfs, with prefetch and the background fill on.
+  await withMount('overlay', async (mnt) => assertSameTree(await treeDump(mnt), pulledDump), ['--mode', 'overlay']);
 });
 
 test('reading one small file fetches about one span', T, async () => {
