@@ -234,7 +234,7 @@ function machine(): Results['machine'] {
 
 export async function runBench(opts: BenchOptions): Promise<Results> {
   const startedAt = new Date().toISOString();
-  if (opts.modes.includes('stargz')) await ensureStargzProgram();
+  if (opts.modes.some((m) => m.startsWith('stargz'))) await ensureStargzProgram();
   await mkdir(opts.out, { recursive: true });
   const workRoot = await mkdtemp(join(opts.out, 'work-'));
   const reg = await startEmulatedRegistry(opts.profile);
@@ -283,7 +283,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
           ...(linkWarning ? [linkWarning] : []),
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
           "Starling's lazy modes mount with its default options (background fetch on, after a quiet period); lazy-no-bg adds --no-background-fetch.",
-          ...(opts.modes.includes('stargz') ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy: one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
+          ...(opts.modes.some((m) => m.startsWith('stargz')) ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy (stargz-optimised: as lazy-optimised): one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
           `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
         ],
       };

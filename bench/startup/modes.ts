@@ -24,6 +24,7 @@ export const MODE_FORM: Record<Mode, Form> = {
   'lazy-profile': 'estargz',
   'lazy-zstdchunked': 'zstdchunked',
   stargz: 'estargz',
+  'stargz-optimised': 'estargz-opt',
 };
 
 /**
@@ -179,6 +180,7 @@ export function prepare(mode: Mode, ctx: ModeContext): Promise<Prepared> {
     case 'skopeo':
       return skopeoPull(ctx);
     case 'stargz':
+    case 'stargz-optimised':
       return stargzMount(ctx);
     default:
       return lazyMount(mode, ctx);

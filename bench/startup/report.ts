@@ -3,7 +3,7 @@
 import type { LinkProfile } from '../net/relay.js';
 import type { LinkCheck } from '../net/link.js';
 
-export const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'skopeo'] as const;
+export const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo'] as const;
 export type Mode = (typeof MODES)[number];
 
 /** One timed start: pull (or mount) then run, with the bytes the link carried in each phase. */
@@ -275,6 +275,11 @@ export function acceptanceNotes(results: Pick<Results, 'summary' | 'images'>): s
       notes.push(
         `${img.name}: lazy-profile (the unchanged eStargz image and a pushed prefetch profile) total / lazy-optimised total = ${vsOpt.toFixed(2)} (target ≤ 1.2: ${verdict(vsOpt <= 1.2)}); / lazy total = ${vsLazy.toFixed(2)} (target ≤ 0.5: ${verdict(vsLazy <= 0.5)}).`,
       );
+    }
+    const stargzOpt = cell(img.name, 'stargz-optimised');
+    if (profiled && stargzOpt) {
+      const ratio = profiled.totalMs.p50 / stargzOpt.totalMs.p50;
+      notes.push(`${img.name}: lazy-profile total / stargz-snapshotter on the optimised image (stargz-optimised) total = ${ratio.toFixed(2)} (target ≤ 0.7: ${verdict(ratio <= 0.7)}).`);
     }
     const noBg = cell(img.name, 'lazy-no-bg');
     if (lazy && noBg) {

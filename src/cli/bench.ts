@@ -10,8 +10,8 @@ import { parseCommandArgs, parseIntArg } from './args.js';
 import { UserError, type Command } from './command.js';
 
 const IMAGES = ['python', 'pydata', 'gcc', 'data'];
-const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'skopeo'];
-const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz'];
+const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo'];
+const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised'];
 
 const usage = `usage: starling bench [options]
 
@@ -27,7 +27,8 @@ options:
                      lazy-no-bg: lazy with --no-background-fetch; lazy-profile: lazy's unchanged
                      image with the workload's prefetch profile pushed next to it (OCI 1.1
                      referrer, in a repository of its own); stargz: stargz-snapshotter's
-                     filesystem (Debian's 0.12, default config) on lazy's blobs; skopeo: skopeo + tar
+                     filesystem (Debian's 0.12, default config) on lazy's blobs; stargz-optimised:
+                     the same on lazy-optimised's blobs; skopeo: skopeo + tar
   --rtt MS           round-trip time of the link (default 20)
   --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
   --samples N        samples per image × mode (default 5)
