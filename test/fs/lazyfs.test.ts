@@ -91,7 +91,9 @@ test('warm disk cache: a second mount over the same cache dir fetches nothing', 
   const layers = image();
   const first = await setup(layers);
   assert.deepEqual(await first.readAll('/bin/tool'), big);
-  await new Promise((r) => setTimeout(r, 50)); // disk writes follow the served read
+  // Disk writes follow the served reads (two at a time): wait until every chunk of the file is there.
+  const digests = new Set(layers[0]!.toc.entries.find((e) => e.path === 'bin/tool')!.chunks.map((c) => c.digest));
+  for (let i = 0; i < 100 && ![...digests].every((d) => first.cache.onDisk(d)); i++) await new Promise((r) => setTimeout(r, 50));
   const second = await setup(layers, { cacheDir: first.dir });
   try {
     assert.deepEqual(await second.readAll('/bin/tool'), big);
