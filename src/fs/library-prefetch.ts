@@ -71,10 +71,12 @@ export class LibraryPrefetch<F> {
     const elf = parseElfHead(head, this.files.size(file));
     if (!elf) return;
     const range = (r: FileRange) => (r.offset + r.size <= head.length ? Promise.resolve(head.subarray(r.offset, r.offset + r.size)) : this.files.bytes(file, r.offset, r.offset + r.size));
-    const paths: string[] = [];
+    /** What the loader opens next, each resolved once. */
+    const found: Array<{ file: F | undefined; path: string }> = [];
+    const add = (path: string) => found.push({ file: this.files.resolve(path), path });
     if (elf.interp) {
       const interp = cString(await range(elf.interp), 0);
-      if (interp?.startsWith('/')) paths.push(interp);
+      if (interp?.startsWith('/')) add(interp);
     }
     const dyn = elf.dynamic && parseDynamic(elf, await range(elf.dynamic));
     if (dyn && dyn.needed.length > 0) {
@@ -85,23 +87,26 @@ export class LibraryPrefetch<F> {
         const name = cString(strtab, at);
         if (name === undefined) continue;
         if (name.includes('/')) {
-          if (name.startsWith('/')) paths.push(name);
+          if (name.startsWith('/')) add(name);
           continue;
         }
-        const found = dirs.map((d) => `${d}/${name}`).find((p) => this.files.resolve(p) !== undefined);
-        if (found) paths.push(found);
+        for (const dir of dirs) {
+          const file = this.files.resolve(`${dir}/${name}`);
+          if (file === undefined) continue;
+          found.push({ file, path: `${dir}/${name}` });
+          break;
+        }
       }
       if (!this.ldCacheFetched) {
         this.ldCacheFetched = true;
-        this.fetchAhead(LD_SO_CACHE, depth, false);
+        this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, depth, false);
       }
     }
-    for (const p of paths) this.fetchAhead(p, depth, true);
+    for (const f of found) this.fetchAhead(f.file, f.path, depth, true);
   }
 
-  /** Fetches the first chunk of the file at `path` and, for a library, follows what it needs. */
-  private fetchAhead(path: string, depth: number, library: boolean): void {
-    const file = this.files.resolve(path);
+  /** Fetches the first chunk of `file` (at `path`) and, for a library, follows what it needs. */
+  private fetchAhead(file: F | undefined, path: string, depth: number, library: boolean): void {
     if (file === undefined || this.seen.has(file) || depth >= MAX_DEPTH || this.seen.size >= MAX_FILES) return;
     this.seen.add(file);
     this.counters.filesAhead++;
