@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Mode } from './report.js';
 import { exists, runTool } from './build.js';
-import { lazyUnmount, listMounts } from '../../src/fs/stale.js';
+import { lazyUnmount, listMounts } from '../../src/mount/stale.js';
 import { starling, type Engine } from './engine.js';
 import { PACKAGE_ROOT } from './root.js';
 

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { mountPaths } from '../fs/control.js';
+import { mountPaths } from '../mount/control.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -109,7 +109,7 @@ export const command: Command = {
     try {
       // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
       // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs.
-      const { runMountDaemon } = await import('../fs/daemon.js');
+      const { runMountDaemon } = await import('../mount/daemon.js');
       await runMountDaemon(
         {
           ref,

@@ -13,7 +13,7 @@
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ImageMount, type MountedLayer } from '../fs/image-mount.js';
+import { ImageMount, type MountedLayer } from '../mount/image-mount.js';
 import { LazyFs } from '../fs/lazyfs.js';
 import { addRange, buildProfile, checkProfileName, serializeProfile, type ByteRange } from '../image/profile.js';
 import { openProfileTarget, pushProfile } from '../image/profile-registry.js';

@@ -1,7 +1,7 @@
 // `starling stats MOUNTPOINT [--json]`: what a mount's daemon has fetched, served and cached.
 import { resolve } from 'node:path';
-import { control, ControlUnreachable, mountPaths } from '../fs/control.js';
-import type { StatsReport } from '../fs/image-mount.js';
+import { control, ControlUnreachable, mountPaths } from '../mount/control.js';
+import type { StatsReport } from '../mount/image-mount.js';
 import { formatBytes } from './_progress.js';
 import { parseCommandArgs } from './args.js';
 import { UserError, type Command } from './command.js';

@@ -2,8 +2,8 @@
 // recovers a mount whose daemon is gone or stuck (lazy unmounts, then the daemon is killed).
 import { readFile, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { control, ControlUnreachable, mountPaths } from '../fs/control.js';
-import { detachAll, isMountpoint } from '../fs/stale.js';
+import { control, ControlUnreachable, mountPaths } from '../mount/control.js';
+import { detachAll, isMountpoint } from '../mount/stale.js';
 import { parseCommandArgs } from './args.js';
 import { UserError, type Command } from './command.js';
 

@@ -16,7 +16,7 @@ import { startEmulatedRegistry, type EmulatedRegistry } from '../../bench/net/li
 import { runTool } from '../../bench/startup/build.js';
 import { prepare, STARGZ_BIN } from '../../bench/startup/modes.js';
 import { convertImage } from '../../src/convert/image.js';
-import { lazyUnmount, listMounts } from '../../src/fs/stale.js';
+import { lazyUnmount, listMounts } from '../../src/mount/stale.js';
 import { OciLayoutDestination, OciLayoutSource } from '../../src/oci/layout.js';
 import { buildImage } from '../fixtures/image.js';
 

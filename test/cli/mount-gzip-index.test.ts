@@ -17,8 +17,8 @@ import { hashFile, jsonBytes, putJSONBlob, putManifestBytes } from '../../src/co
 import { decodeGzipIndex, encodeGzipIndex } from '../../src/format/gzipindex/encoding.js';
 import type { GzipIndex } from '../../src/format/gzipindex/model.js';
 import { spanAt, spanRange } from '../../src/format/gzipindex/span.js';
-import type { StatsReport } from '../../src/fs/image-mount.js';
-import { detachAll } from '../../src/fs/stale.js';
+import type { StatsReport } from '../../src/mount/image-mount.js';
+import { detachAll } from '../../src/mount/stale.js';
 import { pushGzipIndexes } from '../../src/image/gzip-index-registry.js';
 import { registryOf } from '../../src/image/profile-registry.js';
 import { digestHex, sha256, type Digest } from '../../src/oci/digest.js';

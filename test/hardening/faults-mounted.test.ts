@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import type { StatsReport } from '../../src/fs/image-mount.js';
+import type { StatsReport } from '../../src/mount/image-mount.js';
 import { childDigest, run, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
 import { sha256 } from '../../src/oci/digest.js';
 

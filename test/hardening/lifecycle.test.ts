@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StatsReport } from '../../src/fs/image-mount.js';
-import { isMountpoint } from '../../src/fs/stale.js';
+import type { StatsReport } from '../../src/mount/image-mount.js';
+import { isMountpoint } from '../../src/mount/stale.js';
 import { childDigest, run, spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
 import { sha256 } from '../../src/oci/digest.js';
 

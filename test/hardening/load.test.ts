@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StatsReport } from '../../src/fs/image-mount.js';
+import type { StatsReport } from '../../src/mount/image-mount.js';
 import { spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
 
 const LONG = process.env.STARLING_LONG === '1';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { detachAll, listMounts } from '../../src/fs/stale.js';
+import { detachAll, listMounts } from '../../src/mount/stale.js';
 import { buildImage } from '../fixtures/image.js';
 import { noise } from '../fs/helpers/layer.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -70,7 +70,7 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
   const env: NodeJS.ProcessEnv = { ...process.env, STARLING_RUN_DIR: runDir };
   const starling = (...args: string[]) => run(process.execPath, ['--import', 'tsx', CLI, ...args], { maxBuffer: 64 << 20, env });
   const daemonPaths = async (mnt: string) => {
-    const { mountPaths } = await import('../../src/fs/control.js');
+    const { mountPaths } = await import('../../src/mount/control.js');
     return mountPaths(mnt, runDir);
   };
   const cleanup = async () => {

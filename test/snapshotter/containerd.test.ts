@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { listMounts } from '../../src/fs/stale.js';
+import { listMounts } from '../../src/mount/stale.js';
 import { sha256, type Digest } from '../../src/oci/digest.js';
 import { buildImage } from '../fixtures/image.js';
 import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';

@@ -19,20 +19,20 @@ import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveManifest } from '../registry/resolve.js';
 import { openImageSource } from '../registry/transport.js';
-import { ChunkCache } from './chunk-cache.js';
-import { ChunkStore, type StoreLayer } from './chunk-store.js';
-import { CountingBlob } from './counting-blob.js';
-import { DEFAULT_SCHEDULER, FetchScheduler } from './fetch-scheduler.js';
-import type { FuseMount } from './fuse.js';
-import { indexLayer, type LayerIndex } from './layer-index.js';
+import { ChunkCache } from '../fs/chunk-cache.js';
+import { ChunkStore, type StoreLayer } from '../fs/chunk-store.js';
+import { CountingBlob } from '../fs/counting-blob.js';
+import { DEFAULT_SCHEDULER, FetchScheduler } from '../fs/fetch-scheduler.js';
+import type { FuseMount } from '../fs/fuse.js';
+import { indexLayer, type LayerIndex } from '../fs/layer-index.js';
 import { mayUseGzipIndex, openLayerToc, type GzipIndexLookup } from '../format/open.js';
-import { LazyFs } from './lazyfs.js';
-import { LayerMetrics, MountMetrics } from './metrics.js';
-import { chunksOfFiles, type PrefetchFile } from './prefetch-files.js';
-import { Prefetcher } from './prefetcher.js';
-import { buildLayerTree, buildMergedTree, type Tree } from './tree.js';
-import { TocRangeCache } from './toc-cache.js';
-import { openWholeLayer } from './whole-layer.js';
+import { LazyFs } from '../fs/lazyfs.js';
+import { LayerMetrics, MountMetrics } from '../fs/metrics.js';
+import { chunksOfFiles, type PrefetchFile } from '../fs/prefetch-files.js';
+import { Prefetcher } from '../fs/prefetcher.js';
+import { buildLayerTree, buildMergedTree, type Tree } from '../fs/tree.js';
+import { TocRangeCache } from '../fs/toc-cache.js';
+import { openWholeLayer } from '../fs/whole-layer.js';
 
 const run = promisify(execFile);
 
@@ -186,7 +186,7 @@ export class ImageMount {
     const { opts } = this;
     const t0 = performance.now();
     // fuse-native (a native addon and its JS) loads while the manifest and TOCs are on their way.
-    const fuse = import('./fuse.js');
+    const fuse = import('../fs/fuse.js');
     fuse.catch(() => {}); // awaited before mounting
     const lap = (step: keyof MountTimings) => (this.timings[step] = Math.round(performance.now() - t0));
     // Blob sizes come from the manifest: no HEAD per layer before its footer can be read.
