@@ -1,11 +1,13 @@
 // Indexing an image's layers (`starling index`): each gzip layer large enough to be worth reading
 // lazily is streamed once through buildGzipIndex; the layers themselves are never changed.
+import { claimedCodec } from '../format/codecs.js';
 import { TarFormatError } from '../format/estargz/tar-reader.js';
 import { buildGzipIndex } from '../format/gzipindex/build.js';
+import { gzipIndexCodec } from '../format/gzipindex/codec.js';
 import { encodeGzipIndex } from '../format/gzipindex/encoding.js';
 import type { GzipIndex } from '../format/gzipindex/model.js';
 import { TarEntryError } from '../format/tar-entry.js';
-import { Annotation, layerCompression } from '../oci/mediatypes.js';
+import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
 
@@ -25,8 +27,9 @@ export type LayerIndexResult =
 /** Why `layer` gets no index, or undefined when it should get one. */
 function skipReason(layer: Descriptor, minLayerSize: number): string | undefined {
   const compression = layerCompression(layer.mediaType);
-  if (compression !== 'gzip') return `${compression ?? 'unknown'} layer (${layer.mediaType}): only gzip layers are indexed`;
-  if (layer.annotations?.[Annotation.estargzTocDigest] !== undefined) return 'eStargz layer: lazy through its own TOC';
+  if (compression !== gzipIndexCodec.compression) return `${compression ?? 'unknown'} layer (${layer.mediaType}): only ${gzipIndexCodec.compression} layers are indexed`;
+  const claimed = claimedCodec(layer);
+  if (claimed) return `${claimed.codec.title} layer: lazy through its own TOC`;
   if (layer.size < minLayerSize) return `${layer.size} bytes, below the minimum layer size ${minLayerSize}: fetched whole`;
   return undefined;
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { claimedCodec, claimsFormat, keepOwnFormatAnnotations, seekableCodec, withoutFormatAnnotations } from '../format/codecs.js';
 import { openLayerToc } from '../format/open.js';
 import type { LayerFormat } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
@@ -17,7 +18,6 @@ import { formatPlatform, isAttestationManifest, normalizePlatform } from '../oci
 import type { ImageDestination, ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../oci/types.js';
 import { parseConfig, parseManifestOrIndex, ValidationError } from '../oci/validate.js';
-import { claimedFormat, hasEstargzEntries, keepOwnFormatAnnotations, withoutFormatAnnotations } from './annotations.js';
 import { jsonBytes, putJSONBlob, putManifestBytes } from './blobs.js';
 import { convertLayer, ConvertError } from './layer.js';
 import { ByteCounter } from '../oci/byte-counter.js';
@@ -203,7 +203,7 @@ class Converter {
   }
 
   private needsConversion(layer: Descriptor): boolean {
-    return this.opts.force === true || claimedFormat(layer) !== this.opts.format;
+    return this.opts.force === true || !claimsFormat(layer, this.opts.format);
   }
 
   // ---- execute ----------------------------------------------------------------------------
@@ -374,9 +374,8 @@ class Converter {
     if (Object.keys(annotations).length > 0) descriptor.annotations = annotations;
     else delete descriptor.annotations;
     this.layersPassedThrough++;
-    const tocKey = format === 'estargz' ? Annotation.estargzTocDigest : Annotation.zstdChunkedManifestChecksum;
     this.progress({ type: 'layer-done', digest: layer.digest, action: 'passed-through' });
-    return { source: layer.digest, digest: layer.digest, mediaType: descriptor.mediaType, size: layer.size, diffID, action: 'passed-through', tocDigest: annotations[tocKey], descriptor };
+    return { source: layer.digest, digest: layer.digest, mediaType: descriptor.mediaType, size: layer.size, diffID, action: 'passed-through', tocDigest: annotations[seekableCodec(format).tocDigestKey], descriptor };
   }
 
   private async convertOne(layer: Descriptor, diffID: Digest, label: string): Promise<LayerSummary & { descriptor: Descriptor }> {
@@ -388,7 +387,6 @@ class Converter {
     const counted: Readable = input.pipe(new ByteCounter((n) => this.progress({ type: 'bytes', bytes: n })));
     input.once('error', (err) => counted.destroy(err));
     const out = join(this.tmp, `${layer.digest.slice(7)}.${this.opts.format.replace(':', '-')}`);
-    const format = claimedFormat(layer);
     let result;
     const missed: string[] = [];
     try {
@@ -399,7 +397,7 @@ class Converter {
         prioritizedFiles: this.opts.prioritizedFiles,
         // One list for the whole image: each layer prioritises the listed files it holds (as ctr-remote does).
         missedPrioritized: missed,
-        stripEstargz: hasEstargzEntries(format),
+        stripEstargz: claimedCodec(layer)?.codec.ownTarEntries === true,
         expectedDiffID: diffID,
       });
     } catch (err) {

@@ -1,11 +1,8 @@
 // What `starling inspect` and `inspect-layer` report: an image's index → platform manifests →
 // layers with their seekable format, TOC digest and entry count; one layer blob with its TOC.
 import { FileBlob, type BlobSource } from '../blob/source.js';
-import { detectCompression } from '../format/compression.js';
-import { openEstargz } from '../format/estargz/reader.js';
-import { describeLayerFormat, openLayerToc, type LayerKind } from '../format/open.js';
+import { describeLayerFormat, openLayerBlob, openLayerToc, type LayerBlobInfo, type LayerKind } from '../format/open.js';
 import { TocError, type FileEntry, type LayerToc } from '../format/toc.js';
-import { openZstdChunked } from '../format/zstdchunked/reader.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { Annotation, type LayerCompression } from '../oci/mediatypes.js';
 import { formatPlatform, isAttestationManifest } from '../oci/platform.js';
@@ -132,7 +129,7 @@ export interface LayerFileReport {
   size: number;
   digest: Digest;
   compression: LayerCompression;
-  format: 'estargz' | 'zstd:chunked' | 'gzip' | 'zstd' | 'tar';
+  format: LayerBlobInfo['kind'];
   detail: string;
   toc?: TocSummary;
   /** Whether the TOC was checked against a digest given by the caller (--toc-digest). */
@@ -145,40 +142,22 @@ export interface LayerFileReport {
  * a zstd:chunked manifest checksum) is checked when given; otherwise the TOC is shown unverified.
  */
 export async function inspectLayerFile(file: string, opts: { tocDigest?: string; withEntries?: boolean } = {}): Promise<LayerFileReport> {
-  if (opts.tocDigest !== undefined && !isDigest(opts.tocDigest)) throw new TocError(`--toc-digest: not a sha256 digest: ${JSON.stringify(opts.tocDigest)}`);
+  const { tocDigest } = opts;
+  if (tocDigest !== undefined && !isDigest(tocDigest)) throw new TocError(`--toc-digest: not a sha256 digest: ${JSON.stringify(tocDigest)}`);
   const blob: BlobSource = await FileBlob.open(file);
   try {
-    const compression = detectCompression(await blob.read(0, Math.min(4, blob.size)));
+    const { compression, kind, detail, toc } = await openLayerBlob(blob, tocDigest);
     const { digest } = await hashFile(file);
-    const base = { file, size: blob.size, digest, compression, tocVerified: false };
-    let toc: LayerToc | undefined;
-    let format: LayerFileReport['format'];
-    let detail: string;
-    if (compression === 'gzip') {
-      toc = await openEstargz(blob, opts.tocDigest ? { tocDigest: opts.tocDigest as Digest } : {}).catch((err: Error) => {
-        if (err instanceof TocError && /no eStargz footer/.test(err.message)) return undefined;
-        throw err;
-      });
-      format = toc ? 'estargz' : 'gzip';
-      detail = toc ? 'eStargz' : 'plain gzip layer (no eStargz footer)';
-    } else if (compression === 'zstd') {
-      const annotations: Record<string, string> = opts.tocDigest ? { [Annotation.zstdChunkedManifestChecksum]: opts.tocDigest } : {};
-      toc = await openZstdChunked(blob, annotations).catch((err: Error) => {
-        if (err instanceof TocError && /no zstd:chunked position annotation and no zstd:chunked footer/.test(err.message)) return undefined;
-        throw err;
-      });
-      format = toc ? 'zstd:chunked' : 'zstd';
-      detail = toc ? 'zstd:chunked' : 'plain zstd layer (no zstd:chunked footer)';
-    } else {
-      format = 'tar';
-      detail = 'uncompressed tar layer';
-    }
-    if (!toc && opts.tocDigest !== undefined) throw new TocError(`${file}: --toc-digest given, but the blob has no TOC (${detail})`);
+    if (!toc && tocDigest !== undefined) throw new TocError(`${file}: --toc-digest given, but the blob has no TOC (${detail})`);
     return {
-      ...base,
-      format,
+      file,
+      size: blob.size,
+      digest,
+      compression,
+      tocVerified: false,
+      format: kind,
       detail,
-      ...(toc ? { toc: summarize(toc), tocVerified: opts.tocDigest !== undefined } : {}),
+      ...(toc ? { toc: summarize(toc), tocVerified: tocDigest !== undefined } : {}),
       ...(toc && opts.withEntries ? { entries: toc.entries } : {}),
     };
   } finally {

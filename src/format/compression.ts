@@ -5,11 +5,10 @@ import { spawn } from 'node:child_process';
 import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { LayerCompression } from '../oci/mediatypes.js';
+import { MAGIC_SIZE, plainCodecByMagic } from './plain-codecs.js';
 
 export function detectCompression(head: Uint8Array): LayerCompression {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
-  return 'none';
+  return plainCodecByMagic(head).compression;
 }
 
 /** Reads the first `n` bytes of `input` (fewer at its end) and returns them with a stream of the whole input. */
@@ -40,7 +39,7 @@ async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream:
 
 /** The uncompressed tar stream of a layer in any of the three encodings, detected by magic. */
 export async function decompressedTar(input: Readable): Promise<{ compression: LayerCompression; tar: Readable }> {
-  const { head, stream } = await peek(input, 4);
+  const { head, stream } = await peek(input, MAGIC_SIZE);
   const compression = detectCompression(head);
   if (compression === 'none') return { compression, tar: stream };
   if (compression === 'gzip') {

@@ -1,29 +1,20 @@
-// Which seekable format a layer is in, decided from its descriptor (media type + annotations) and,
-// only when that leaves it open, the blob's tail; and opening it. Lazy pulling needs a TOC that the
-// manifest authenticates: eStargz by `containerd.io/snapshot/stargz/toc.digest`, zstd:chunked by
-// the manifest-checksum annotation. A layer without one is "not lazy-capable" (a reason, not an
-// error); a TOC that is there but fails verification is an error (thrown).
+// Which format a layer is in, decided by the codec table (codecs.ts) from its descriptor (media
+// type + annotations) and, only when that leaves it open, the blob's tail; and opening it. Lazy
+// pulling needs a TOC that the manifest authenticates (eStargz by its TOC digest annotation,
+// zstd:chunked by its manifest checksum) or a gzip index verified against the layer. A layer
+// without one is "not lazy-capable" (a reason, not an error); a TOC that is there but fails
+// verification is an error (thrown).
 import type { BlobSource } from '../blob/source.js';
-import { isDigest } from '../oci/digest.js';
-import { Annotation, layerCompression } from '../oci/mediatypes.js';
+import type { Digest } from '../oci/digest.js';
+import { layerCompression, type LayerCompression } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/types.js';
-import { parseFooter as parseEstargzFooter } from './estargz/footer.js';
-import { openEstargz } from './estargz/reader.js';
-import { gzipIndexToc } from './gzipindex/layer.js';
+import type { LayerKind, SeekableCodec } from './codec.js';
+import { claimedCodec, seekableCodecs, sideIndexCodecOf } from './codecs.js';
 import type { GzipIndex } from './gzipindex/model.js';
-import { TocError, type LayerToc } from './toc.js';
-import { FOOTER_FRAME_SIZE, parseFooter as parseZstdChunkedFooter } from './zstdchunked/footer.js';
-import { openZstdChunked } from './zstdchunked/reader.js';
+import { MAGIC_SIZE, plainCodec, plainCodecByMagic } from './plain-codecs.js';
+import type { LayerToc } from './toc.js';
 
-export type LayerKind =
-  | 'estargz'
-  | 'zstd:chunked'
-  /** stargz-snapshotter's "zstdchunked": eStargz TOC JSON in a zstd blob (formats.md §1a.9). */
-  | 'estargz-zstd'
-  | 'gzip'
-  | 'zstd'
-  | 'tar'
-  | 'unknown';
+export type { LayerKind } from './codec.js';
 
 export interface LayerFormatInfo {
   kind: LayerKind;
@@ -33,62 +24,37 @@ export interface LayerFormatInfo {
   detail: string;
 }
 
-const ESTARGZ_TAIL = 51;
-
-function hasZstdChunkedChecksum(ann: Record<string, string>): boolean {
-  return ann[Annotation.zstdChunkedManifestChecksum] !== undefined || ann[Annotation.legacyZstdChunkedManifestChecksum] !== undefined;
-}
-
 async function tail(blob: BlobSource, n: number): Promise<Buffer> {
   const size = Math.min(blob.size, n);
   return blob.read(blob.size - size, size);
 }
 
-/**
- * Classifies a layer. Reads at most the blob's last 72 bytes, and only for layers whose descriptor
- * does not already say how they are authenticated (to tell "plain gzip" from "footer without digest").
- */
-export async function describeLayerFormat(blob: BlobSource, desc: Descriptor): Promise<LayerFormatInfo> {
-  const ann = desc.annotations ?? {};
-  const compression = layerCompression(desc.mediaType);
-  const tocDigest = ann[Annotation.estargzTocDigest];
-  if (compression === undefined) return { kind: 'unknown', lazy: false, detail: `media type ${desc.mediaType} is not a layer type Starling knows` };
-  if (compression === 'none') return { kind: 'tar', lazy: false, detail: 'uncompressed tar layer: no TOC to mount it lazily' };
-  if (compression === 'gzip') {
-    if (tocDigest !== undefined) return { kind: 'estargz', lazy: true, detail: `eStargz, TOC digest ${tocDigest}` };
-    try {
-      parseEstargzFooter(await tail(blob, ESTARGZ_TAIL));
-      return { kind: 'estargz', lazy: false, detail: `eStargz footer but no ${Annotation.estargzTocDigest} annotation: the TOC cannot be verified` };
-    } catch (err) {
-      if (!(err instanceof TocError)) throw err;
-      return { kind: 'gzip', lazy: false, detail: 'plain gzip layer (no eStargz TOC annotation and no eStargz footer)' };
-    }
-  }
-  if (tocDigest !== undefined) {
-    return { kind: 'estargz-zstd', lazy: false, detail: "zstd layer with an eStargz TOC (stargz-snapshotter's zstdchunked variant) is not supported for lazy mounts" };
-  }
-  if (hasZstdChunkedChecksum(ann)) {
-    const checksum = ann[Annotation.zstdChunkedManifestChecksum] ?? ann[Annotation.legacyZstdChunkedManifestChecksum];
-    return { kind: 'zstd:chunked', lazy: true, detail: `zstd:chunked, TOC checksum ${checksum}` };
-  }
-  const footer = parseZstdChunkedFooterSafe(await tail(blob, FOOTER_FRAME_SIZE));
-  if (footer) {
-    return { kind: 'zstd:chunked', lazy: false, detail: `zstd:chunked footer but no ${Annotation.zstdChunkedManifestChecksum} annotation: the TOC cannot be verified` };
-  }
-  return { kind: 'zstd', lazy: false, detail: 'plain zstd layer (no zstd:chunked annotations and no zstd:chunked footer)' };
+/** The first seekable format of `compression` whose footer ends the blob. */
+async function footerCodec(blob: BlobSource, compression: LayerCompression): Promise<SeekableCodec | undefined> {
+  for (const codec of seekableCodecs(compression)) if (codec.footer?.detect(await tail(blob, codec.footer.size))) return codec;
+  return undefined;
 }
 
-function parseZstdChunkedFooterSafe(buf: Buffer): boolean {
-  try {
-    return parseZstdChunkedFooter(buf) !== undefined;
-  } catch {
-    return true; // a footer magic with bad fields is still a zstd:chunked footer, just a broken one
-  }
+/**
+ * Classifies a layer. Reads the blob's last bytes (at most 72), and only for layers whose
+ * descriptor does not already say how they are authenticated (to tell "plain gzip" from "footer
+ * without digest").
+ */
+export async function describeLayerFormat(blob: BlobSource, desc: Descriptor): Promise<LayerFormatInfo> {
+  const compression = layerCompression(desc.mediaType);
+  if (compression === undefined) return { kind: 'unknown', lazy: false, detail: `media type ${desc.mediaType} is not a layer type Starling knows` };
+  const annotations = desc.annotations ?? {};
+  const claimed = claimedCodec(desc);
+  if (claimed) return { kind: claimed.codec.kind, lazy: claimed.codec.open !== undefined, detail: claimed.codec.describeClaim(annotations) };
+  const footer = await footerCodec(blob, compression);
+  if (footer) return { kind: footer.kind, lazy: false, detail: `${footer.title} footer but no ${footer.tocDigestKey} annotation: the TOC cannot be verified` };
+  const plain = plainCodec(compression);
+  return { kind: plain.kind, lazy: false, detail: plain.detail };
 }
 
 /** Whether a layer can be lazy only through a gzip index (a gzip layer without an eStargz TOC annotation): worth looking for indexes. */
 export function mayUseGzipIndex(desc: Descriptor): boolean {
-  return layerCompression(desc.mediaType) === 'gzip' && desc.annotations?.[Annotation.estargzTocDigest] === undefined;
+  return sideIndexCodecOf(desc) !== undefined;
 }
 
 /** A plain gzip layer's verified index (found beside the image, decoded against the layer), or why there is none. */
@@ -101,18 +67,31 @@ export type GzipIndexLookup = Promise<{ index: GzipIndex } | { reason: string }>
  */
 export async function openLayerToc(blob: BlobSource, desc: Descriptor, gzipIndex?: GzipIndexLookup): Promise<{ ok: true; toc: LayerToc } | { ok: false; reason: string }> {
   const info = await describeLayerFormat(blob, desc);
-  if (!info.lazy) {
-    if (info.kind !== 'gzip' || !gzipIndex) return { ok: false, reason: info.detail };
-    const found = await gzipIndex;
-    return 'index' in found ? { ok: true, toc: gzipIndexToc(found.index) } : { ok: false, reason: `${info.detail}; ${found.reason}` };
-  }
-  const ann = desc.annotations ?? {};
-  if (info.kind === 'estargz') {
-    const tocDigest = ann[Annotation.estargzTocDigest]!;
-    if (!isDigest(tocDigest)) throw new TocError(`${blob.description}: annotation ${Annotation.estargzTocDigest} is not a sha256 digest: ${JSON.stringify(tocDigest)}`);
-    const hint = ann[Annotation.estargzTocOffset];
-    const tocOffsetHint = hint !== undefined && /^\d{1,15}$/.test(hint) ? Number(hint) : undefined;
-    return { ok: true, toc: await openEstargz(blob, { tocDigest, ...(tocOffsetHint !== undefined ? { tocOffsetHint } : {}) }) };
-  }
-  return { ok: true, toc: await openZstdChunked(blob, ann, { requireChecksum: true }) };
+  if (info.lazy) return { ok: true, toc: await claimedCodec(desc)!.codec.open!(blob, desc.annotations ?? {}, { requireDigest: true }) };
+  const sideIndex = sideIndexCodecOf(desc);
+  // A layer with a format's footer (but no digest for it) is not plain: no side index serves it.
+  if (!sideIndex || info.kind !== plainCodec(sideIndex.compression).kind || !gzipIndex) return { ok: false, reason: info.detail };
+  const found = await gzipIndex;
+  return 'index' in found ? { ok: true, toc: sideIndex.open(found.index) } : { ok: false, reason: `${info.detail}; ${found.reason}` };
+}
+
+export interface LayerBlobInfo {
+  compression: LayerCompression;
+  kind: Exclude<LayerKind, 'unknown'>;
+  /** For people: what the blob is. */
+  detail: string;
+  /** The TOC read from the footer, when the blob has one. */
+  toc?: LayerToc;
+}
+
+/**
+ * A bare layer blob (no descriptor, so no annotation): its compression by magic, its format by
+ * footer, and its TOC, verified against `tocDigest` (the digest a descriptor would carry) when given.
+ */
+export async function openLayerBlob(blob: BlobSource, tocDigest?: Digest): Promise<LayerBlobInfo> {
+  const { compression, bareDetail, kind } = plainCodecByMagic(await blob.read(0, Math.min(MAGIC_SIZE, blob.size)));
+  const codec = await footerCodec(blob, compression);
+  if (!codec?.open) return { compression, kind, detail: bareDetail };
+  const annotations = tocDigest !== undefined ? { [codec.tocDigestKey]: tocDigest } : {};
+  return { compression, kind: codec.kind, detail: codec.title, toc: await codec.open(blob, annotations, { requireDigest: false }) };
 }
