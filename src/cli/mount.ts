@@ -1,9 +1,8 @@
 // `starling mount REF MOUNTPOINT`: lazy mount. Without --foreground it starts a detached daemon
 // (this same program with --foreground) and returns once the daemon reports the mount usable.
-import { spawn } from 'node:child_process';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { mountPaths } from '../mount/control.js';
+import { spawnMountDaemon, type DaemonReport } from '../mount/spawn.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -34,19 +33,17 @@ options:
                         record --push') whose files to fetch first, with the landmark or the list;
                         default: the newest for the image's platform. A profile that cannot be
                         used is skipped, with the reason in 'starling stats'
-  --mode merged|overlay one FUSE mount of the merged layers (default), or one per layer stacked
-                        by kernel overlayfs
+  --mode merged|overlay|layers
+                        one FUSE mount of the merged layers (default); one per layer stacked
+                        by kernel overlayfs; or one per lazy layer at MOUNTPOINT/N (N: the
+                        layer's position, bottom 0) for containerd to stack, layers without a
+                        usable TOC (a refused one included) left out and not fetched
   --upper DIR           writable overlayfs on top (DIR/upper, DIR/work)
   --fuse-timeout SECS   per-operation FUSE timeout (default 120)
   --foreground          serve in this process until SIGINT/SIGTERM or umount (a service manager
                         should start it as the background daemon is: node --max-semi-space-size=4,
                         MALLOC_MMAP_THRESHOLD_=8388608 in the environment)
   --plain-http          talk http:// to the registry`;
-
-interface DaemonMessage {
-  ready?: boolean;
-  error?: string;
-}
 
 export const command: Command = {
   summary: 'mount an image lazily (FUSE): contents are fetched when read',
@@ -76,7 +73,8 @@ export const command: Command = {
     if (positionals.length !== 2) throw new UserError(`expected REF and MOUNTPOINT\n\n${usage}`, 2);
     const [ref, mnt] = positionals as [string, string];
     const mode = values.mode ?? 'merged';
-    if (mode !== 'merged' && mode !== 'overlay') throw new UserError(`--mode: expected merged or overlay, got ${JSON.stringify(mode)}`, 2);
+    if (mode !== 'merged' && mode !== 'overlay' && mode !== 'layers') throw new UserError(`--mode: expected merged, overlay or layers, got ${JSON.stringify(mode)}`, 2);
+    if (mode === 'layers' && values.upper) throw new UserError('--upper: not with --mode layers (containerd stacks the layers)', 2);
     let platform;
     try {
       platform = values.platform ? parsePlatform(values.platform) : undefined;
@@ -97,7 +95,13 @@ export const command: Command = {
       }
     }
     const mountpoint = resolve(mnt);
-    if (!values.foreground) return startDaemon(argv, mountpoint);
+    if (!values.foreground) {
+      const { pid, log } = await spawnMountDaemon(argv, mountpoint).catch((err: Error) => {
+        throw new UserError(err.message);
+      });
+      process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
+      return 0;
+    }
 
     const daemonChild = typeof process.send === 'function';
     const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
@@ -133,53 +137,15 @@ export const command: Command = {
         () => {
           log(`mounted ${ref} (pid ${process.pid})`);
           if (daemonChild) {
-            process.send!({ ready: true } satisfies DaemonMessage);
+            process.send!({ ready: true } satisfies DaemonReport);
             process.disconnect();
           }
         },
       );
     } catch (err) {
-      if (daemonChild && process.connected) process.send!({ error: (err as Error).message } satisfies DaemonMessage);
+      if (daemonChild && process.connected) process.send!({ error: (err as Error).message } satisfies DaemonReport);
       throw asUserError(err);
     }
     return 0;
   },
 };
-
-/** Runs this program again as a detached `--foreground` daemon and waits for it to report. */
-async function startDaemon(argv: string[], mountpoint: string): Promise<number> {
-  const paths = mountPaths(mountpoint);
-  await mkdir(paths.dir, { recursive: true });
-  const logFile = await open(paths.log, 'a');
-  // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
-  // `--import NAME` is resolved here first.
-  const execArgv = process.execArgv
-    .filter((a) => !a.startsWith('--test'))
-    .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
-  // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
-  // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
-  // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
-  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, 'mount', ...argv, '--foreground'], {
-    // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
-    // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
-    // A fixed threshold also stops glibc raising it to 32 MiB, and its trim threshold to 64 MiB,
-    // after the first large free, which kept ~100 MB of freed chunk memory resident after a 1 GiB
-    // read (measured with a 100k-file image: peak RSS 331-350 -> 315-324 MiB).
-    env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
-    detached: true,
-    stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
-  });
-  await logFile.close();
-  const outcome = await new Promise<DaemonMessage>((resolvePromise) => {
-    child.on('message', (m: DaemonMessage) => resolvePromise(m));
-    // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
-    child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
-    child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
-  });
-  child.removeAllListeners();
-  if (child.connected) child.disconnect();
-  child.unref();
-  if (!outcome.ready) throw new UserError(outcome.error ?? 'mount failed');
-  process.stderr.write(`mounted at ${mountpoint} (daemon pid ${child.pid}; log ${paths.log})\n`);
-  return 0;
-}

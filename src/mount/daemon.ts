@@ -42,7 +42,7 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
         // Seen once in ~10 runs under load: fuse-native's unmount runs `fusermount -uz` through a
         // shell whose exit never reached its callback (a zombie), so close() never returned and the
         // daemon outlived its mount. Whatever is still mounted is detached here instead.
-        const left = await detachAll([opts.mountpoint], paths.dir).catch(() => []);
+        const left = await detachAll([opts.mountpoint], [paths.dir, opts.mountpoint]).catch(() => []);
         opts.log(`close did not finish within ${CLOSE_BOUND_MS / 1000} s; detached: ${left.join(', ') || 'nothing was left mounted'}`);
       }
       await rm(paths.socket, { force: true });
@@ -80,7 +80,7 @@ async function recoverStale(mountpoint: string, paths: ReturnType<typeof mountPa
   } catch (err) {
     if (!(err instanceof ControlUnreachable)) throw err;
   }
-  const detached = await detachAll([mountpoint], paths.dir);
+  const detached = await detachAll([mountpoint], [paths.dir, mountpoint]);
   if (detached.length) log(`recovered stale mounts of a previous daemon: ${detached.join(', ')}`);
   await rm(paths.socket, { force: true });
 }

@@ -1,7 +1,8 @@
 // Mounts one image: resolve the reference, open every layer (lazily when it has a usable TOC,
-// whole otherwise), build the tree(s), mount FUSE — one merged mount, or one per layer stacked by
-// kernel overlayfs (--mode overlay) — optionally under a writable overlay (--upper), then start
-// prefetch. `close()` undoes all of it in reverse order.
+// whole otherwise), build the tree(s), mount what the planner (plan.ts) describes — one merged
+// FUSE mount, one per layer stacked by kernel overlayfs (--mode overlay), or one per lazy layer
+// for containerd to stack (--mode layers) — optionally under a writable overlay (--upper), then
+// start prefetch. `close()` undoes all of it in reverse order.
 import { execFile } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,6 +34,8 @@ import { Prefetcher } from '../fs/prefetcher.js';
 import { buildLayerTree, buildMergedTree, type Tree } from '../fs/tree.js';
 import { TocRangeCache } from '../fs/toc-cache.js';
 import { openWholeLayer } from '../fs/whole-layer.js';
+import { mountOverlay } from './overlay.js';
+import { planImageMount, type MountMode } from './plan.js';
 
 const run = promisify(execFile);
 
@@ -56,7 +59,7 @@ export interface ImageMountOptions {
   prefetchList?: string[];
   /** The prefetch profile to fetch first (with the landmark or the list): a name, or 'none'; default the newest. Looked up only with `prefetch`. */
   profile?: string;
-  mode: 'merged' | 'overlay';
+  mode: MountMode;
   upper?: string;
   /** FUSE per-operation timeout in ms. */
   fuseTimeoutMs: number;
@@ -83,8 +86,10 @@ export interface MountedLayer {
 export interface StatsReport {
   ref: string;
   mountpoint: string;
-  mode: 'merged' | 'overlay';
+  mode: MountMode;
   pid: number;
+  /** The platform manifest mounted: a restart pins the reference to it. */
+  manifest: Digest;
   timings: MountTimings;
   /** The prefetch profile: which one, found how, or why none is used. */
   profile: ProfileStatus;
@@ -116,16 +121,6 @@ export interface StatsReport {
   };
 }
 
-/** Mounts an overlay; `lowers` top first. */
-async function mountOverlay(target: string, lowers: string[], upper: { upperdir: string; workdir: string } | undefined): Promise<void> {
-  for (const p of [...lowers, upper?.upperdir ?? '', upper?.workdir ?? '']) {
-    if (/[,:\\]/.test(p)) throw new Error(`overlay: path ${JSON.stringify(p)} contains ',' ':' or '\\', which overlayfs options cannot carry`);
-  }
-  const opts = [`lowerdir=${lowers.join(':')}`];
-  if (upper) opts.push(`upperdir=${upper.upperdir}`, `workdir=${upper.workdir}`);
-  await run('mount', ['-t', 'overlay', 'starling-overlay', '-o', opts.join(','), target]);
-}
-
 /**
  * A full garbage collection, for a mount's owner to run once the mount is up and reported ready
  * (on a later turn of the loop, when setUp's frames no longer reach the decompressed TOCs).
@@ -155,6 +150,11 @@ export interface MountTimings {
   mountedMs: number;
 }
 
+/** The chunk decoder of a layer that is not served (a layer left to containerd in 'layers' mode): never called. */
+const notServed: StoreLayer['decodeChunk'] = () => {
+  throw new Error('this layer is not served by the mount');
+};
+
 export class ImageMount {
   readonly timings: MountTimings = { manifestMs: 0, layersMs: 0, mountedMs: 0 };
   private readonly fuseMounts: FuseMount[] = [];
@@ -167,6 +167,7 @@ export class ImageMount {
   readonly metrics = new MountMetrics();
   private cache?: ChunkCache;
   private store?: ChunkStore;
+  private manifest?: Digest;
 
   private constructor(readonly opts: ImageMountOptions) {}
 
@@ -192,6 +193,7 @@ export class ImageMount {
     // Blob sizes come from the manifest: no HEAD per layer before its footer can be read.
     this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
     const image = await resolveManifest(this.source, opts.platform);
+    this.manifest = image.manifestDescriptor.digest;
     lap('manifestMs');
     // The profile comes while the layers' TOCs do; the prefetch waits for it, the mount does not.
     const profile = opts.prefetch && opts.profile !== 'none' ? findPrefetchProfile(this.source, image, opts.profile) : undefined;
@@ -213,7 +215,11 @@ export class ImageMount {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
         const tl = performance.now();
-        const lazy = await this.openToc(remote, desc, gzipIndexes?.then((f) => layerGzipIndex(f, desc.digest)));
+        const lazy = await this.openToc(remote, desc, gzipIndexes?.then((f) => layerGzipIndex(f, desc.digest))).catch((err: unknown) => {
+          // For containerd a layer whose TOC does not verify is one to unpack, not a failed mount.
+          if (opts.mode === 'layers' && err instanceof TocError) return { ok: false as const, reason: `its TOC was refused: ${err.message}` };
+          throw err;
+        });
         const base = { index, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, metrics };
         if (lazy.ok) {
           const ti = performance.now();
@@ -222,13 +228,16 @@ export class ImageMount {
           return { ...base, format: lazy.toc.format, lazy: true, contents, prefetchEnd: lazy.toc.prefetchEnd, decodeChunk: lazy.toc.decodeChunk, blob: remote };
         }
         await remote.close();
+        const format = layerCompression(desc.mediaType) ?? 'unknown';
+        const notLazy = { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason };
+        // containerd unpacks such a layer itself: it is neither fetched nor mounted here.
+        if (opts.mode === 'layers') return { ...notLazy, contents: indexLayer([], `layer ${desc.digest}`), decodeChunk: notServed, blob: remote };
         const whole = await openWholeLayer(source, desc, opts.cacheDir);
         if (whole.fetched) {
           metrics.fetchedBytes += desc.size;
           metrics.requests++;
         }
-        const format = layerCompression(desc.mediaType) ?? 'unknown';
-        return { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason, contents: indexLayer(whole.entries, `layer ${desc.digest}`), decodeChunk: whole.decodeChunk, blob: whole.blob };
+        return { ...notLazy, contents: indexLayer(whole.entries, `layer ${desc.digest}`), decodeChunk: whole.decodeChunk, blob: whole.blob };
       }),
     );
     this.layers.push(...opened);
@@ -244,38 +253,17 @@ export class ImageMount {
     );
     this.store = store;
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
-    await mkdir(opts.workDir, { recursive: true });
-    const upper = opts.upper ? { upperdir: join(opts.upper, 'upper'), workdir: join(opts.upper, 'work') } : undefined;
-    if (upper) {
-      await mkdir(upper.upperdir, { recursive: true });
-      await mkdir(upper.workdir, { recursive: true });
-    }
+    const plan = planImageMount({ mode: opts.mode, mountpoint: opts.mountpoint, workDir: opts.workDir, layers: opened, ...(opts.upper ? { upper: opts.upper } : {}) });
+    for (const dir of plan.dirs) await mkdir(dir, { recursive: true });
     const { mountFuse } = await fuse;
     let mergedTree: Tree | undefined;
-    if (opts.mode === 'merged') {
-      mergedTree = buildMergedTree(indexes, opts.log);
-      const target = upper ? join(opts.workDir, 'lower') : opts.mountpoint;
-      await mkdir(target, { recursive: true });
-      this.fuseMounts.push(await mountFuse(target, new LazyFs(mergedTree, store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname, log: opts.log }));
-      if (upper) {
-        await mountOverlay(opts.mountpoint, [target], upper);
-        this.overlayMounted = true;
-      }
-    } else {
-      const lowers: string[] = [];
-      for (const [i, index] of indexes.entries()) {
-        const target = join(opts.workDir, 'layers', String(i));
-        await mkdir(target, { recursive: true });
-        this.fuseMounts.push(await mountFuse(target, new LazyFs(buildLayerTree(index, i, opts.log), store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname: `${fsname}#${i}`, log: opts.log }));
-        lowers.unshift(target);
-      }
-      if (!upper && lowers.length < 2) {
-        // overlayfs without an upper layer needs two lower layers.
-        const empty = join(opts.workDir, 'empty');
-        await mkdir(empty, { recursive: true });
-        lowers.push(empty);
-      }
-      await mountOverlay(opts.mountpoint, lowers, upper);
+    for (const f of plan.fuse) {
+      const tree = f.layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[f.layer]!, f.layer, opts.log);
+      const name = f.layer === 'merged' ? fsname : `${fsname}#${f.layer}`;
+      this.fuseMounts.push(await mountFuse(f.target, new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname: name, log: opts.log }));
+    }
+    if (plan.overlay) {
+      await mountOverlay(plan.overlay);
       this.overlayMounted = true;
     }
     lap('mountedMs');
@@ -376,6 +364,7 @@ export class ImageMount {
       mountpoint: this.opts.mountpoint,
       mode: this.opts.mode,
       pid: process.pid,
+      manifest: this.manifest!,
       timings: { ...this.timings },
       profile: { ...this.profile },
       layers,

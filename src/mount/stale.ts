@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { OVERLAY_SOURCE } from './overlay.js';
 
 const run = promisify(execFile);
 
@@ -15,7 +16,7 @@ export interface MountInfo {
 
 /** A mount made by a Starling daemon (its FUSE mounts, or the overlay it stacks). */
 export function isStarlingMount(m: MountInfo): boolean {
-  return m.fstype === 'fuse.starling' || (m.fstype === 'overlay' && m.source === 'starling-overlay');
+  return m.fstype === 'fuse.starling' || (m.fstype === 'overlay' && m.source === OVERLAY_SOURCE);
 }
 
 /** Current mounts, from /proc/self/mountinfo (octal escapes decoded). */
@@ -37,6 +38,12 @@ export async function isMountpoint(path: string): Promise<boolean> {
   return (await listMounts()).some((m) => m.mountpoint === want);
 }
 
+/** Whether anything is mounted at `path` or below it (a 'layers' mount has its mounts below). */
+export async function mountedAtOrBelow(path: string): Promise<boolean> {
+  const at = resolve(path);
+  return (await listMounts()).some((m) => m.mountpoint === at || m.mountpoint.startsWith(`${at}/`));
+}
+
 /** Detaches a mount even if busy or its FUSE server is dead (fusermount -uz, else umount -l). */
 export async function lazyUnmount(path: string): Promise<void> {
   try {
@@ -46,11 +53,11 @@ export async function lazyUnmount(path: string): Promise<void> {
   }
 }
 
-/** Lazily unmounts Starling's mounts at `paths` and below `dir` (never someone else's mount). */
-export async function detachAll(paths: string[], dir: string): Promise<string[]> {
-  const prefix = resolve(dir) + '/';
+/** Lazily unmounts Starling's mounts at `paths` and below each of `dirs` (never someone else's mount). */
+export async function detachAll(paths: string[], dirs: string[]): Promise<string[]> {
+  const prefixes = dirs.map((d) => resolve(d) + '/');
   const targets = new Set(paths.map((p) => resolve(p)));
-  const mounts = (await listMounts()).filter((m) => isStarlingMount(m) && (targets.has(m.mountpoint) || m.mountpoint.startsWith(prefix)));
+  const mounts = (await listMounts()).filter((m) => isStarlingMount(m) && (targets.has(m.mountpoint) || prefixes.some((p) => m.mountpoint.startsWith(p))));
   // Unmount in reverse mount order, so upper mounts go before what they stack on.
   const detached: string[] = [];
   for (const m of mounts.reverse()) {

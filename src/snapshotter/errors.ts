@@ -15,3 +15,4 @@ export const notFound = (message: string) => new SnapshotError(status.NOT_FOUND,
 export const alreadyExists = (message: string) => new SnapshotError(status.ALREADY_EXISTS, message);
 export const failedPrecondition = (message: string) => new SnapshotError(status.FAILED_PRECONDITION, message);
 export const invalidArgument = (message: string) => new SnapshotError(status.INVALID_ARGUMENT, message);
+export const unavailable = (message: string) => new SnapshotError(status.UNAVAILABLE, message);

@@ -81,7 +81,7 @@ function handlers(sn: Snapshotter): grpc.UntypedServiceImplementation {
   return {
     Prepare: unary(async (r: CreateRequest) => wireMounts(await sn.prepare(r.key, r.parent, r.labels))),
     View: unary(async (r: CreateRequest) => wireMounts(await sn.view(r.key, r.parent, r.labels))),
-    Mounts: unary((r: KeyRequest) => wireMounts(sn.mounts(r.key))),
+    Mounts: unary(async (r: KeyRequest) => wireMounts(await sn.mounts(r.key))),
     Commit: unary(async (r: CommitRequest) => (await sn.commit(r.name, r.key, r.labels), {})),
     Remove: unary((r: KeyRequest) => (sn.remove(r.key), {})),
     Stat: unary((r: KeyRequest) => ({ info: wireInfo(sn.stat(r.key)) })),

@@ -7,10 +7,11 @@
 import { existsSync, lchownSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import { overlayOptions } from '../mount/plan.js';
 import { diskUsage } from './disk-usage.js';
-import { alreadyExists } from './errors.js';
+import { alreadyExists, unavailable } from './errors.js';
 import { parseFilters, matches } from './filters.js';
-import { noRemoteLayers, type RemoteLayers } from './remote.js';
+import { noRemoteLayers, remoteRequest, REMOTE_LABEL, TARGET_LABEL, type RemoteLayers } from './remote.js';
 import { MetaStore, type Info, type Labels, type SnapshotIds, type Usage } from './store.js';
 
 export interface Mount {
@@ -20,8 +21,10 @@ export interface Mount {
 }
 
 export interface SnapshotterOptions {
-  /** Where lazily served layers plug in (see remote.ts); none by default. */
+  /** Where lazily served layers come from (see remote.ts); none by default. */
   remote?: RemoteLayers;
+  /** Where a layer that could not be served lazily is reported, with the reason. */
+  log?(message: string): void;
 }
 
 export class Snapshotter {
@@ -34,13 +37,22 @@ export class Snapshotter {
     private readonly remote: RemoteLayers,
     /** overlayfs's `index=off`, passed when the kernel knows the option, as containerd does. */
     private readonly indexOff: boolean,
+    private readonly log: (message: string) => void,
   ) {}
 
+  /** Opens the store and, before anything is served, makes sure every remote layer in use is mounted. */
   static async open(dir: string, options: SnapshotterOptions = {}): Promise<Snapshotter> {
     const root = resolve(dir); // mounts name absolute paths: containerd mounts them elsewhere
     await mkdir(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
     const store = MetaStore.open(join(root, 'metadata.db'));
-    return new Snapshotter(root, store, options.remote ?? noRemoteLayers, existsSync('/sys/module/overlay/parameters/index'));
+    const remote = options.remote ?? noRemoteLayers;
+    try {
+      await remote.restore(store.remoteLayers());
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+    return new Snapshotter(root, store, remote, existsSync('/sys/module/overlay/parameters/index'), options.log ?? (() => {}));
   }
 
   close(): void {
@@ -74,10 +86,18 @@ export class Snapshotter {
   }
 
   async prepare(key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    // ── Remote (lazy) layers plug in here. A layer served lazily is committed by `remote` under
-    // its `containerd.io/snapshot.ref` label, and containerd expects ALREADY_EXISTS for it.
-    const committedAs = await this.remote.prepare({ key, parent, labels });
-    if (committedAs !== undefined) throw alreadyExists(`target snapshot ${JSON.stringify(committedAs)} already exists`);
+    const request = remoteRequest(labels);
+    if (request && 'target' in request) {
+      // containerd expects ALREADY_EXISTS both when the layer is there and when it was just served lazily.
+      if (this.store.has(request.target)) throw alreadyExists(`target snapshot ${JSON.stringify(request.target)} already exists`);
+      const served = await this.remote.mount(request);
+      if ('layer' in served) {
+        const remoteLabels = { ...labels, [REMOTE_LABEL]: 'remote snapshot' };
+        this.store.transaction(() => this.store.commitRemote(request.target, parent, remoteLabels, served.layer));
+        throw alreadyExists(`target snapshot ${JSON.stringify(request.target)} already exists`);
+      }
+      this.log(`layer ${request.digest} of ${request.ref} unpacked by containerd: ${served.reason}`);
+    } else if (request) this.log(`layer ${labels[TARGET_LABEL]} unpacked by containerd: ${request.reason}`);
     return this.createSnapshot('active', key, parent, labels);
   }
 
@@ -85,7 +105,7 @@ export class Snapshotter {
     return this.createSnapshot('view', key, parent, labels);
   }
 
-  mounts(key: string): Mount[] {
+  async mounts(key: string): Promise<Mount[]> {
     return this.mountsOf(this.store.getSnapshot(key));
   }
 
@@ -112,6 +132,7 @@ export class Snapshotter {
     for (const name of names) {
       if (!owned.has(name) && !this.preparing.has(name)) await rm(join(this.snapshotsDir, name), { recursive: true, force: true });
     }
+    await this.remote.release(this.store.remoteLayers());
   }
 
   private async createSnapshot(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
@@ -124,7 +145,7 @@ export class Snapshotter {
       const snapshot = this.store.transaction(() => {
         const s = this.store.create(kind, key, parent, labels);
         if (s.parentIds.length > 0) {
-          const owner = statSync(this.upperPath(s.parentIds[0]!));
+          const owner = statSync(this.layerPath(s.parentIds[0]!));
           lchownSync(join(tmp, 'fs'), owner.uid, owner.gid);
         }
         const dir = join(this.snapshotsDir, s.id);
@@ -133,7 +154,7 @@ export class Snapshotter {
         renameSync(tmp, dir);
         return s;
       });
-      return this.mountsOf(snapshot);
+      return await this.mountsOf(snapshot);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
@@ -142,17 +163,32 @@ export class Snapshotter {
     }
   }
 
-  /** overlay.go's mounts(): what containerd mounts for an active or view snapshot. */
-  private mountsOf(s: SnapshotIds): Mount[] {
+  /** Where a snapshot's files are: its own directory, or the mount of the remote layer it is. */
+  private layerPath(id: string): string {
+    const remote = this.store.remoteLayer(id);
+    return remote ? this.remote.path(remote) : this.upperPath(id);
+  }
+
+  /**
+   * overlay.go's mounts(): what containerd mounts for an active or view snapshot. UNAVAILABLE when
+   * a remote layer below is not mounted (its daemon died): a container must not start on it.
+   */
+  private async mountsOf(s: SnapshotIds): Promise<Mount[]> {
+    const remote = s.parentIds.flatMap((id) => this.store.remoteLayer(id) ?? []);
+    const dead = await this.remote.dead(remote);
+    if (dead.length) throw unavailable(`remote layers are not mounted: ${dead.map((l) => this.remote.path(l)).join(', ')}`);
     if (s.parentIds.length === 0) {
       return [{ type: 'bind', source: this.upperPath(s.id), options: [s.kind === 'view' ? 'ro' : 'rw', 'rbind'] }];
     }
     if (s.kind === 'view' && s.parentIds.length === 1) {
-      return [{ type: 'bind', source: this.upperPath(s.parentIds[0]!), options: ['ro', 'rbind'] }];
+      return [{ type: 'bind', source: this.layerPath(s.parentIds[0]!), options: ['ro', 'rbind'] }];
     }
-    const options = this.indexOff ? ['index=off'] : [];
-    if (s.kind === 'active') options.push(`workdir=${this.workPath(s.id)}`, `upperdir=${this.upperPath(s.id)}`);
-    options.push(`lowerdir=${s.parentIds.map((id) => this.upperPath(id)).join(':')}`);
+    const upper = s.kind === 'active' ? { upperdir: this.upperPath(s.id), workdir: this.workPath(s.id) } : undefined;
+    const options = overlayOptions(
+      s.parentIds.map((id) => this.layerPath(id)),
+      upper,
+      this.indexOff ? ['index=off'] : [],
+    );
     return [{ type: 'overlay', source: 'overlay', options }];
   }
 }

@@ -57,7 +57,18 @@ CREATE TABLE IF NOT EXISTS snapshots (
   labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_parent ON snapshots(parent_id);
+CREATE TABLE IF NOT EXISTS remote_layers (
+  snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+  image_dir TEXT NOT NULL,
+  layer INTEGER NOT NULL
+);
 `;
+
+/** Where a committed remote snapshot is served: the image daemon's directory and the layer's position. */
+export interface RemoteLayer {
+  dir: string;
+  layer: number;
+}
 
 const SELECT = 'SELECT s.*, p.name AS parent FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id';
 
@@ -134,6 +145,10 @@ export class MetaStore {
     return ids;
   }
 
+  has(name: string): boolean {
+    return this.row(name) !== undefined;
+  }
+
   getInfo(name: string): { id: string; info: Info; usage: Usage } {
     const row = this.mustRow(name);
     return { id: String(row.id), info: toInfo(row), usage: { size: row.size, inodes: row.inodes } };
@@ -179,6 +194,41 @@ export class MetaStore {
       .prepare("UPDATE snapshots SET name = ?, kind = 'committed', created_ms = ?, updated_ms = ?, size = ?, inodes = ?, labels = ? WHERE id = ?")
       .run(name, now, now, usage.size, usage.inodes, JSON.stringify(cleanLabels(labels)), row.id);
     return String(row.id);
+  }
+
+  /**
+   * Inserts the committed snapshot `name` of a layer served lazily (containerd's remote snapshots:
+   * committed by the snapshotter itself, on a committed parent or none). Call inside `transaction`.
+   */
+  commitRemote(name: string, parent: string, labels: Labels, remote: RemoteLayer): void {
+    if (name === '') throw invalidArgument('committed snapshot name must not be empty');
+    let parentId: number | null = null;
+    if (parent !== '') {
+      const p = this.mustRow(parent);
+      if (p.kind !== 'committed') throw invalidArgument(`parent ${parent} is not a committed snapshot`);
+      parentId = p.id;
+    }
+    if (this.row(name)) throw alreadyExists(`target snapshot ${JSON.stringify(name)} already exists`);
+    const now = Date.now();
+    const { lastInsertRowid } = this.db
+      .prepare("INSERT INTO snapshots (name, parent_id, kind, created_ms, updated_ms, labels) VALUES (?, ?, 'committed', ?, ?, ?)")
+      .run(name, parentId, now, now, JSON.stringify(cleanLabels(labels)));
+    this.db.prepare('INSERT INTO remote_layers (snapshot_id, image_dir, layer) VALUES (?, ?, ?)').run(lastInsertRowid, remote.dir, remote.layer);
+  }
+
+  /** The remote layer a snapshot id is served from, if it is one. */
+  remoteLayer(id: string): RemoteLayer | undefined {
+    const row = this.db.prepare('SELECT image_dir, layer FROM remote_layers WHERE snapshot_id = ?').get(Number(id)) as { image_dir: string; layer: number } | undefined;
+    return row && { dir: row.image_dir, layer: row.layer };
+  }
+
+  /** Every remote layer in use, by image directory. */
+  remoteLayers(): Map<string, number[]> {
+    const byDir = new Map<string, number[]>();
+    for (const r of this.db.prepare('SELECT image_dir, layer FROM remote_layers').all() as Array<{ image_dir: string; layer: number }>) {
+      byDir.set(r.image_dir, [...(byDir.get(r.image_dir) ?? []), r.layer]);
+    }
+    return byDir;
   }
 
   /** Deletes a snapshot without children; returns its id. */

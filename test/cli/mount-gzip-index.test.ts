@@ -171,7 +171,7 @@ before(async () => {
 });
 
 after(async () => {
-  await detachAll([], join(work, 'run')).catch(() => {});
+  await detachAll([], [join(work, 'run')]).catch(() => {});
   await registry?.stop();
   await rm(work, { recursive: true, force: true });
 });

@@ -17,10 +17,11 @@ import { openLayerToc } from '../../src/format/open.js';
 import { LatencyRecorder, LayerMetrics } from '../../src/fs/metrics.js';
 import type { StatsReport } from '../../src/mount/image-mount.js';
 import { detachAll } from '../../src/mount/stale.js';
-import { digestHex, sha256, type Digest } from '../../src/oci/digest.js';
-import type { Descriptor, ImageConfig, ImageManifest } from '../../src/oci/types.js';
+import { digestHex, type Digest } from '../../src/oci/digest.js';
+import type { Descriptor, ImageManifest } from '../../src/oci/types.js';
 import { buildImage } from '../fixtures/image.js';
 import { realTar } from '../fixtures/real-tar.js';
+import { pushMixed } from '../helpers/mixed-image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const run = promisify(execFile);
@@ -106,38 +107,6 @@ async function openCost(desc: Descriptor): Promise<number> {
   return metrics.fetchedBytes;
 }
 
-/** Pushes `bytes` as a blob of `repo` (POST, then PUT with the digest). */
-async function putBlob(repo: string, bytes: Buffer): Promise<Descriptor> {
-  const digest = sha256(bytes);
-  const start = await fetch(`${registry.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  const loc = new URL(start.headers.get('location')!, registry.url);
-  loc.searchParams.set('digest', digest);
-  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(bytes), headers: { 'content-type': 'application/octet-stream' } });
-  assert.equal(put.status, 201);
-  return { mediaType: 'application/vnd.oci.image.config.v1+json', digest, size: bytes.length };
-}
-
-/**
- * test/estargz:mixed — layer 0 plain gzip (fetched whole), layer 1 eStargz (lazy), from the same
- * source image; the gzip blobs are copied into the eStargz repository so one manifest can name both.
- */
-async function pushMixed(src: string): Promise<void> {
-  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/estargz:gz`]);
-  const get = async (tag: string) => {
-    const res = await fetch(`${registry.url}/v2/test/estargz/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-    const m = (await res.json()) as ImageManifest;
-    const config = (await (await fetch(`${registry.url}/v2/test/estargz/blobs/${m.config.digest}`)).json()) as ImageConfig;
-    return { m, config };
-  };
-  const gz = await get('gz');
-  const esgz = await get('v1');
-  const config = { ...esgz.config, rootfs: { type: 'layers', diff_ids: [gz.config.rootfs.diff_ids[0]!, esgz.config.rootfs.diff_ids[1]!] } };
-  const configDesc = await putBlob('test/estargz', Buffer.from(JSON.stringify(config)));
-  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: [gz.m.layers[0]!, esgz.m.layers[1]!] };
-  const res = await fetch(`${registry.url}/v2/test/estargz/manifests/mixed`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': manifest.mediaType } });
-  assert.equal(res.status, 201);
-}
-
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-mount-test-'));
   registry = await startRegistry();
@@ -156,12 +125,12 @@ before(async () => {
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${registry.host}/test/gzip:v1`]);
   await starling('convert', `oci:${src}:v1`, ref('estargz'), '--format', 'estargz', '--chunk-size', '1048576');
   await starling('convert', `oci:${src}:v1`, ref('zstd'), '--format', 'zstd:chunked');
-  await pushMixed(src);
+  await pushMixed(registry, src, 'test/estargz', 'v1');
 });
 
 after(async () => {
   for (const mnt of mounted) await starling('umount', mnt, '--force').catch(() => {});
-  await detachAll([], join(work, 'run')).catch(() => {});
+  await detachAll([], [join(work, 'run')]).catch(() => {});
   await registry?.stop();
   await rm(work, { recursive: true, force: true });
 });

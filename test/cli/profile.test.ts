@@ -156,7 +156,7 @@ before(async () => {
 
 after(async () => {
   for (const mnt of mounted) await starling('umount', mnt, '--force').catch(() => {});
-  await detachAll([], join(work, 'run')).catch(() => {});
+  await detachAll([], [join(work, 'run')]).catch(() => {});
   await proxy?.stop();
   await registry?.stop();
   if (work) await rm(work, { recursive: true, force: true });

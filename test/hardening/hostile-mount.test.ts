@@ -70,7 +70,7 @@ before(async () => {
 
 after(async () => {
   for (const m of mounted) await starling('umount', m, '--force').catch(() => {});
-  await detachAll(mounted, join(work, 'run')).catch(() => {});
+  await detachAll(mounted, [join(work, 'run')]).catch(() => {});
   await rm(work, { recursive: true, force: true });
 });
 

@@ -75,7 +75,7 @@ export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
   };
   const cleanup = async () => {
     for (const mnt of mounted) await starling('umount', mnt, '--force').catch(() => {});
-    await detachAll([...mounted], runDir).catch(() => {});
+    await detachAll([...mounted], [runDir]).catch(() => {});
     await proxy?.stop().catch(() => {});
     await registry?.stop().catch(() => {});
     await tokens?.stop().catch(() => {});

@@ -6,27 +6,26 @@
 // remote-snapshot labels) falls back to ordinary snapshots. Everything started is stopped in `after`.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { listMounts } from '../../src/mount/stale.js';
 import { sha256, type Digest } from '../../src/oci/digest.js';
 import { buildImage } from '../fixtures/image.js';
 import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { snapshotRows, snapshotRowsAfterRestart, startService as startServiceAt, type RunningService } from './helpers/service.js';
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
 const MESSAGE = 'hello from layer 1\n';
 
 let work: string;
 let registry: RunningRegistry | undefined;
 let containerd: RunningContainerd | undefined;
-let service: ChildProcess | undefined;
+let service: RunningService | undefined;
 let image: string;
 /** Chain IDs of the image's layers, bottom first: the names containerd commits them under. */
 let chain: Digest[];
@@ -34,57 +33,10 @@ let chain: Digest[];
 const root = () => join(work, 'snapshotter');
 const socket = () => join(work, 'snapshotter.sock');
 
-/** Starts `starling snapshotter` and waits until it serves. */
-async function startService(): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'snapshotter', '--address', socket(), '--root', root()], { stdio: ['ignore', 'ignore', 'pipe'] });
-  service = child;
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`snapshotter did not start: ${stderr}`)), 30_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (stderr.includes('serving on')) (clearTimeout(timer), resolve());
-    });
-    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`snapshotter exited (${code}): ${stderr}`))));
-  });
-}
-
-async function stopService(signal: NodeJS.Signals): Promise<void> {
-  const child = service;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  // The service lets calls under way finish for up to 5 s after SIGTERM.
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** `ctr snapshots ls` as rows of [key, parent, kind], sorted. */
-async function snapshots(): Promise<string[][]> {
-  const out = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'ls');
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .map((cols) => (cols.length === 2 ? [cols[0]!, '', cols[1]!] : cols))
-    .sort((a, b) => a[0]!.localeCompare(b[0]!));
-}
-
-/**
- * `snapshots()` once containerd is connected again: after a failed dial its proxy client backs off
- * (up to 3 s) and fails calls fast with UNAVAILABLE meanwhile.
- */
-async function snapshotsAfterRestart(): Promise<string[][]> {
-  for (const deadline = Date.now() + 15_000; ; await new Promise((r) => setTimeout(r, 250))) {
-    try {
-      return await snapshots();
-    } catch (err) {
-      if (!/unavailable/.test((err as Error).message) || Date.now() > deadline) throw err;
-    }
-  }
-}
+const snapshots = () => snapshotRows(containerd!);
+const snapshotsAfterRestart = () => snapshotRowsAfterRestart(containerd!);
+const startService = async () => void (service = await startServiceAt(socket(), root()));
+const stopService = async (signal: NodeJS.Signals) => service?.stop(signal);
 
 const snapshotDirs = () => readdir(join(root(), 'snapshots'));
 

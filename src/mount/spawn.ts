@@ -1,0 +1,50 @@
+// Starts a mount daemon: this same program run again as `mount ARGS --foreground`, detached, with
+// its output in the mount's log, and waits until it reports the mount usable (or why not). Used by
+// `starling mount` and by the containerd snapshotter, whose lazy layers live in such daemons so that
+// restarting the service never touches a running container's mounts.
+import { spawn } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import { mountPaths } from './control.js';
+
+/** What a daemon sends its parent over IPC: ready, or the error that stopped it. */
+export interface DaemonReport {
+  ready?: boolean;
+  error?: string;
+}
+
+/** `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. */
+export async function spawnMountDaemon(args: string[], mountpoint: string): Promise<{ pid: number; log: string }> {
+  const paths = mountPaths(mountpoint);
+  await mkdir(paths.dir, { recursive: true });
+  const logFile = await open(paths.log, 'a');
+  // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
+  // `--import NAME` is resolved here first.
+  const execArgv = process.execArgv
+    .filter((a) => !a.startsWith('--test'))
+    .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
+  // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
+  // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
+  // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
+  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, 'mount', ...args, '--foreground'], {
+    // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
+    // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
+    // A fixed threshold also stops glibc raising it to 32 MiB, and its trim threshold to 64 MiB,
+    // after the first large free, which kept ~100 MB of freed chunk memory resident after a 1 GiB
+    // read (measured with a 100k-file image: peak RSS 331-350 -> 315-324 MiB).
+    env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
+    detached: true,
+    stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
+  });
+  await logFile.close();
+  const outcome = await new Promise<DaemonReport>((resolvePromise) => {
+    child.on('message', (m: DaemonReport) => resolvePromise(m));
+    // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
+    child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
+    child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
+  });
+  child.removeAllListeners();
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (!outcome.ready) throw new Error(outcome.error ?? 'mount failed');
+  return { pid: child.pid!, log: paths.log };
+}

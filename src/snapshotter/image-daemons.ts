@@ -1,0 +1,169 @@
+// Remote layers served by mount daemons, one per image: the first Prepare of an image's layer starts
+// `starling mount docker://REF DIR/mnt --mode layers`, which opens every layer's TOC at once (the
+// layers above are ready by the time containerd asks for them), mounts each lazy layer at
+// DIR/mnt/N and shares one chunk cache and one fetch scheduler (prefetch, background fill) among
+// them. The daemons are separate processes that outlive the service: restarting the snapshotter
+// never touches a running container's mounts; a restarted service adopts them, or starts dead ones
+// again on the same paths from DIR/image.json (the reference pinned to the manifest mounted).
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { StatsReport } from '../mount/image-mount.js';
+import { control, mountPaths } from '../mount/control.js';
+import { layerTarget } from '../mount/plan.js';
+import { spawnMountDaemon } from '../mount/spawn.js';
+import { listMounts } from '../mount/stale.js';
+import { stopMountDaemon } from '../mount/stop.js';
+import { formatDockerReference, parseDockerReference } from '../registry/reference.js';
+import type { RemoteLayers, RemoteRequest } from './remote.js';
+import type { RemoteLayer } from './store.js';
+
+export interface ImageDaemonOptions {
+  /** Where the images' directories go (ROOT/images). */
+  dir: string;
+  /** The chunk cache all daemons share. */
+  cacheDir: string;
+  /** Registries (`host[:port]`) to talk plain HTTP to, besides loopback ones. */
+  plainHttpHosts: string[];
+  /** More `starling mount` options for every daemon. */
+  mountOptions: string[];
+  log(message: string): void;
+}
+
+/** What DIR/image.json holds: enough to start the daemon again after a crash. */
+interface ImageRecord {
+  /** The reference as containerd named it. */
+  ref: string;
+  /** `starling mount` arguments, the reference pinned to the manifest digest. */
+  args: string[];
+}
+
+interface Daemon {
+  /** Undefined once stopped: none of the image's layers could be served lazily. */
+  dir?: string;
+  ref: string;
+  layers: StatsReport['layers'];
+}
+
+/** How long an image none of whose layers is lazy is remembered (its next layers' Prepares answer at once). */
+const NOTHING_LAZY_MS = 60_000;
+
+const mountpointOf = (dir: string) => join(dir, 'mnt');
+
+export class ImageDaemons implements RemoteLayers {
+  /** Daemons by reference as containerd names it: started, starting, or known to serve nothing. */
+  private readonly byRef = new Map<string, Promise<Daemon>>();
+  /** Directories of daemons being started: Cleanup leaves them alone. */
+  private readonly starting = new Set<string>();
+
+  constructor(private readonly opts: ImageDaemonOptions) {}
+
+  async mount(req: RemoteRequest): Promise<{ layer: RemoteLayer } | { reason: string }> {
+    let daemon: Daemon;
+    try {
+      daemon = await this.daemonFor(req);
+    } catch (err) {
+      return { reason: `cannot mount ${req.ref}: ${(err as Error).message}` };
+    }
+    const index = daemon.layers.findIndex((l) => l.digest === req.digest && l.lazy);
+    if (index >= 0 && daemon.dir) return { layer: { dir: daemon.dir, layer: index } };
+    const layer = daemon.layers.find((l) => l.digest === req.digest);
+    return { reason: layer ? `not lazy: ${layer.reason ?? 'no usable TOC'}` : `layer ${req.digest} is not in the image ${req.ref} resolves to` };
+  }
+
+  path(layer: RemoteLayer): string {
+    return layerTarget(mountpointOf(layer.dir), layer.layer);
+  }
+
+  async dead(layers: RemoteLayer[]): Promise<RemoteLayer[]> {
+    const fuse = new Set((await listMounts()).filter((m) => m.fstype === 'fuse.starling').map((m) => m.mountpoint));
+    return layers.filter((l) => !fuse.has(this.path(l)));
+  }
+
+  async restore(inUse: Map<string, number[]>): Promise<void> {
+    for (const [dir, layers] of inUse) {
+      let stats = await this.stats(dir).catch(() => undefined);
+      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
+      if (!stats) {
+        if (!record.args) {
+          this.opts.log(`${dir}: no image.json, cannot start its daemon again; its layers stay unavailable`);
+          continue;
+        }
+        this.opts.log(`${dir}: daemon gone, starting it again (${record.args[0]})`);
+        try {
+          await spawnMountDaemon(record.args, mountpointOf(dir));
+          stats = await this.stats(dir);
+        } catch (err) {
+          this.opts.log(`${dir}: ${(err as Error).message}`);
+          continue;
+        }
+      }
+      const missing = layers.filter((i) => !stats.layers[i]?.lazy);
+      if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
+      if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: stats.layers }));
+    }
+    await this.release(inUse);
+  }
+
+  async release(inUse: Map<string, number[]>): Promise<void> {
+    const names = await readdir(this.opts.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const dir = join(this.opts.dir, name);
+      if (inUse.has(dir) || this.starting.has(dir)) continue;
+      await this.stop(dir);
+      for (const [ref, p] of this.byRef) if ((await p.catch(() => undefined))?.dir === dir) this.byRef.delete(ref);
+    }
+  }
+
+  /** The daemon of the image `req.ref` names now, started if no daemon of that reference holds the layer. */
+  private async daemonFor(req: RemoteRequest): Promise<Daemon> {
+    const known = await this.byRef.get(req.ref)?.catch(() => undefined);
+    if (known?.layers.some((l) => l.digest === req.digest)) return known;
+    const started = this.start(req.ref);
+    this.byRef.set(req.ref, started);
+    started.catch(() => this.byRef.get(req.ref) === started && this.byRef.delete(req.ref));
+    return started;
+  }
+
+  private async start(ref: string): Promise<Daemon> {
+    const dir = join(this.opts.dir, randomBytes(8).toString('hex'));
+    this.starting.add(dir);
+    try {
+      const parsed = parseDockerReference(ref);
+      const plain = this.opts.plainHttpHosts.includes(parsed.domain) ? ['--plain-http'] : [];
+      const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, ...plain, ...this.opts.mountOptions];
+      await mkdir(mountpointOf(dir), { recursive: true });
+      try {
+        await spawnMountDaemon([formatDockerReference(parsed), mountpointOf(dir), ...options], mountpointOf(dir));
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+      const stats = await this.stats(dir);
+      const record: ImageRecord = { ref, args: [formatDockerReference({ ...parsed, digest: stats.manifest }), mountpointOf(dir), ...options] };
+      await writeFile(join(dir, 'image.json.new'), JSON.stringify(record));
+      await rename(join(dir, 'image.json.new'), join(dir, 'image.json'));
+      const lazy = stats.layers.filter((l) => l.lazy).length;
+      this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms at ${mountpointOf(dir)}`);
+      if (lazy > 0) return { dir, ref, layers: stats.layers };
+      await this.stop(dir);
+      const none: Daemon = { ref, layers: stats.layers };
+      setTimeout(() => void this.byRef.get(ref)?.then((d) => d === none && this.byRef.delete(ref)), NOTHING_LAZY_MS).unref();
+      return none;
+    } finally {
+      this.starting.delete(dir);
+    }
+  }
+
+  private async stats(dir: string): Promise<StatsReport> {
+    return (await control(mountPaths(mountpointOf(dir)).socket, { op: 'stats' }, 5_000)) as StatsReport;
+  }
+
+  /** Unmounts (the daemon, or by force what it left) and deletes the image's directory. */
+  private async stop(dir: string): Promise<void> {
+    const mnt = mountpointOf(dir);
+    await stopMountDaemon(mnt, { force: true, waitMs: 20_000 }).catch((err: Error) => this.opts.log(`${dir}: ${err.message}`));
+    await rm(mountPaths(mnt).dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
+  }
+}

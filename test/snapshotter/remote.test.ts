@@ -1,0 +1,253 @@
+// Remote (lazy) snapshots under a real containerd + runc, a real Distribution and FUSE:
+// `ctr-remote image rpull` of eStargz and zstd:chunked images mounts their layers lazily (one mount
+// daemon per image) and containerd's content store gets only manifest and config; `ctr run` runs on
+// them and writes only into its upper dir; a plain gzip layer and a layer whose TOC does not verify
+// are unpacked by containerd instead; restarting the service (cleanly, kill -9) while a container
+// reads leaves the container running; a dead image daemon is started again before the service
+// serves; CRI's labels mount lazily too; removing the image leaves no mount and no directory.
+// The daemons get `--background-quiet 600`: "fetched only metadata and TOCs" must not race the fill.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { listMounts } from '../../src/mount/stale.js';
+import type { StatsReport } from '../../src/mount/image-mount.js';
+import { sha256, type Digest } from '../../src/oci/digest.js';
+import { snapshotsService } from '../../src/snapshotter/service.js';
+import { buildImage } from '../fixtures/image.js';
+import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';
+import { getImage, pushBadToc, pushMixed } from '../helpers/mixed-image.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { snapshotRows, snapshotRowsAfterRestart, startService, type RunningService } from './helpers/service.js';
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
+const MESSAGE = 'hello from layer 1\n';
+const REMOTE = 'containerd.io/snapshot/remote';
+
+let work: string;
+let registry: RunningRegistry | undefined;
+let containerd: RunningContainerd | undefined;
+let service: RunningService | undefined;
+let env: NodeJS.ProcessEnv;
+
+const root = () => join(work, 'snapshotter');
+const socket = () => join(work, 'snapshotter.sock');
+const ref = (tag: string) => `${registry!.host}/test/app:${tag}`;
+const snapshots = () => snapshotRows(containerd!);
+const starling = (...args: string[]) => run(process.execPath, ['--import', 'tsx', CLI, ...args], { env, timeout: 120_000 });
+
+async function start(): Promise<void> {
+  service = await startService(socket(), root(), ['--config', join(work, 'snapshotter.json')], env);
+}
+
+/** Chain IDs of an image's layers, bottom first: the names its layers are committed under. */
+async function chainOf(tag: string): Promise<Digest[]> {
+  const { config } = await getImage(registry!, 'test/app', tag);
+  const chain: Digest[] = [];
+  for (const d of config.rootfs.diff_ids) chain.push(chain.length === 0 ? d : sha256(`${chain[chain.length - 1]} ${d}`));
+  return chain;
+}
+
+const labelsOf = async (name: string) => (JSON.parse(await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'info', name)) as { Labels?: Record<string, string> }).Labels ?? {};
+
+/** The image daemons' mount directories (ROOT/images/ * /mnt). */
+const imageDirs = async () => (await readdir(join(root(), 'images')).catch(() => [] as string[])).map((d) => join(root(), 'images', d, 'mnt'));
+
+async function daemonStats(): Promise<StatsReport[]> {
+  const out: StatsReport[] = [];
+  for (const mnt of await imageDirs()) out.push(JSON.parse((await starling('stats', mnt, '--json')).stdout) as StatsReport);
+  return out;
+}
+
+const starlingMounts = async () => (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) && m.fstype === 'fuse.starling');
+
+/** Removes the image; afterwards no snapshot, no snapshot or image directory and no mount is left. */
+async function removeImage(tag: string): Promise<void> {
+  await containerd!.ctr('image', 'rm', '--sync', ref(tag));
+  assert.deepEqual(await snapshots(), []);
+  assert.deepEqual(await readdir(join(root(), 'snapshots')), []);
+  assert.deepEqual(await readdir(join(root(), 'images')).catch(() => []), []);
+  assert.deepEqual(await starlingMounts(), []);
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'starling-remote-'));
+  env = { ...process.env, STARLING_RUN_DIR: join(work, 'run') };
+  // busybox (the static binary, sh a link to it), a layer with one file, a layer of more files.
+  const rootfs = join(work, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
+  await chmod(join(rootfs, 'bin/busybox'), 0o755);
+  await symlink('busybox', join(rootfs, 'bin/sh'));
+  await run('tar', ['-C', rootfs, '-cf', join(work, 'busybox.tar'), '.']);
+  const data: Record<string, string> = {};
+  for (let i = 0; i < 40; i++) data[`data/f${i}.txt`] = `file ${i} `.repeat(200 + i);
+  const src = join(work, 'oci');
+  await buildImage(src, { layers: [{ tar: join(work, 'busybox.tar') }, { files: { 'etc/msg': MESSAGE } }, { files: data }] }, 'v1');
+
+  registry = await startRegistry();
+  await starling('convert', `oci:${src}:v1`, `docker://${ref('esgz')}`, '--format', 'estargz');
+  await starling('convert', `oci:${src}:v1`, `docker://${ref('zstd')}`, '--format', 'zstd:chunked');
+  await pushMixed(registry, src, 'test/app', 'esgz');
+  await pushBadToc(registry, 'test/app', 'esgz', 'badtoc', 1);
+  await writeFile(join(work, 'snapshotter.json'), JSON.stringify({ mountOptions: ['--background-quiet', '600'] }));
+  await start();
+  await mkdir(join(work, 'containerd'));
+  containerd = await startContainerd(join(work, 'containerd'), socket());
+});
+
+after(async () => {
+  await containerd?.stop().catch((err: Error) => process.stderr.write(`containerd stop: ${err.message}\n`));
+  await service?.stop('SIGTERM').catch(() => {});
+  // Whatever image daemons a failed test left: stopped, their mounts detached.
+  for (const mnt of await imageDirs().catch(() => [])) await starling('umount', '--force', mnt).catch(() => {});
+  if (work) await rm(work, { recursive: true, force: true });
+  await registry?.stop().catch(() => {});
+});
+
+test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only manifest and config in the content store, only TOCs fetched', { timeout: 180_000 }, async () => {
+  await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', ref('esgz'));
+  const chain = await chainOf('esgz');
+  assert.deepEqual((await snapshots()).map((r) => [r[0], r[2]]), chain.map((c) => [c, 'Committed']).sort((a, b) => a[0]!.localeCompare(b[0]!)));
+  for (const c of chain) assert.equal((await labelsOf(c))[REMOTE], 'remote snapshot', `${c} is a remote snapshot`);
+
+  const { m } = await getImage(registry!, 'test/app', 'esgz');
+  const content = await containerd!.ctr('content', 'ls', '--quiet');
+  assert.ok(content.includes(m.config.digest), 'the config is in the content store');
+  for (const l of m.layers) assert.ok(!content.includes(l.digest), `layer ${l.digest} is not in the content store`);
+
+  const stats = await daemonStats();
+  assert.equal(stats.length, 1, 'one daemon for the image');
+  const s = stats[0]!;
+  assert.equal(s.mode, 'layers');
+  assert.deepEqual(s.layers.map((l) => [l.digest, l.lazy]), m.layers.map((l) => [l.digest, true]));
+  for (const l of s.layers) {
+    assert.ok(l.requests <= 2, `layer ${l.digest}: footer and TOC only (${l.requests} requests)`);
+    assert.equal(l.background.done, 0);
+  }
+  assert.equal(s.totals.servedBytes, 0, 'nothing read yet');
+  assert.equal((await starlingMounts()).length, 3, 'one FUSE mount per layer');
+});
+
+test('ctr run on the lazy layers prints the right output; the container writes into its upper dir only', { timeout: 180_000 }, async () => {
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-rm', '/bin/sh', '-c', 'cat /etc/msg; cat /data/f7.txt | busybox wc -c');
+  assert.equal(out, `${MESSAGE}${'file 7 '.length * 207}\n`);
+
+  await containerd!.ctr('run', '--snapshotter', 'starling', ref('esgz'), 'lazy-keep', '/bin/sh', '-c', 'echo written > /etc/new; echo changed > /etc/msg');
+  const active = (await snapshots()).filter((r) => r[2] === 'Active');
+  assert.equal(active.length, 1);
+  const mountCmd = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'mounts', '/mnt', active[0]![0]!);
+  const upper = /upperdir=([^,\s]+)/.exec(mountCmd)?.[1] ?? '';
+  const lowers = (/lowerdir=([^,\s]+)/.exec(mountCmd)?.[1] ?? '').split(':');
+  assert.equal(lowers.length, 3);
+  for (const l of lowers) assert.ok(l.startsWith(join(root(), 'images')), `lower dir ${l} is a lazy layer's mount`);
+  assert.equal(await readFile(join(upper, 'etc/new'), 'utf8'), 'written\n');
+  assert.equal(await readFile(join(upper, 'etc/msg'), 'utf8'), 'changed\n');
+  assert.equal(await readFile(join(lowers[1]!, 'etc/msg'), 'utf8'), MESSAGE, 'the layer itself is unchanged');
+  for (const l of lowers) assert.ok(!existsSync(join(l, 'etc/new')));
+  assert.equal((await readdir(join(root(), 'snapshots'))).length, 1, 'the container snapshot is the only directory under snapshots/');
+  await containerd!.ctr('container', 'rm', 'lazy-keep');
+  const served = (await daemonStats())[0]!.totals.servedBytes;
+  assert.ok(served > 0, 'the files came from the lazy mounts');
+});
+
+test('restarting the service, cleanly or after kill -9, while a container reads: it goes on, snapshots unchanged', { timeout: 180_000 }, async () => {
+  const pidsBefore = (await daemonStats()).map((s) => s.pid);
+  const before = await snapshots();
+  // Reads a lazily served file for ~6 s, failing if any read fails.
+  const reader = containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-reader', '/bin/sh', '-c', 'for i in $(busybox seq 1 60); do cat /data/f$((i % 40)).txt > /dev/null || exit 3; busybox usleep 100000; done; cat /etc/msg');
+  await new Promise((r) => setTimeout(r, 1500));
+  await service!.stop('SIGTERM');
+  await start();
+  await service!.stop('SIGKILL');
+  await start();
+  assert.equal(await reader, MESSAGE, 'the container ran to its end');
+  assert.deepEqual(await snapshotRowsAfterRestart(containerd!), before);
+  assert.deepEqual((await daemonStats()).map((s) => s.pid), pidsBefore, 'the image daemon was adopted, not started again');
+});
+
+test('a dead image daemon is started again, on the same paths, before the restarted service serves', { timeout: 180_000 }, async () => {
+  const [s] = await daemonStats();
+  await service!.stop('SIGTERM');
+  process.kill(s!.pid, 'SIGKILL');
+  await start();
+  assert.match(service!.log(), /daemon gone, starting it again/);
+  const [again] = await daemonStats();
+  assert.notEqual(again!.pid, s!.pid);
+  assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
+  assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-again', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+});
+
+test('removing the image leaves no snapshot, no directory and no mount', { timeout: 180_000 }, async () => {
+  await removeImage('esgz');
+});
+
+test('a zstd:chunked image runs from lazy layers', { timeout: 180_000 }, async () => {
+  await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', ref('zstd'));
+  for (const c of await chainOf('zstd')) assert.equal((await labelsOf(c))[REMOTE], 'remote snapshot');
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('zstd'), 'zstd-run', '/bin/sh', '-c', 'cat /etc/msg; cat /data/f3.txt | busybox wc -c');
+  assert.equal(out, `${MESSAGE}${'file 3 '.length * 203}\n`);
+  assert.deepEqual((await daemonStats())[0]!.layers.map((l) => l.format), ['zstd:chunked', 'zstd:chunked', 'zstd:chunked']);
+  await removeImage('zstd');
+});
+
+test('a plain gzip layer is unpacked by containerd, the layers above are lazy; the container runs', { timeout: 180_000 }, async () => {
+  await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', ref('mixed'));
+  const chain = await chainOf('mixed');
+  const kinds = [];
+  for (const c of chain) kinds.push((await labelsOf(c))[REMOTE] ?? 'unpacked');
+  assert.deepEqual(kinds, ['unpacked', 'remote snapshot', 'remote snapshot']);
+  assert.match(service!.log(), /unpacked by containerd: not lazy/);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('mixed'), 'mixed-run', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+  await removeImage('mixed');
+});
+
+test('a layer whose TOC does not verify is not mounted lazily: containerd unpacks it and the container runs', { timeout: 180_000 }, async () => {
+  await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', ref('badtoc'));
+  const chain = await chainOf('badtoc');
+  const kinds = [];
+  for (const c of chain) kinds.push((await labelsOf(c))[REMOTE] ?? 'unpacked');
+  assert.deepEqual(kinds, ['remote snapshot', 'unpacked', 'remote snapshot']);
+  assert.match(service!.log(), /TOC was refused/);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('badtoc'), 'badtoc-run', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+  await removeImage('badtoc');
+});
+
+test("CRI's labels (as the CRI plugin sends them, over gRPC) mount a layer lazily; Remove and Cleanup unmount it", { timeout: 180_000 }, async () => {
+  const { m } = await getImage(registry!, 'test/app', 'esgz');
+  const [c0] = await chainOf('esgz');
+  const Client = snapshotsService();
+  const client = new Client(`unix:${socket()}`, grpc.credentials.createInsecure());
+  const call = <T>(method: string, req: object) =>
+    new Promise<T>((resolve, reject) => (client as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null, v: T) => void) => void>)[method]!(req, (e, v) => (e ? reject(e) : resolve(v))));
+  try {
+    const labels = {
+      'containerd.io/snapshot.ref': c0!,
+      'containerd.io/snapshot/cri.image-ref': ref('esgz'),
+      'containerd.io/snapshot/cri.layer-digest': m.layers[0]!.digest,
+      'containerd.io/snapshot/cri.image-layers': m.layers.map((l) => l.digest).join(','),
+    };
+    await assert.rejects(call('Prepare', { key: `k8s.io/1/extract-1 ${c0}`, parent: '', labels }), (e: grpc.ServiceError) => e.code === grpc.status.ALREADY_EXISTS);
+    const { info } = await call<{ info: { kind: string; labels: Record<string, string> } }>('Stat', { key: c0 });
+    assert.equal(info.kind, 'COMMITTED');
+    assert.equal(info.labels[REMOTE], 'remote snapshot');
+    assert.equal((await starlingMounts()).length, 3, "the image's daemon mounts its lazy layers");
+    await call('Remove', { key: c0 });
+    await call('Cleanup', {});
+    assert.deepEqual(await starlingMounts(), []);
+    assert.deepEqual(await readdir(join(root(), 'images')), []);
+  } finally {
+    client.close();
+  }
+});
