@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { claimedCodec, claimsFormat, keepOwnFormatAnnotations, seekableCodec, withoutFormatAnnotations } from '../format/codecs.js';
 import { openLayerToc } from '../format/open.js';
+import { configPlatform, walkImage, type ImageManifestNode, type IndexNode } from '../image/manifest-walk.js';
 import type { LayerFormat } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
 import { OciLayoutDestination } from '../oci/layout.js';
@@ -17,7 +18,7 @@ import { Annotation, layerCompression, MediaType } from '../oci/mediatypes.js';
 import { formatPlatform, isAttestationManifest, normalizePlatform } from '../oci/platform.js';
 import type { ImageDestination, ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../oci/types.js';
-import { parseConfig, parseManifestOrIndex, ValidationError } from '../oci/validate.js';
+import { ValidationError } from '../oci/validate.js';
 import { jsonBytes, putJSONBlob, putManifestBytes } from './blobs.js';
 import { convertLayer, ConvertError } from './layer.js';
 import { ByteCounter } from '../oci/byte-counter.js';
@@ -87,8 +88,6 @@ type Plan =
   | { kind: 'image'; desc: Descriptor; manifest: ImageManifest; config: ImageConfig; platform: Platform; label: string }
   | { kind: 'carry'; desc: Descriptor };
 
-const IMAGE_CONFIG_TYPES: readonly string[] = [MediaType.ociConfig, MediaType.dockerConfig];
-
 /** OCI media type for a Docker one (same bytes); OCI types unchanged. */
 function ociType(mediaType: string): string {
   switch (mediaType) {
@@ -111,10 +110,6 @@ function samePlatform(a: Platform, b: Platform): boolean {
   const x = normalizePlatform(a);
   const y = normalizePlatform(b);
   return x.os === y.os && x.architecture === y.architecture && (x.variant ?? '') === (y.variant ?? '');
-}
-
-function configPlatform(c: ImageConfig): Platform {
-  return { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
 }
 
 
@@ -144,42 +139,46 @@ class Converter {
 
   // ---- plan -------------------------------------------------------------------------------
 
-  private async plan(desc: Descriptor, bytes: Buffer, label: string, entry?: Descriptor): Promise<Plan> {
-    const doc = parseManifestOrIndex(bytes, desc.mediaType, label);
-    if (doc.kind === 'index') {
-      const entries: Array<{ entry: Descriptor; plan: Plan }> = [];
-      const selected = new Set<string>();
-      for (const [i, child] of doc.index.manifests.entries()) {
-        if (isAttestationManifest(child)) continue; // decided below, once we know which images stay
-        const childLabel = `${label}.manifests[${i}]`;
-        const plan = await this.plan(child, await this.src.fetchJSONBytes(child), childLabel, child);
-        if (plan.kind === 'image' && !this.wanted(plan.platform)) continue;
-        if (plan.kind === 'index' && plan.entries.length === 0) continue;
-        selected.add(child.digest);
-        entries.push({ entry: child, plan });
-      }
-      // Attestations follow the image they describe: dropped with it when it is not selected, kept
-      // when it is (or when they name nothing in this index).
-      const images = new Set(doc.index.manifests.filter((m) => !isAttestationManifest(m)).map((m) => m.digest));
-      const out = doc.index.manifests
-        .map((child) => {
-          if (isAttestationManifest(child)) {
-            const subject = child.annotations?.[Annotation.dockerReferenceDigest];
-            const keep = subject === undefined || selected.has(subject) || !images.has(subject as Digest);
-            return keep ? { entry: child, plan: { kind: 'carry', desc: child } as Plan } : undefined;
-          }
-          return entries.find((e) => e.entry === child);
-        })
-        .filter((e): e is { entry: Descriptor; plan: Plan } => e !== undefined);
-      return { kind: 'index', desc, index: doc.index, entries: out };
-    }
-    const manifest = doc.manifest;
-    if (!IMAGE_CONFIG_TYPES.includes(manifest.config.mediaType)) {
-      if (entry === undefined) throw new ConvertError(`${this.src.description} is not a container image (config media type ${manifest.config.mediaType})`);
+  /** The whole source image, every manifest and config read and validated. */
+  private plan(): Promise<Plan> {
+    return walkImage<Plan>(this.src, {
+      // Attestations are decided by planIndex, once it is known which images stay.
+      select: (node) => node.index.manifests.filter((m) => !isAttestationManifest(m)),
+      manifest: (node) => this.planManifest(node),
+      index: (node, children) => this.planIndex(node, children),
+    });
+  }
+
+  private planIndex(node: IndexNode, children: Array<{ entry: Descriptor; value: Plan }>): Plan {
+    const entries = children
+      .filter(({ value: plan }) => !(plan.kind === 'image' && !this.wanted(plan.platform)) && !(plan.kind === 'index' && plan.entries.length === 0))
+      .map(({ entry, value }) => ({ entry, plan: value }));
+    const selected = new Set<string>(entries.map((e) => e.entry.digest));
+    // Attestations follow the image they describe: dropped with it when it is not selected, kept
+    // when it is (or when they name nothing in this index).
+    const manifests = node.index.manifests;
+    const images = new Set(manifests.filter((m) => !isAttestationManifest(m)).map((m) => m.digest));
+    const out = manifests
+      .map((child) => {
+        if (isAttestationManifest(child)) {
+          const subject = child.annotations?.[Annotation.dockerReferenceDigest];
+          const keep = subject === undefined || selected.has(subject) || !images.has(subject as Digest);
+          return keep ? { entry: child, plan: { kind: 'carry', desc: child } as Plan } : undefined;
+        }
+        return entries.find((e) => e.entry === child);
+      })
+      .filter((e): e is { entry: Descriptor; plan: Plan } => e !== undefined);
+    return { kind: 'index', desc: node.descriptor, index: node.index, entries: out };
+  }
+
+  private async planManifest(node: ImageManifestNode): Promise<Plan> {
+    const { descriptor: desc, manifest } = node;
+    if (!node.isImage) {
+      if (node.entry === undefined) throw new ConvertError(`${this.src.description} is not a container image (config media type ${manifest.config.mediaType})`);
       return { kind: 'carry', desc };
     }
-    const config = parseConfig(await this.src.fetchJSONBytes(manifest.config), `${label}.config`);
-    const platform = entry?.platform ?? configPlatform(config);
+    const config = await node.readConfig();
+    const platform = node.entry?.platform ?? configPlatform(config);
     const name = `manifest[${formatPlatform(platform)}]`;
     manifest.layers.forEach((layer, i) => {
       if (layerCompression(layer.mediaType) === undefined) {
@@ -209,8 +208,8 @@ class Converter {
   // ---- execute ----------------------------------------------------------------------------
 
   async run(): Promise<ConvertSummary> {
-    const { descriptor, bytes } = await this.src.resolveRoot();
-    const plan = await this.plan(descriptor, bytes, 'root');
+    const plan = await this.plan();
+    const descriptor = plan.desc;
     const images = this.images(plan);
     if (this.opts.platforms !== 'all') {
       for (const want of this.opts.platforms) {
@@ -426,11 +425,18 @@ class Converter {
 
   /** Copies a manifest or index with everything it references, byte for byte. */
   private async carry(desc: Descriptor): Promise<void> {
-    const bytes = await this.src.fetchJSONBytes(desc);
-    const doc = parseManifestOrIndex(bytes, desc.mediaType, desc.digest);
-    if (doc.kind === 'index') for (const child of doc.index.manifests) await this.carry(child);
-    else for (const blob of [doc.manifest.config, ...doc.manifest.layers]) await this.copyBlob(blob);
-    await this.dst.putManifest(desc, bytes);
+    const from = { descriptor: desc, bytes: await this.src.fetchJSONBytes(desc) };
+    await walkImage<void>(
+      this.src,
+      {
+        manifest: async ({ descriptor, bytes, manifest }) => {
+          for (const blob of [manifest.config, ...manifest.layers]) await this.copyBlob(blob);
+          await this.dst.putManifest(descriptor, bytes);
+        },
+        index: ({ descriptor, bytes }) => this.dst.putManifest(descriptor, bytes),
+      },
+      { from, field: (node) => node.descriptor.digest },
+    );
   }
 
   private async copyBlob(desc: Descriptor): Promise<void> {

@@ -3,12 +3,12 @@
 import { FileBlob, type BlobSource } from '../blob/source.js';
 import { describeLayerFormat, openLayerBlob, openLayerToc, type LayerBlobInfo, type LayerKind } from '../format/open.js';
 import { TocError, type FileEntry, type LayerToc } from '../format/toc.js';
+import { configPlatform, walkImage, type ImageManifestNode } from '../image/manifest-walk.js';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { Annotation, type LayerCompression } from '../oci/mediatypes.js';
-import { formatPlatform, isAttestationManifest } from '../oci/platform.js';
+import type { LayerCompression } from '../oci/mediatypes.js';
+import { formatPlatform } from '../oci/platform.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
-import { parseConfig, parseManifestOrIndex } from '../oci/validate.js';
 import { hashFile } from './blobs.js';
 
 export interface TocSummary {
@@ -86,7 +86,6 @@ async function inspectLayer(src: ImageSource, desc: Descriptor): Promise<LayerRe
 
 /** Walks the image `src` names; layers shared by several manifests are opened once. */
 export async function inspectImage(src: ImageSource): Promise<ImageReport> {
-  const { descriptor, bytes } = await src.resolveRoot();
   const layers = new Map<string, Promise<LayerReport>>();
   const layer = (d: Descriptor) => {
     let p = layers.get(d.digest);
@@ -94,34 +93,29 @@ export async function inspectImage(src: ImageSource): Promise<ImageReport> {
     return p;
   };
   const manifests: ManifestReport[] = [];
-  let annotations: Record<string, string> | undefined;
-
-  const visit = async (desc: Descriptor, docBytes: Buffer, label: string): Promise<void> => {
-    const doc = parseManifestOrIndex(docBytes, desc.mediaType, label);
-    if (doc.kind === 'index') {
-      if (label === 'root') annotations = doc.index.annotations;
-      for (const [i, child] of doc.index.manifests.entries()) await visit(child, await src.fetchJSONBytes(child), `${label}.manifests[${i}]`);
-      return;
-    }
-    if (label === 'root') annotations = doc.manifest.annotations;
-    const m = doc.manifest;
-    const report: ManifestReport = { descriptor: desc, config: m.config, layers: [] };
+  const inspectManifest = async (node: ImageManifestNode): Promise<Doc> => {
+    const m = node.manifest;
+    const report: ManifestReport = { descriptor: node.descriptor, config: m.config, layers: [] };
     if (m.annotations) report.annotations = m.annotations;
-    if (isAttestationManifest(desc)) {
-      report.attestationFor = desc.annotations?.[Annotation.dockerReferenceDigest] ?? '';
+    if (node.attestationFor !== undefined) {
+      report.attestationFor = node.attestationFor;
     } else {
-      let platform = desc.platform;
-      if (!platform && (m.config.mediaType === 'application/vnd.oci.image.config.v1+json' || m.config.mediaType === 'application/vnd.docker.container.image.v1+json')) {
-        const c = parseConfig(await src.fetchJSONBytes(m.config), `${label}.config`);
-        platform = { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
-      }
+      let platform = node.descriptor.platform;
+      if (!platform && node.isImage) platform = configPlatform(await node.readConfig());
       if (platform) report.platform = formatPlatform(platform);
       report.layers = await Promise.all(m.layers.map(layer));
     }
     manifests.push(report);
+    return { descriptor: node.descriptor, annotations: m.annotations };
   };
-  await visit(descriptor, bytes, 'root');
-  return { reference: src.description, root: descriptor, ...(annotations ? { annotations } : {}), manifests };
+  const root = await walkImage<Doc>(src, { manifest: inspectManifest, index: (node) => ({ descriptor: node.descriptor, annotations: node.index.annotations }) });
+  return { reference: src.description, root: root.descriptor, ...(root.annotations ? { annotations: root.annotations } : {}), manifests };
+}
+
+/** What the report keeps of a document: the root's descriptor and annotations. */
+interface Doc {
+  descriptor: Descriptor;
+  annotations: Record<string, string> | undefined;
 }
 
 export interface LayerFileReport {

@@ -1,13 +1,11 @@
 // From a reference's root (manifest or index) to one platform's image: picks the best match by
 // containerd's ordered platform rules, skips attestation manifests, refuses artifacts that are not
-// images. Works on any ImageSource (docker:// or oci:).
-import { MediaType } from '../oci/mediatypes.js';
+// images. Works on any ImageSource (docker:// or oci:), on the shared descent of manifest-walk.ts.
 import { formatPlatform, hostPlatform, isAttestationManifest, normalizePlatform, platformMatcher } from '../oci/platform.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
-import { parseConfig, parseManifestOrIndex } from '../oci/validate.js';
-
-export class ResolveError extends Error {}
+import { parseConfig } from '../oci/validate.js';
+import { configPlatform, hasImageConfig, ResolveError, walkManifests, type IndexNode } from './manifest-walk.js';
 
 export interface ResolvedManifest {
   /** The index the manifest was picked from, when the reference named one. */
@@ -22,10 +20,6 @@ export interface ImageConfigOf {
 }
 
 export type ResolvedImage = ResolvedManifest & ImageConfigOf;
-
-const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
-// Nested indexes are allowed, but not without end.
-const MAX_DEPTH = 4;
 
 /**
  * Resolves `source`'s root to the manifest for `platform`. Without a platform the host's picks
@@ -44,12 +38,24 @@ export async function resolveImage(source: ImageSource, platform?: Platform): Pr
  * unhandled rejection.
  */
 export async function resolveManifest(source: ImageSource, platform?: Platform): Promise<ResolvedManifest & { config: Promise<ImageConfigOf> }> {
-  const root = await source.resolveRoot();
   const want = normalizePlatform(platform ?? hostPlatform());
-  const img = await pick(source, root.descriptor, root.bytes, want, undefined, 0);
+  const img = await walkManifests<ResolvedManifest>(
+    source,
+    {
+      select: (node) => [bestMatch(source, node, want)],
+      manifest: ({ descriptor, manifest }) => {
+        const artifact = manifest.artifactType ?? (hasImageConfig(manifest) ? undefined : manifest.config.mediaType);
+        if (artifact !== undefined) throw new ResolveError(`${source.description}: ${descriptor.digest} is an artifact of type ${artifact}, not a container image`);
+        return { manifestDescriptor: descriptor, manifest };
+      },
+      // Folded from the inside out: the outermost index is the one named last.
+      index: (node, [chosen]) => ({ ...chosen!.value, index: node.descriptor }),
+    },
+    { field: (node) => `${source.description} ${node.descriptor.digest}` },
+  );
   const config = fetchConfig(source, img).then((c) => {
     if (platform && !img.index) {
-      const have: Platform = { os: c.config.os, architecture: c.config.architecture, ...(c.config.variant ? { variant: c.config.variant } : {}), ...(c.config['os.features'] ? { 'os.features': c.config['os.features'] } : {}) };
+      const have = configPlatform(c.config);
       if (!platformMatcher(want).matches(have)) {
         throw new ResolveError(`${source.description}: the image is for ${formatPlatform(normalizePlatform(have))}, not ${formatPlatform(want)}`);
       }
@@ -70,28 +76,17 @@ async function fetchConfig(source: ImageSource, img: ResolvedManifest): Promise<
   return { config, configBytes };
 }
 
-async function pick(source: ImageSource, desc: Descriptor, bytes: Buffer, platform: Platform, index: Descriptor | undefined, depth: number): Promise<ResolvedManifest> {
-  const doc = parseManifestOrIndex(bytes, desc.mediaType, `${source.description} ${desc.digest}`);
-  if (doc.kind === 'manifest') {
-    const m = doc.manifest;
-    const artifact = m.artifactType ?? (IMAGE_CONFIG_TYPES.has(m.config.mediaType) ? undefined : m.config.mediaType);
-    if (artifact !== undefined) {
-      throw new ResolveError(`${source.description}: ${desc.digest} is an artifact of type ${artifact}, not a container image`);
-    }
-    return { ...(index ? { index } : {}), manifestDescriptor: desc, manifest: m };
-  }
-  if (depth >= MAX_DEPTH) throw new ResolveError(`${source.description}: indexes nested more than ${MAX_DEPTH} deep`);
+/** The entry of an index that serves `platform` best, attestations aside. */
+function bestMatch(source: ImageSource, node: IndexNode, platform: Platform): Descriptor {
+  const entries = node.index.manifests;
   const matcher = platformMatcher(platform);
-  const candidates = doc.index.manifests.filter((d) => !isAttestationManifest(d) && d.platform && matcher.matches(d.platform));
+  const candidates = entries.filter((d) => !isAttestationManifest(d) && d.platform && matcher.matches(d.platform));
   candidates.sort((a, b) => matcher.rank(a.platform!) - matcher.rank(b.platform!));
   const chosen = candidates[0];
-  if (!chosen) {
-    const available = doc.index.manifests.filter((d) => !isAttestationManifest(d) && d.platform).map((d) => formatPlatform(d.platform!));
-    const artifacts = doc.index.manifests.filter((d) => d.artifactType).map((d) => d.artifactType);
-    throw new ResolveError(
-      `${source.description}: no image for platform ${formatPlatform(platform)} (available: ${available.length ? available.join(', ') : 'none'}${artifacts.length ? `; artifacts: ${[...new Set(artifacts)].join(', ')}` : ''})`,
-    );
-  }
-  const childBytes = await source.fetchJSONBytes(chosen);
-  return pick(source, chosen, childBytes, platform, index ?? desc, depth + 1);
+  if (chosen) return chosen;
+  const available = entries.filter((d) => !isAttestationManifest(d) && d.platform).map((d) => formatPlatform(d.platform!));
+  const artifacts = entries.filter((d) => d.artifactType).map((d) => d.artifactType);
+  throw new ResolveError(
+    `${source.description}: no image for platform ${formatPlatform(platform)} (available: ${available.length ? available.join(', ') : 'none'}${artifacts.length ? `; artifacts: ${[...new Set(artifacts)].join(', ')}` : ''})`,
+  );
 }
