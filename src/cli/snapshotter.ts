@@ -2,7 +2,7 @@
 // layers with a usable TOC served lazily by mount daemons (src/snapshotter/ holds the logic).
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ImageDaemons } from '../snapshotter/image-daemons.js';
+import { ImageDaemons, imagesDir } from '../snapshotter/image-daemons.js';
 import { serveSnapshots } from '../snapshotter/service.js';
 import { Snapshotter } from '../snapshotter/snapshotter.js';
 import { parseCommandArgs } from './args.js';
@@ -71,7 +71,7 @@ export const command: Command = {
     let sn: Snapshotter | undefined;
     try {
       const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling snapshotter: ${m}\n`);
-      const remote = new ImageDaemons({ dir: join(root, 'images'), cacheDir: resolve(config.cacheDir ?? join(root, 'cache')), plainHttpHosts: config.plainHttp ?? [], mountOptions: config.mountOptions ?? [], log });
+      const remote = new ImageDaemons({ dir: imagesDir(root), cacheDir: resolve(config.cacheDir ?? join(root, 'cache')), plainHttpHosts: config.plainHttp ?? [], mountOptions: config.mountOptions ?? [], log });
       sn = await Snapshotter.open(root, { remote, log }).catch((err: Error) => {
         throw new UserError(err.message);
       });

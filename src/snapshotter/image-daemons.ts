@@ -19,7 +19,7 @@ import type { RemoteLayers, RemoteRequest } from './remote.js';
 import type { RemoteLayer } from './store.js';
 
 export interface ImageDaemonOptions {
-  /** Where the images' directories go (ROOT/images). */
+  /** Where the images' directories go (imagesDir of the root). */
   dir: string;
   /** The chunk cache all daemons share. */
   cacheDir: string;
@@ -49,6 +49,15 @@ interface Daemon {
 const NOTHING_LAZY_MS = 60_000;
 
 const mountpointOf = (dir: string) => join(dir, 'mnt');
+
+/** Where the snapshotter with root `root` keeps its images' directories. */
+export const imagesDir = (root: string) => join(root, 'images');
+
+/** The mountpoints of the image daemons of the snapshotter with root `root` (for `starling stats`). */
+export async function imageMountpoints(root: string): Promise<string[]> {
+  const dir = imagesDir(root);
+  return (await readdir(dir).catch(() => [] as string[])).map((d) => mountpointOf(join(dir, d)));
+}
 
 export class ImageDaemons implements RemoteLayers {
   /** Daemons by reference as containerd names it: started, starting, or known to serve nothing. */

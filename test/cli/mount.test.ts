@@ -16,7 +16,7 @@ import { CountingBlob } from '../../src/fs/counting-blob.js';
 import { openLayerToc } from '../../src/format/open.js';
 import { LatencyRecorder, LayerMetrics } from '../../src/fs/metrics.js';
 import type { StatsReport } from '../../src/mount/image-mount.js';
-import { detachAll } from '../../src/mount/stale.js';
+import { detachAll, listMounts } from '../../src/mount/stale.js';
 import { digestHex, type Digest } from '../../src/oci/digest.js';
 import type { Descriptor, ImageManifest } from '../../src/oci/types.js';
 import { buildImage } from '../fixtures/image.js';
@@ -167,6 +167,31 @@ for (const [name, mode] of [
     }
   });
 }
+
+test('layers mode: each lazy layer on its own at MOUNTPOINT/N as overlayfs wants a lower dir; a plain gzip layer is neither mounted nor fetched whole', { timeout: 120_000 }, async () => {
+  const mnt = join(work, 'mnt-mixed-layers');
+  await assert.rejects(starling('mount', ref('mixed'), mnt, '--mode', 'layers', '--upper', join(work, 'upper-layers')), /--upper: not with --mode layers/);
+  await mount(ref('mixed'), mnt, '--mode', 'layers', '--cache-dir', join(work, 'cache-mixed-layers'), '--no-background-fetch');
+  try {
+    assert.deepEqual(await readdir(mnt), ['1']);
+    const got = await treeDump(join(mnt, '1'));
+    // Layer 1's whiteouts as overlayfs stores them: a 0/0 character device, an opaque directory.
+    assert.ok(got.some((l) => /^etc\/hostname char .* rdev=0 /.test(l)), got.join('\n'));
+    assert.ok(got.some((l) => l.startsWith('names/new.txt ')));
+    assert.ok(!got.some((l) => l.startsWith('.wh.') || l.includes('/.wh.')));
+    assert.equal(await readFile(join(mnt, '1', 'small/one.txt'), 'utf8'), 'one small file\n');
+    const s = await stats(mnt);
+    assert.equal(s.mode, 'layers');
+    assert.deepEqual(s.layers.map((l) => l.lazy), [false, true]);
+    assert.match(s.layers[0]!.reason!, /plain gzip layer/);
+    // Only its footer was looked at (to tell its format), not the whole layer.
+    assert.ok(s.layers[0]!.requests <= 2 && s.layers[0]!.fetchedBytes < s.layers[0]!.size, JSON.stringify(s.layers[0]));
+  } finally {
+    await umount(mnt);
+  }
+  assert.deepEqual(await readdir(mnt), ['1'], 'the empty target directory stays, nothing is mounted on it');
+  assert.equal((await listMounts()).filter((m) => m.mountpoint.startsWith(`${mnt}/`)).length, 0);
+});
 
 test('laziness: mount fetches only metadata and TOCs, one small file costs its chunk, a warm remount fetches no blob bytes', async () => {
   const m = await manifestOf('estargz');

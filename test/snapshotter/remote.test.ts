@@ -60,11 +60,8 @@ const labelsOf = async (name: string) => (JSON.parse(await containerd!.ctr('snap
 /** The image daemons' mount directories (ROOT/images/ * /mnt). */
 const imageDirs = async () => (await readdir(join(root(), 'images')).catch(() => [] as string[])).map((d) => join(root(), 'images', d, 'mnt'));
 
-async function daemonStats(): Promise<StatsReport[]> {
-  const out: StatsReport[] = [];
-  for (const mnt of await imageDirs()) out.push(JSON.parse((await starling('stats', mnt, '--json')).stdout) as StatsReport);
-  return out;
-}
+/** `starling stats --snapshotter ROOT --json`: one report per image daemon. */
+const daemonStats = async () => JSON.parse((await starling('stats', '--snapshotter', root(), '--json')).stdout) as StatsReport[];
 
 const starlingMounts = async () => (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) && m.fstype === 'fuse.starling');
 
