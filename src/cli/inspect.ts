@@ -1,5 +1,7 @@
-// `starling inspect REF`: index → platform manifests → layers with format, TOC digest, entry count.
+// `starling inspect REF`: index → platform manifests → layers with format, TOC digest, entry count,
+// gzip indexes.
 import { inspectImage, type ImageReport, type LayerReport } from '../convert/inspect.js';
+import type { GzipIndexSummary, LayerGzipIndexReport } from '../convert/inspect-gzip-index.js';
 import { openImageSource } from '../registry/transport.js';
 import { formatBytes } from './_progress.js';
 import { parseCommandArgs } from './args.js';
@@ -9,14 +11,30 @@ const usage = `usage: starling inspect REF [--json] [--plain-http] [--insecure]
 
 Shows an image: its index (if any), every manifest with its platform, and each layer's format
 (estargz, zstd:chunked, gzip, …), whether it can be mounted lazily, its TOC digest and entry
-count (the TOC is read and verified against the manifest's annotation).
+count (the TOC is read and verified against the manifest's annotation). In a registry, the gzip
+indexes beside an image with plain gzip layers (\`starling index --push\`): per layer whether it has
+one, its spans, and whether it verifies against the layer (the referrer's subject is the manifest,
+the index names the layer's digest and size), as a mount checks it.
 REF is oci:DIR[:TAG] or docker://[HOST[:PORT]/]NAME[:TAG][@DIGEST]. Exit code 1 when a layer's
-TOC fails verification.`;
+TOC fails verification (an index that does not verify is shown, as a mount skips it).`;
 
-function layerLine(l: LayerReport, i: number): string {
+function layerLines(l: LayerReport, i: number): string[] {
   const toc = l.toc ? `  toc ${l.toc.tocDigest}  ${l.toc.entries} entries, ${l.toc.chunks} chunks` : '';
   const problem = l.error ? `  ERROR: ${l.error}` : l.lazy ? '' : `  (${l.detail})`;
-  return `    #${i} ${l.digest}  ${formatBytes(l.size).padStart(10)}  ${l.format.padEnd(12)}${toc}${problem}`;
+  const lines = [`    #${i} ${l.digest}  ${formatBytes(l.size).padStart(10)}  ${l.format.padEnd(12)}${toc}${problem}`];
+  if (l.gzipIndex) lines.push(`       ${gzipIndexText(l.gzipIndex)}`);
+  return lines;
+}
+
+function gzipIndexText(g: LayerGzipIndexReport): string {
+  if (g.state === 'none') return `no gzip index: ${g.reason}`;
+  const blob = g.blob ? `gzip index ${g.blob.digest}  ${formatBytes(g.blob.size)}` : 'gzip index';
+  if (g.state === 'refused') return `${blob}  REFUSED: ${g.reason}`;
+  return `${blob}  ${g.spans} spans of ${formatBytes(g.spanSize)}, ${g.entries} entries, verified against the layer`;
+}
+
+function gzipReferrerLine(g: GzipIndexSummary): string {
+  return g.referrer ? `    gzip index referrer ${g.referrer} (via the referrers ${g.via === 'api' ? 'API' : 'tag'})` : '    gzip index referrer: none';
 }
 
 function human(r: ImageReport): string {
@@ -28,13 +46,14 @@ function human(r: ImageReport): string {
       continue;
     }
     lines.push(`  ${m.platform ?? 'unknown platform'}  ${m.descriptor.digest}  config ${m.config?.digest ?? '-'}  ${m.layers.length} layers`);
-    m.layers.forEach((l, i) => lines.push(layerLine(l, i)));
+    if (m.gzipIndexes) lines.push(gzipReferrerLine(m.gzipIndexes));
+    m.layers.forEach((l, i) => lines.push(...layerLines(l, i)));
   }
   return lines.join('\n');
 }
 
 export const command: Command = {
-  summary: 'show an image: platforms, layers, their format and TOC',
+  summary: 'show an image: platforms, layers, their format and TOC, gzip indexes',
   usage,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' }, 'plain-http': { type: 'boolean' }, insecure: { type: 'boolean' } }, usage);

@@ -1,15 +1,18 @@
 // What `starling inspect` and `inspect-layer` report: an image's index → platform manifests →
-// layers with their seekable format, TOC digest and entry count; one layer blob with its TOC.
+// layers with their seekable format, TOC digest and entry count, and (in a registry) the gzip
+// indexes beside the image; one layer blob with its TOC.
 import { FileBlob, type BlobSource } from '../blob/source.js';
-import { describeLayerFormat, openLayerBlob, openLayerToc, type LayerBlobInfo, type LayerKind } from '../format/open.js';
+import { describeLayerFormat, mayUseGzipIndex, openLayerBlob, openLayerToc, type LayerBlobInfo, type LayerKind } from '../format/open.js';
 import { TocError, type FileEntry, type LayerToc } from '../format/toc.js';
 import { configPlatform, walkImage, type ImageManifestNode } from '../image/manifest-walk.js';
+import { registryOf } from '../image/profile-registry.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
 import { hashFile } from './blobs.js';
+import { inspectGzipIndexes, type GzipIndexSummary, type LayerGzipIndexReport } from './inspect-gzip-index.js';
 
 export interface TocSummary {
   tocDigest: Digest;
@@ -33,6 +36,8 @@ export interface LayerReport {
   toc?: TocSummary;
   /** The TOC is there but failed to open or verify. */
   error?: string;
+  /** From a registry, for a layer that has a gzip index or could be lazy through one. */
+  gzipIndex?: LayerGzipIndexReport;
 }
 
 export interface ManifestReport {
@@ -43,6 +48,8 @@ export interface ManifestReport {
   config?: Descriptor;
   annotations?: Record<string, string>;
   layers: LayerReport[];
+  /** From a registry, for an image with a layer that could be lazy through a gzip index. */
+  gzipIndexes?: GzipIndexSummary;
 }
 
 export interface ImageReport {
@@ -103,13 +110,24 @@ export async function inspectImage(src: ImageSource): Promise<ImageReport> {
       let platform = node.descriptor.platform;
       if (!platform && node.isImage) platform = configPlatform(await node.readConfig());
       if (platform) report.platform = formatPlatform(platform);
-      report.layers = await Promise.all(m.layers.map(layer));
+      const [layers, gzipIndexes] = await Promise.all([Promise.all(m.layers.map(layer)), lookForGzipIndexes(src, node) ? inspectGzipIndexes(src, { manifestDescriptor: node.descriptor, manifest: m }) : undefined]);
+      // Copies: a layer's report is shared by the manifests that have the layer, an index is of one manifest.
+      report.layers = layers.map((l) => {
+        const gzipIndex = gzipIndexes?.layers.get(l.digest);
+        return gzipIndex ? { ...l, gzipIndex } : l;
+      });
+      if (gzipIndexes) report.gzipIndexes = gzipIndexes.summary;
     }
     manifests.push(report);
     return { descriptor: node.descriptor, annotations: m.annotations };
   };
   const root = await walkImage<Doc>(src, { manifest: inspectManifest, index: (node) => ({ descriptor: node.descriptor, annotations: node.index.annotations }) });
   return { reference: src.description, root: root.descriptor, ...(root.annotations ? { annotations: root.annotations } : {}), manifests };
+}
+
+/** Gzip indexes are referrers in a registry, of images with a layer that could be lazy through one (as a mount looks for them). */
+function lookForGzipIndexes(src: ImageSource, node: ImageManifestNode): boolean {
+  return registryOf(src) !== undefined && node.isImage && node.manifest.layers.some(mayUseGzipIndex);
 }
 
 /** What the report keeps of a document: the root's descriptor and annotations. */

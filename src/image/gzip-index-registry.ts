@@ -59,6 +59,10 @@ export interface FoundGzipIndexes {
   indexes: Map<Digest, GzipIndex>;
   /** Why the index of a layer was refused, by layer digest. */
   refused: Map<Digest, string>;
+  /** The index blob of each layer in `indexes` or `refused`, by layer digest. */
+  blobs: Map<Digest, Descriptor>;
+  /** Why the artifact `digest` was refused as a whole (its size, type or subject), if it was. */
+  refusedArtifact?: string;
   /** Why there are none, or which blobs were refused. */
   problems: string[];
 }
@@ -81,7 +85,7 @@ const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
  * Never throws for a registry or content problem: a refused blob leaves its layer without index.
  */
 export async function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<FoundGzipIndexes> {
-  const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), problems: [] };
+  const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), blobs: new Map(), problems: [] };
   const registry = registryOf(source);
   if (!registry) return { ...found, problems: ['gzip indexes are found in registries only (docker:// references)'] };
   const subject = image.manifestDescriptor.digest;
@@ -96,6 +100,7 @@ export async function findGzipIndexes(source: ImageSource, image: { manifestDesc
     if (m.subject?.digest !== subject) throw new GzipIndexError(`its subject is ${m.subject?.digest ?? 'missing'}, not the image's manifest ${subject}`);
     for (const blob of m.layers.filter((l) => l.mediaType === GZIP_INDEX_MEDIA_TYPE)) {
       const layer = image.manifest.layers.find((l) => l.digest === blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION]);
+      if (layer) found.blobs.set(layer.digest, blob);
       try {
         if (!layer) throw new GzipIndexError(`it names no layer of the image (${GZIP_INDEX_LAYER_ANNOTATION}: ${blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION] ?? 'missing'})`);
         if (blob.size > MAX_INDEX_BYTES) throw new GzipIndexError(`${blob.size} bytes is more than the ${MAX_INDEX_BYTES} allowed`);
@@ -107,6 +112,7 @@ export async function findGzipIndexes(source: ImageSource, image: { manifestDesc
     }
   } catch (err) {
     found.problems.push(`gzip index of ${subject}: ${(err as Error).message}`);
+    if (found.digest) found.refusedArtifact = (err as Error).message;
   }
   return found;
 }

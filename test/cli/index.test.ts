@@ -1,7 +1,8 @@
 // `starling index` end to end on Distribution 2.8 (the referrers tag schema): an unconverted gzip
 // image pushed unchanged, indexed and pushed as a referrer, discovered through findGzipIndexes, every
 // file of the indexed layer read back through verified spans from the registry; the image's digests
-// never change; small and non-gzip layers are skipped with the reason; --push needs a registry.
+// never change; small and non-gzip layers are skipped with the reason; --push needs a registry;
+// `starling inspect` shows the indexes found and whether they verify.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,12 +14,17 @@ import { promisify } from 'node:util';
 import { decodeGzipIndex, encodeGzipIndex } from '../../src/format/gzipindex/encoding.js';
 import { GZIP_INDEX_ARTIFACT_TYPE } from '../../src/format/gzipindex/media-types.js';
 import { readTarRange } from '../../src/format/gzipindex/span.js';
-import { findGzipIndexes } from '../../src/image/gzip-index-registry.js';
+import type { ImageReport } from '../../src/convert/inspect.js';
+import type { LayerGzipIndexReport } from '../../src/convert/inspect-gzip-index.js';
+import { findGzipIndexes, gzipIndexArtifact } from '../../src/image/gzip-index-registry.js';
 import { registryOf } from '../../src/image/profile-registry.js';
-import { listReferrers } from '../../src/image/referrers.js';
-import { digestHex } from '../../src/oci/digest.js';
+import { listReferrers, pushReferrer, referrersTag } from '../../src/image/referrers.js';
+import { digestHex, sha256 } from '../../src/oci/digest.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
+import { parseIndex } from '../../src/oci/validate.js';
 import { resolveManifest } from '../../src/registry/resolve.js';
 import { openImageSource } from '../../src/registry/transport.js';
+import type { Descriptor } from '../../src/oci/types.js';
 import { buildImage, type BuiltImage } from '../fixtures/image.js';
 import { variedData } from '../format/gzipindex/helpers.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -110,4 +116,69 @@ test('index of an oci: layout writes files; --push there is refused; a bad --spa
   assert.equal(index.checkpoints.length, 1); // 3.6 MiB of tar: one 4 MiB span
   await assert.rejects(starling('index', `oci:${join(work, 'img')}:latest`, '--push'), (err: { code: number; stderr: string }) => err.code === 2 && /--push: .* is not in a registry/.test(err.stderr));
   await assert.rejects(starling('index', ref(), '--span', '1k'), (err: { code: number; stderr: string }) => err.code === 2 && /--span must be 64KiB to 64MiB/.test(err.stderr));
+});
+
+const reasonOf = (g: LayerGzipIndexReport | undefined) => (g && 'reason' in g ? g.reason : '');
+
+test('inspect shows per layer whether a gzip index exists, its spans, and whether it verifies (subject, layer digest and size)', T, async () => {
+  const repoRef = `docker://${registry.host}/index/inspect:1`;
+  await run('skopeo', ['copy', '-q', '--preserve-digests', '--dest-tls-verify=false', `oci:${join(work, 'img')}:latest`, repoRef]);
+  const [big, small] = built.layers.map((l) => l.descriptor) as [Descriptor, Descriptor];
+  const inspect = async () => {
+    const { stdout } = await starling('inspect', repoRef, '--json');
+    const m = (JSON.parse(stdout) as ImageReport).manifests[0]!;
+    return { summary: m.gzipIndexes, big: m.layers[0]!.gzipIndex, small: m.layers[1]!.gzipIndex };
+  };
+
+  // No index yet: both plain gzip layers say so.
+  let r = await inspect();
+  assert.deepEqual([r.summary?.referrer, r.summary?.via], [null, 'tag']);
+  assert.deepEqual([r.big?.state, r.small?.state], ['none', 'none']);
+  assert.match(reasonOf(r.big), /no gzip index refers to sha256:/);
+
+  // Indexed: the large layer's index verifies; the small layer has none in the referrer.
+  const out = join(work, 'inspect-out');
+  const indexed = JSON.parse((await starling('index', repoRef, '--span', '64KiB', '--min-layer-size', '1MiB', '--push', '--out', out, '--json')).stdout) as { referrer: { digest: string }; layers: Array<{ spans?: number }> };
+  const stored = await readFile(join(out, `${digestHex(big.digest)}.gzindex`));
+  r = await inspect();
+  assert.deepEqual(r.summary, { referrer: indexed.referrer.digest, via: 'tag', problems: [] });
+  assert.deepEqual(r.big, { state: 'verified', blob: { digest: sha256(stored), size: stored.length }, spans: indexed.layers[0]!.spans, spanSize: 64 << 10, entries: 6 });
+  assert.equal(r.small?.state, 'none');
+  assert.match(reasonOf(r.small), new RegExp(`gzip index ${indexed.referrer.digest} has none for this layer`));
+  const text = (await starling('inspect', repoRef)).stdout;
+  assert.match(text, new RegExp(`\\n {4}gzip index referrer ${indexed.referrer.digest} \\(via the referrers tag\\)\\n {4}#0 ${big.digest} .*\\n {7}gzip index ${sha256(stored)} .* ${indexed.layers[0]!.spans} spans of 64.0 KiB, 6 entries, verified against the layer\\n {4}#1 ${small.digest} .*\\n {7}no gzip index: gzip index sha256:`));
+
+  // A newer referrer whose blob for the large layer is the small layer's index: refused for its digest and size; shown, not a failure.
+  await starling('index', `oci:${join(work, 'img')}:latest`, '--min-layer-size', '0', '--out', out);
+  const wrong = await readFile(join(out, `${digestHex(small.digest)}.gzindex`));
+  const source = await openImageSource(repoRef, { plainHttp: true });
+  try {
+    const image = await resolveManifest(source);
+    const { client, repository } = registryOf(source)!;
+    const subject = image.manifestDescriptor;
+    const pushed = await pushReferrer(client, repository, gzipIndexArtifact(subject, [{ layer: big, stored: wrong }], new Date('2100-01-01T00:00:00Z')));
+    r = await inspect();
+    assert.equal(r.summary?.referrer, pushed.descriptor.digest);
+    assert.equal(r.big?.state, 'refused');
+    assert.deepEqual(r.big && 'blob' in r.big && r.big.blob, { digest: sha256(wrong), size: wrong.length });
+    assert.match(reasonOf(r.big), new RegExp(`its gzip index was refused: .*it is the index of ${small.digest}`));
+    const shown = await starling('inspect', repoRef);
+    assert.match(shown.stdout, new RegExp(`\\n {7}gzip index ${sha256(wrong)} .* REFUSED: its gzip index was refused: `));
+
+    // Newest of all, listed under this image's referrers tag but the index of another manifest: refused as a whole.
+    const other = { ...subject, digest: sha256('another image') };
+    const foreign = gzipIndexArtifact(other, [{ layer: big, stored }], new Date('2101-01-01T00:00:00Z'));
+    const { descriptor } = await pushReferrer(client, repository, foreign);
+    const tag = parseIndex((await client.getManifest(repository, referrersTag(subject.digest))).bytes);
+    await client.putManifest(repository, referrersTag(subject.digest), MediaType.ociIndex, Buffer.from(JSON.stringify({ ...tag, manifests: [...tag.manifests, descriptor] })));
+    r = await inspect();
+    assert.equal(r.summary?.referrer, descriptor.digest);
+    assert.match(r.summary?.problems.join('\n') ?? '', new RegExp(`its subject is ${other.digest}, not the image's manifest ${subject.digest}`));
+    for (const layer of [r.big, r.small]) {
+      assert.equal(layer?.state, 'refused');
+      assert.match(reasonOf(layer), new RegExp(`gzip index ${descriptor.digest} was refused: its subject is ${other.digest}`));
+    }
+  } finally {
+    await source.close();
+  }
 });
