@@ -1,14 +1,54 @@
-// Carries out an overlay plan: `mount -t overlay` with the options the planner shares with the
-// snapshotter's answers to containerd.
+// The executor of mount plans (plan.ts): creates the directories, mounts each FUSE mount with the
+// filesystem the caller makes for its layer(s), then the overlay; `unmount()` undoes what was done,
+// in reverse order, also after a plan failed half-way.
 import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { overlayOptions, type OverlayPlan } from './plan.js';
+import type { FuseMount } from '../fs/fuse.js';
+import type { LazyFs } from '../fs/lazyfs.js';
+import { overlayOptions, type FuseMountPlan, type MountPlan } from './plan.js';
 
 const run = promisify(execFile);
 
 /** The source name that marks an overlay as Starling's (stale-mount recovery looks for it). */
 export const OVERLAY_SOURCE = 'starling-overlay';
 
-export async function mountOverlay(plan: OverlayPlan): Promise<void> {
-  await run('mount', ['-t', 'overlay', OVERLAY_SOURCE, '-o', overlayOptions(plan.lowers, plan.upper).join(','), plan.target]);
+export interface ExecuteOptions {
+  /** The filesystem a FUSE mount of the plan serves. */
+  fsFor(layer: FuseMountPlan['layer']): LazyFs;
+  fsname: string;
+  timeoutMs: number;
+  log(message: string): void;
+}
+
+export class PlanMounts {
+  private readonly fuse: FuseMount[] = [];
+  private overlay?: string;
+
+  /** Carries `plan` out; on failure what got mounted stays recorded for `unmount()`. */
+  async apply(plan: MountPlan, opts: ExecuteOptions): Promise<void> {
+    for (const dir of plan.dirs) await mkdir(dir, { recursive: true });
+    // Loaded by the caller ahead of time (while the TOCs were on their way): a cached import here.
+    const { mountFuse } = await import('../fs/fuse.js');
+    for (const f of plan.fuse) {
+      const fsname = f.layer === 'merged' ? opts.fsname : `${opts.fsname}#${f.layer}`;
+      this.fuse.push(await mountFuse(f.target, opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname, log: opts.log }));
+    }
+    if (plan.overlay) {
+      await run('mount', ['-t', 'overlay', OVERLAY_SOURCE, '-o', overlayOptions(plan.overlay.lowers, plan.overlay.upper).join(','), plan.overlay.target]);
+      this.overlay = plan.overlay.target;
+    }
+  }
+
+  /** Unmounts the overlay, then the FUSE mounts, last first; returns what could not be unmounted. */
+  async unmount(): Promise<string[]> {
+    const errors: string[] = [];
+    if (this.overlay) {
+      const target = this.overlay;
+      await run('umount', [target]).catch(() => run('umount', ['-l', target]).catch((e: Error) => errors.push(e.message)));
+      this.overlay = undefined;
+    }
+    for (const f of this.fuse.splice(0).reverse()) await f.unmount().catch((e: Error) => errors.push(`${f.mountpoint}: ${e.message}`));
+    return errors;
+  }
 }

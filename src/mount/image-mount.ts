@@ -3,10 +3,8 @@
 // FUSE mount, one per layer stacked by kernel overlayfs (--mode overlay), or one per lazy layer
 // for containerd to stack (--mode layers) — optionally under a writable overlay (--upper), then
 // start prefetch. `close()` undoes all of it in reverse order.
-import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { BlobSource } from '../blob/source.js';
@@ -24,7 +22,6 @@ import { ChunkCache } from '../fs/chunk-cache.js';
 import { ChunkStore, type StoreLayer } from '../fs/chunk-store.js';
 import { CountingBlob } from '../fs/counting-blob.js';
 import { DEFAULT_SCHEDULER, FetchScheduler } from '../fs/fetch-scheduler.js';
-import type { FuseMount } from '../fs/fuse.js';
 import { indexLayer, type LayerIndex } from '../fs/layer-index.js';
 import { mayUseGzipIndex, openLayerToc, type GzipIndexLookup } from '../format/open.js';
 import { LazyFs } from '../fs/lazyfs.js';
@@ -34,10 +31,8 @@ import { Prefetcher } from '../fs/prefetcher.js';
 import { buildLayerTree, buildMergedTree, type Tree } from '../fs/tree.js';
 import { TocRangeCache } from '../fs/toc-cache.js';
 import { openWholeLayer } from '../fs/whole-layer.js';
-import { mountOverlay } from './overlay.js';
+import { PlanMounts } from './executor.js';
 import { planImageMount, type MountMode } from './plan.js';
-
-const run = promisify(execFile);
 
 export interface ImageMountOptions {
   ref: string;
@@ -157,8 +152,7 @@ const notServed: StoreLayer['decodeChunk'] = () => {
 
 export class ImageMount {
   readonly timings: MountTimings = { manifestMs: 0, layersMs: 0, mountedMs: 0 };
-  private readonly fuseMounts: FuseMount[] = [];
-  private overlayMounted = false;
+  private readonly mounts = new PlanMounts();
   private prefetcher?: Prefetcher;
   private profile = profileStatus('off');
   private closed = false;
@@ -254,18 +248,13 @@ export class ImageMount {
     this.store = store;
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
     const plan = planImageMount({ mode: opts.mode, mountpoint: opts.mountpoint, workDir: opts.workDir, layers: opened, ...(opts.upper ? { upper: opts.upper } : {}) });
-    for (const dir of plan.dirs) await mkdir(dir, { recursive: true });
-    const { mountFuse } = await fuse;
+    await fuse; // a failure to load fuse-native is reported as such, before any mount
     let mergedTree: Tree | undefined;
-    for (const f of plan.fuse) {
-      const tree = f.layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[f.layer]!, f.layer, opts.log);
-      const name = f.layer === 'merged' ? fsname : `${fsname}#${f.layer}`;
-      this.fuseMounts.push(await mountFuse(f.target, new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch }), { timeoutMs: opts.fuseTimeoutMs, fsname: name, log: opts.log }));
-    }
-    if (plan.overlay) {
-      await mountOverlay(plan.overlay);
-      this.overlayMounted = true;
-    }
+    const fsFor = (layer: 'merged' | number) => {
+      const tree = layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[layer]!, layer, opts.log);
+      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch });
+    };
+    await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     lap('mountedMs');
     const t = this.timings;
     opts.log(`process up ${Math.round(t0)} ms before; mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
@@ -386,12 +375,7 @@ export class ImageMount {
     this.closed = true;
     this.prefetcher?.stop();
     await this.store?.close();
-    const errors: string[] = [];
-    if (this.overlayMounted) {
-      await run('umount', [this.opts.mountpoint]).catch(() => run('umount', ['-l', this.opts.mountpoint]).catch((e: Error) => errors.push(e.message)));
-      this.overlayMounted = false;
-    }
-    for (const f of this.fuseMounts.splice(0).reverse()) await f.unmount().catch((e: Error) => errors.push(`${f.mountpoint}: ${e.message}`));
+    const errors = await this.mounts.unmount();
     for (const l of this.layers.splice(0)) await l.blob.close().catch(() => {});
     await this.source?.close().catch(() => {});
     this.source = undefined;

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { OVERLAY_SOURCE } from './overlay.js';
+import { OVERLAY_SOURCE } from './executor.js';
 
 const run = promisify(execFile);
 
