@@ -303,7 +303,7 @@ test('on an optimised image, the profile and the landmark prefix combine', { tim
   }
 });
 
-test('convert --referrers: the profiles come along, re-targeted to the converted manifest and layers; one that does not verify is left behind with a warning', { timeout: 180_000 }, async () => {
+test('convert --referrers: the profiles come along, re-targeted to the converted manifest and layers; one that does not verify or whose name fails the check at push is left behind with a warning', { timeout: 180_000 }, async () => {
   // A chunk size of its own: the same conversion as ref('estargz') would be the same manifest, with that one's profiles.
   await starling('convert', `oci:${join(work, 'gzip')}:latest`, ref('carry-src'), '--format', 'estargz', '--chunk-size', '131072');
   const source = await manifestOf('carry-src');
@@ -316,6 +316,9 @@ test('convert --referrers: the profiles come along, re-targeted to the converted
   try {
     const stray = Buffer.from(JSON.stringify({ version: 1, layers: [{ digest: `sha256:${'1'.repeat(64)}`, files: [{ path: 'x', ranges: [[0, 1]] }] }] }));
     await pushReferrer(target.client, target.repository, profileArtifact(target.subject, stray, { name: 'stray' }));
+    // A good profile under a name `profile push` refuses: it verifies against the source, the push of its copy refuses the name.
+    const good = Buffer.from(JSON.stringify({ version: 1, layers: [{ digest: source.layers[0]!.digest, files }] }));
+    await pushReferrer(target.client, target.repository, profileArtifact(target.subject, good, { name: 'bad name!' }));
   } finally {
     await target.close();
   }
@@ -326,6 +329,8 @@ test('convert --referrers: the profiles come along, re-targeted to the converted
   const summary = JSON.parse(res.stdout) as { manifests: Array<{ digest: string }>; profiles: Array<{ name: string; subject: string }> };
   assert.deepEqual(summary.profiles.map((p) => [p.name, p.subject]), [['carried', summary.manifests[0]!.digest]]);
   assert.match(res.stderr, /profile sha256:[0-9a-f]{64} \(stray\) of sha256:[0-9a-f]{64} not carried: .*layer/);
+  assert.match(res.stderr, /profile sha256:[0-9a-f]{64} of sha256:[0-9a-f]{64} not carried: profile name "bad name!": use 1-/);
+  assert.equal(res.stderr.match(/not carried/g)?.length, 2);
   assert.equal(await manifestDigest('carry-src'), sourceDigest, 'the source is unchanged');
   const listed = JSON.parse((await starling('profile', 'ls', ref('carry-dst'), '--json')).stdout) as { profiles: Array<{ name: string }> };
   assert.deepEqual(listed.profiles.map((p) => p.name), ['carried']);
