@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
+import type { BlobSource } from '../../src/blob/source.js';
+import { FsError } from '../../src/fs/errors.js';
 import { setup } from './helpers/fixture.js';
 import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
 import { buildPrograms, type BuiltPrograms } from './helpers/elf-programs.js';
@@ -100,6 +102,46 @@ test('no library is fetched ahead for a file that is not an ELF program, for a r
     assert.equal(off.layerMetrics[0]!.requests, 1, 'only the program itself');
   } finally {
     await off.cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
+
+test('a library fetch ahead of the loader that fails is not surfaced: the program reads, nothing is logged, the library is not followed; a later read of it fetches again (EIO while the blob fails, its bytes once it answers)', { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const layer = buildLayer(await image(built));
+  const libfoo = layer.toc.entries.find((e) => e.path === 'app/lib/libfoo.so')!.chunks[0]!;
+  let failing = true;
+  let failures = 0;
+  const blob: BlobSource = {
+    size: layer.blob.size,
+    description: layer.blob.description,
+    async read(offset, length) {
+      if (failing && offset < libfoo.end && offset + length > libfoo.start) {
+        failures++;
+        throw new Error('the registry answered 503');
+      }
+      return layer.blob.read(offset, length);
+    },
+    close: () => layer.blob.close(),
+  };
+  const { fs, metrics, logs, cleanup } = await setup([{ ...layer, blob }]);
+  try {
+    assert.deepEqual(await fs.read('/app/bin/prog', 0, 4096), built.prog.subarray(0, 4096));
+    await fs.libraries!.idle();
+    assert.equal(failures, 1, 'the fetch of libfoo ahead of the loader failed');
+    // libfoo, libc, the interpreter and the loader's cache; libbar, which only libfoo needs, is not reached.
+    assert.equal(metrics.filesAhead, 4);
+    assert.deepEqual(logs, []);
+    // The failure was not kept: the loader's read fetches again, and fails as long as the blob does.
+    await assert.rejects(fs.read('/app/lib/libfoo.so', 0, 832), (err: unknown) => err instanceof FsError && err.code === 'EIO');
+    assert.equal(failures, 2);
+    assert.equal(logs.length, 1);
+    assert.match(logs[0]!, /app\/lib\/libfoo\.so.*503/);
+    failing = false;
+    assert.deepEqual(await fs.read('/app/lib/libfoo.so', 0, 832), built.libfoo.subarray(0, 832));
+    assert.equal(failures, 2);
+  } finally {
+    await cleanup();
     await rm(built.dir, { recursive: true, force: true });
   }
 });
