@@ -110,9 +110,9 @@ export async function inspectImage(src: ImageSource): Promise<ImageReport> {
       let platform = node.descriptor.platform;
       if (!platform && node.isImage) platform = configPlatform(await node.readConfig());
       if (platform) report.platform = formatPlatform(platform);
-      const [layers, gzipIndexes] = await Promise.all([Promise.all(m.layers.map(layer)), lookForGzipIndexes(src, node) ? inspectGzipIndexes(src, { manifestDescriptor: node.descriptor, manifest: m }) : undefined]);
+      const [layerReports, gzipIndexes] = await Promise.all([Promise.all(m.layers.map(layer)), lookForGzipIndexes(src, node) ? inspectGzipIndexes(src, { manifestDescriptor: node.descriptor, manifest: m }) : undefined]);
       // Copies: a layer's report is shared by the manifests that have the layer, an index is of one manifest.
-      report.layers = layers.map((l) => {
+      report.layers = layerReports.map((l) => {
         const gzipIndex = gzipIndexes?.layers.get(l.digest);
         return gzipIndex ? { ...l, gzipIndex } : l;
       });
