@@ -2,7 +2,7 @@
 // (this same program with --foreground) and returns once the daemon reports the mount usable.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { spawnMountDaemon, type DaemonReport } from '../mount/spawn.js';
+import { spawnMountDaemon, type DaemonReport, type SpareAssignment } from '../mount/spawn.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -49,6 +49,7 @@ export const command: Command = {
   summary: 'mount an image lazily (FUSE): contents are fetched when read',
   usage,
   async run(argv) {
+    if (argv.length === 1 && argv[0] === '--spare' && process.send) return command.run(await spareAssignment());
     const { values, positionals } = parseCommandArgs(
       argv,
       {
@@ -149,3 +150,15 @@ export const command: Command = {
     return 0;
   },
 };
+
+/**
+ * A spare daemon (mount/spawn.ts): loads the mount code now, then waits for the arguments of the
+ * mount it will serve; exits if its parent goes away first.
+ */
+async function spareAssignment(): Promise<string[]> {
+  process.once('disconnect', () => process.exit(0));
+  await Promise.all([import('../mount/daemon.js'), import('../fs/fuse.js')]);
+  const { args } = await new Promise<SpareAssignment>((r) => process.once('message', r));
+  process.removeAllListeners('disconnect');
+  return args;
+}

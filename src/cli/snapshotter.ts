@@ -84,7 +84,7 @@ export const command: Command = {
       await service.close();
       return 0;
     } finally {
-      sn?.close();
+      await sn?.close();
       signals.dispose();
     }
   },

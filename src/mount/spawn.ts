@@ -2,7 +2,7 @@
 // its output in the mount's log, and waits until it reports the mount usable (or why not). Used by
 // `starling mount` and by the containerd snapshotter, whose lazy layers live in such daemons so that
 // restarting the service never touches a running container's mounts.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import { mountPaths } from './control.js';
 
@@ -12,11 +12,14 @@ export interface DaemonReport {
   error?: string;
 }
 
-/** `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. */
-export async function spawnMountDaemon(args: string[], mountpoint: string): Promise<{ pid: number; log: string }> {
-  const paths = mountPaths(mountpoint);
-  await mkdir(paths.dir, { recursive: true });
-  const logFile = await open(paths.log, 'a');
+/** The message that hands a spare daemon its mount: `starling mount`'s arguments. */
+export interface SpareAssignment {
+  args: string[];
+}
+
+/** Runs this program again, detached, as `ARGV` with an IPC channel, its output appended to `log`. */
+async function daemonProcess(argv: string[], log: string): Promise<ChildProcess> {
+  const logFile = await open(log, 'a');
   // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
   // `--import NAME` is resolved here first.
   const execArgv = process.execArgv
@@ -25,7 +28,7 @@ export async function spawnMountDaemon(args: string[], mountpoint: string): Prom
   // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
   // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
   // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
-  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, 'mount', ...args, '--foreground'], {
+  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, ...argv], {
     // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
     // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
     // A fixed threshold also stops glibc raising it to 32 MiB, and its trim threshold to 64 MiB,
@@ -36,15 +39,60 @@ export async function spawnMountDaemon(args: string[], mountpoint: string): Prom
     stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
   });
   await logFile.close();
+  return child;
+}
+
+/** Waits for a daemon's report; once ready it is let go (no IPC, not keeping this process alive). */
+async function awaitReady(child: ChildProcess, log: string): Promise<{ pid: number; log: string }> {
   const outcome = await new Promise<DaemonReport>((resolvePromise) => {
     child.on('message', (m: DaemonReport) => resolvePromise(m));
     // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
-    child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${paths.log}` }));
+    child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${log}` }));
     child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
   });
   child.removeAllListeners();
   if (child.connected) child.disconnect();
   child.unref();
   if (!outcome.ready) throw new Error(outcome.error ?? 'mount failed');
-  return { pid: child.pid!, log: paths.log };
+  return { pid: child.pid!, log };
+}
+
+/** `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. */
+export async function spawnMountDaemon(args: string[], mountpoint: string): Promise<{ pid: number; log: string }> {
+  const paths = mountPaths(mountpoint);
+  await mkdir(paths.dir, { recursive: true });
+  return awaitReady(await daemonProcess(['mount', ...args, '--foreground'], paths.log), paths.log);
+}
+
+/**
+ * A daemon started ahead of need for a mount at `mountpoint` (so its log is that mount's): Node
+ * started and the mount code loaded, it waits for its arguments. A service that mounts now and then
+ * (the snapshotter) keeps one, so a mount does not wait for a process to start. It exits when the
+ * process that started it goes away unused.
+ */
+export class SpareDaemon {
+  private constructor(
+    readonly mountpoint: string,
+    private readonly child: ChildProcess,
+    private readonly log: string,
+  ) {}
+
+  static async start(mountpoint: string): Promise<SpareDaemon> {
+    const paths = mountPaths(mountpoint);
+    await mkdir(paths.dir, { recursive: true });
+    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log), paths.log);
+  }
+
+  /** Hands it `starling mount`'s arguments (REF, this MOUNTPOINT, options) and waits until it is mounted. */
+  async use(args: string[]): Promise<{ pid: number; log: string }> {
+    if (!this.child.connected) throw new Error(`the spare mount daemon is gone (${this.child.exitCode ?? this.child.signalCode}); see ${this.log}`);
+    const ready = awaitReady(this.child, this.log);
+    this.child.send({ args: [...args, '--foreground'] } satisfies SpareAssignment);
+    return ready;
+  }
+
+  discard(): void {
+    this.child.kill('SIGKILL');
+    this.child.unref();
+  }
 }

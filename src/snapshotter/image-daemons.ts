@@ -6,12 +6,13 @@
 // never touches a running container's mounts; a restarted service adopts them, or starts dead ones
 // again on the same paths from DIR/image.json (the reference pinned to the manifest mounted).
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { StatsReport } from '../mount/image-mount.js';
 import { control, mountPaths } from '../mount/control.js';
 import { layerTarget } from '../mount/plan.js';
-import { spawnMountDaemon } from '../mount/spawn.js';
+import { SpareDaemon, spawnMountDaemon } from '../mount/spawn.js';
 import { listMounts } from '../mount/stale.js';
 import { stopMountDaemon } from '../mount/stop.js';
 import { formatDockerReference, parseDockerReference } from '../registry/reference.js';
@@ -53,10 +54,11 @@ const mountpointOf = (dir: string) => join(dir, 'mnt');
 /** Where the snapshotter with root `root` keeps its images' directories. */
 export const imagesDir = (root: string) => join(root, 'images');
 
-/** The mountpoints of the image daemons of the snapshotter with root `root` (for `starling stats`). */
+/** The mountpoints of the image daemons of the snapshotter with root `root` that are up (for `starling stats`). */
 export async function imageMountpoints(root: string): Promise<string[]> {
   const dir = imagesDir(root);
-  return (await readdir(dir).catch(() => [] as string[])).map((d) => mountpointOf(join(dir, d)));
+  const dirs = (await readdir(dir).catch(() => [] as string[])).map((d) => join(dir, d));
+  return dirs.filter((d) => existsSync(join(d, 'image.json'))).map(mountpointOf);
 }
 
 export class ImageDaemons implements RemoteLayers {
@@ -64,6 +66,9 @@ export class ImageDaemons implements RemoteLayers {
   private readonly byRef = new Map<string, Promise<Daemon>>();
   /** Directories of daemons being started: Cleanup leaves them alone. */
   private readonly starting = new Set<string>();
+  /** A daemon started ahead, for the next image: a Prepare does not wait for Node to start. */
+  private spare?: Promise<SpareDaemon | undefined>;
+  private closed = false;
 
   constructor(private readonly opts: ImageDaemonOptions) {}
 
@@ -112,6 +117,7 @@ export class ImageDaemons implements RemoteLayers {
       if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: stats.layers }));
     }
     await this.release(inUse);
+    this.prepareSpare();
   }
 
   async release(inUse: Map<string, number[]>): Promise<void> {
@@ -135,15 +141,17 @@ export class ImageDaemons implements RemoteLayers {
   }
 
   private async start(ref: string): Promise<Daemon> {
-    const dir = join(this.opts.dir, randomBytes(8).toString('hex'));
+    const spare = await this.takeSpare();
+    const dir = spare ? dirname(spare.mountpoint) : join(this.opts.dir, randomBytes(8).toString('hex'));
     this.starting.add(dir);
     try {
       const parsed = parseDockerReference(ref);
       const plain = this.opts.plainHttpHosts.includes(parsed.domain) ? ['--plain-http'] : [];
       const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, ...plain, ...this.opts.mountOptions];
+      const args = [formatDockerReference(parsed), mountpointOf(dir), ...options];
       await mkdir(mountpointOf(dir), { recursive: true });
       try {
-        await spawnMountDaemon([formatDockerReference(parsed), mountpointOf(dir), ...options], mountpointOf(dir));
+        await (spare ? spare.use(args) : spawnMountDaemon(args, mountpointOf(dir)));
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
         throw err;
@@ -153,7 +161,7 @@ export class ImageDaemons implements RemoteLayers {
       await writeFile(join(dir, 'image.json.new'), JSON.stringify(record));
       await rename(join(dir, 'image.json.new'), join(dir, 'image.json'));
       const lazy = stats.layers.filter((l) => l.lazy).length;
-      this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms at ${mountpointOf(dir)}`);
+      this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms by a ${spare ? 'spare' : 'new'} daemon at ${mountpointOf(dir)}`);
       if (lazy > 0) return { dir, ref, layers: stats.layers };
       await this.stop(dir);
       const none: Daemon = { ref, layers: stats.layers };
@@ -164,6 +172,35 @@ export class ImageDaemons implements RemoteLayers {
     }
   }
 
+  /** Starts a spare daemon for the next image, unless one is there. */
+  private prepareSpare(): void {
+    if (this.spare || this.closed) return;
+    // Its directory is made when it is used: until then only its log (in the run directory) exists.
+    const dir = join(this.opts.dir, randomBytes(8).toString('hex'));
+    this.spare = SpareDaemon.start(mountpointOf(dir)).catch((err: Error) => {
+      this.opts.log(`cannot start a spare mount daemon: ${err.message}`);
+      return undefined;
+    });
+  }
+
+  /** The spare daemon, if one is ready or starting; a new one is started for the image after. */
+  private async takeSpare(): Promise<SpareDaemon | undefined> {
+    const spare = await this.spare;
+    this.spare = undefined;
+    this.prepareSpare();
+    return spare;
+  }
+
+  /** Discards the spare daemon (the mounting ones live on). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const spare = await this.spare;
+    this.spare = undefined;
+    if (!spare) return;
+    spare.discard();
+    await this.removeDir(dirname(spare.mountpoint));
+  }
+
   private async stats(dir: string): Promise<StatsReport> {
     return (await control(mountPaths(mountpointOf(dir)).socket, { op: 'stats' }, 5_000)) as StatsReport;
   }
@@ -172,7 +209,12 @@ export class ImageDaemons implements RemoteLayers {
   private async stop(dir: string): Promise<void> {
     const mnt = mountpointOf(dir);
     await stopMountDaemon(mnt, { force: true, waitMs: 20_000 }).catch((err: Error) => this.opts.log(`${dir}: ${err.message}`));
-    await rm(mountPaths(mnt).dir, { recursive: true, force: true });
+    await this.removeDir(dir);
+  }
+
+  /** Deletes an image's directory and its daemon's run directory (control socket, log). */
+  private async removeDir(dir: string): Promise<void> {
+    await rm(mountPaths(mountpointOf(dir)).dir, { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
   }
 }

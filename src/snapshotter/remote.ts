@@ -46,6 +46,8 @@ export interface RemoteLayers {
   restore(inUse: Map<string, number[]>): Promise<void>;
   /** Stops the daemons serving no layer in use and deletes their directories (Cleanup). */
   release(inUse: Map<string, number[]>): Promise<void>;
+  /** The service stops: whatever serves no layer goes; the layers in use stay mounted. */
+  close(): Promise<void>;
 }
 
 /** Every Prepare makes an ordinary snapshot (the snapshotter's unit tests). */
@@ -57,4 +59,5 @@ export const noRemoteLayers: RemoteLayers = {
   dead: async () => [],
   restore: async () => {},
   release: async () => {},
+  close: async () => {},
 };

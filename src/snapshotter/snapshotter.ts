@@ -55,8 +55,9 @@ export class Snapshotter {
     return new Snapshotter(root, store, remote, existsSync('/sys/module/overlay/parameters/index'), options.log ?? (() => {}));
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.store.close();
+    await this.remote.close();
   }
 
   private get snapshotsDir(): string {

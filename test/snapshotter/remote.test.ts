@@ -63,6 +63,22 @@ const imageDirs = async () => (await readdir(join(root(), 'images')).catch(() =>
 /** `starling stats --snapshotter ROOT --json`: one report per image daemon. */
 const daemonStats = async () => JSON.parse((await starling('stats', '--snapshotter', root(), '--json')).stdout) as StatsReport[];
 
+/**
+ * Pids of this test's unused spare mount daemons: `starling mount --spare` with this test's run
+ * directory, less the image daemons (a used spare keeps its command line).
+ */
+async function spares(): Promise<number[]> {
+  const serving = new Set((await daemonStats()).map((s) => s.pid));
+  const pids: number[] = [];
+  for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmd.split('\0').includes('--spare')) continue;
+    const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+    if (environ.split('\0').includes(`STARLING_RUN_DIR=${env.STARLING_RUN_DIR}`) && !serving.has(Number(pid))) pids.push(Number(pid));
+  }
+  return pids;
+}
+
 const starlingMounts = async () => (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) && m.fstype === 'fuse.starling');
 
 /** Removes the image; afterwards no snapshot, no snapshot or image directory and no mount is left. */
@@ -131,6 +147,7 @@ test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only man
   }
   assert.equal(s.totals.servedBytes, 0, 'nothing read yet');
   assert.equal((await starlingMounts()).length, 3, 'one FUSE mount per layer');
+  assert.match(service!.log(), /3 of 3 layers lazy, mounted in \d+ ms by a spare daemon/, 'the daemon was started ahead, with the service');
 });
 
 test('ctr run on the lazy layers prints the right output; the container writes into its upper dir only', { timeout: 180_000 }, async () => {
@@ -163,9 +180,16 @@ test('restarting the service, cleanly or after kill -9, while a container reads:
   await new Promise((r) => setTimeout(r, 1500));
   await service!.stop('SIGTERM');
   await start();
+  const spareOfKilled = await spares();
+  assert.equal(spareOfKilled.length, 1, 'the service keeps one spare daemon');
   await service!.stop('SIGKILL');
   await start();
   assert.equal(await reader, MESSAGE, 'the container ran to its end');
+  // The killed service's unused spare went with it; the new service has its own.
+  for (const deadline = Date.now() + 10_000; (await spares()).some((p) => spareOfKilled.includes(p)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+  const now = await spares();
+  assert.equal(now.length, 1);
+  assert.ok(!spareOfKilled.includes(now[0]!));
   assert.deepEqual(await snapshotRowsAfterRestart(containerd!), before);
   assert.deepEqual((await daemonStats()).map((s) => s.pid), pidsBefore, 'the image daemon was adopted, not started again');
 });

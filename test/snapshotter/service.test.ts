@@ -41,7 +41,7 @@ async function start(): Promise<void> {
 async function stop(): Promise<void> {
   client?.close();
   await service?.close();
-  sn?.close();
+  await sn?.close();
 }
 
 function call<T>(method: string, request: object): Promise<T> {

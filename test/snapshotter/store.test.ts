@@ -53,7 +53,7 @@ test('kill -9 in the middle of Prepares and Commits loses nothing that was answe
       assert.equal(owned.length, infos.length + 1, 'one directory per snapshot (and the view), nothing else');
       for (const d of owned) assert.ok(existsSync(join(root, 'snapshots', d, 'fs')));
     } finally {
-      sn.close();
+      await sn.close();
     }
   } finally {
     child.kill('SIGKILL');
