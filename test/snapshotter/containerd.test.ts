@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import { sha256, type Digest } from '../../src/oci/digest.js';
 import { buildImage } from '../fixtures/image.js';
 import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { busyboxTar } from './helpers/busybox.js';
 import { snapshotRows, snapshotRowsAfterRestart, startService as startServiceAt, type RunningService } from './helpers/service.js';
 
 const run = promisify(execFile);
@@ -42,14 +43,9 @@ const snapshotDirs = () => readdir(join(root(), 'snapshots'));
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-containerd-'));
-  // A busybox layer (the static binary, sh a link to it) and a layer with one file above it.
-  const rootfs = join(work, 'rootfs');
-  await mkdir(join(rootfs, 'bin'), { recursive: true });
-  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
-  await chmod(join(rootfs, 'bin/busybox'), 0o755);
-  await symlink('busybox', join(rootfs, 'bin/sh'));
-  await run('tar', ['-C', rootfs, '-cf', join(work, 'busybox.tar'), '.']);
-  const built = await buildImage(join(work, 'oci'), { layers: [{ tar: join(work, 'busybox.tar') }, { files: { 'etc/msg': MESSAGE } }] }, 'v1');
+  // A busybox layer and a layer with one file above it.
+  const busybox = await busyboxTar(work);
+  const built = await buildImage(join(work, 'oci'), { layers: [{ tar: busybox }, { files: { 'etc/msg': MESSAGE } }] }, 'v1');
   const diffIDs = built.layers.map((l) => l.diffID);
   chain = [diffIDs[0]!, sha256(`${diffIDs[0]} ${diffIDs[1]}`)];
 

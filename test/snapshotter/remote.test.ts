@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import { buildImage } from '../fixtures/image.js';
 import { startContainerd, type RunningContainerd } from '../helpers/containerd.js';
 import { getImage, pushBadToc, pushMixed } from '../helpers/mixed-image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { busyboxTar } from './helpers/busybox.js';
 import { snapshotRows, snapshotRowsAfterRestart, startService, type RunningService } from './helpers/service.js';
 
 const run = promisify(execFile);
@@ -93,17 +94,12 @@ async function removeImage(tag: string): Promise<void> {
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-remote-'));
   env = { ...process.env, STARLING_RUN_DIR: join(work, 'run') };
-  // busybox (the static binary, sh a link to it), a layer with one file, a layer of more files.
-  const rootfs = join(work, 'rootfs');
-  await mkdir(join(rootfs, 'bin'), { recursive: true });
-  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
-  await chmod(join(rootfs, 'bin/busybox'), 0o755);
-  await symlink('busybox', join(rootfs, 'bin/sh'));
-  await run('tar', ['-C', rootfs, '-cf', join(work, 'busybox.tar'), '.']);
+  // busybox, a layer with one file, a layer of more files.
+  const busybox = await busyboxTar(work);
   const data: Record<string, string> = {};
   for (let i = 0; i < 40; i++) data[`data/f${i}.txt`] = `file ${i} `.repeat(200 + i);
   const src = join(work, 'oci');
-  await buildImage(src, { layers: [{ tar: join(work, 'busybox.tar') }, { files: { 'etc/msg': MESSAGE } }, { files: data }] }, 'v1');
+  await buildImage(src, { layers: [{ tar: busybox }, { files: { 'etc/msg': MESSAGE } }, { files: data }] }, 'v1');
 
   registry = await startRegistry();
   await starling('convert', `oci:${src}:v1`, `docker://${ref('esgz')}`, '--format', 'estargz');
