@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds each Go reference program (test/interop/<name>/, bench/fs/loopback/ and bench/stargz/) into
-# .interop-bin/<name>, in GOPATH mode against Debian's packaged sources
-# (golang-github-containerd-stargz-snapshotter-dev, golang-github-containers-storage-dev,
+# Builds each Go reference program (test/interop/<name>/, bench/fs/loopback/, bench/stargz/ and
+# bench/stargz-snapshotter/) into .interop-bin/<name>, in GOPATH mode against Debian's packaged
+# sources (golang-github-containerd-stargz-snapshotter-dev, golang-github-containers-storage-dev,
 # golang-github-hanwen-go-fuse-dev). Rebuilds only when the program's sources change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .interop-bin
 root="$PWD"
 gopath="$PWD/.interop-bin/gopath"
-for dir in test/interop/*/ bench/fs/loopback/ bench/stargz/; do
+for dir in test/interop/*/ bench/fs/loopback/ bench/stargz/ bench/stargz-snapshotter/; do
   name=$(basename "$dir")
   ls "$dir"*.go >/dev/null 2>&1 || continue
   stamp=$(cat "$dir"* | sha256sum | cut -c1-16)
