@@ -3,7 +3,7 @@
 // image × mode sample in shuffled order, and writes results.json, results.md and chart.svg.
 import { open, mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { cpus, totalmem, release } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { runInRootfs } from '../../src/cli/_workload.js';
 import { parseFooter } from '../../src/format/estargz/footer.js';
@@ -15,7 +15,9 @@ import type { LinkProfile } from '../net/relay.js';
 import { buildBenchImage, exists, killRunningTools, runTool, type BuiltBenchImage } from './build.js';
 import { buildEngine, starling, type Engine } from './engine.js';
 import { imageRecipe } from './images.js';
-import { ensureStargzProgram, MODE_FORM, MODE_REPO_SUFFIX, prepare, type Form, type Prepared } from './modes.js';
+import { ensureStargzProgram, MODE_FORM, MODE_REPO_SUFFIX, stage, type Form, type Prepared, type Staged } from './modes.js';
+import { ensureContainerdTools } from './containerd.js';
+import { CONTAINERD_NOTE, isContainerdMode } from './containerd-modes.js';
 import { acceptanceNotes, markdownReport, summarise, svgChart, type ImageInfo, type Mode, type Results, type Sample } from './report.js';
 import { PACKAGE_ROOT } from './root.js';
 
@@ -163,7 +165,7 @@ async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, e
   return { built, config: (await readLayout(layout('gzip'))).config, info };
 }
 
-let active: Prepared | undefined;
+let active: Pick<Prepared, 'cleanup'> | undefined;
 
 /**
  * On SIGINT/SIGTERM: stop the tools running for us (a conversion, a pull), unmount the sample in
@@ -193,16 +195,20 @@ async function runSample(image: PreparedImage, mode: Mode, index: number, engine
     return { bytes: c.bytesUp + c.bytesDown, requests: c.getRequests };
   };
   const sample = { image: recipe.name, mode, index, pullMs: NaN, runMs: NaN, pullBytes: NaN, runBytes: NaN, pullRequests: NaN, runRequests: NaN, stdout: '' };
-  const c0 = await link();
-  const t0 = performance.now();
+  let staged: Staged | undefined;
   let prepared: Prepared | undefined;
   try {
-    prepared = active = await prepare(mode, { engine, ref: `${reg.host}/bench/${recipe.name}${MODE_REPO_SUFFIX[mode] ?? ''}:${MODE_FORM[mode]}`, work });
+    // What the mode needs running first (containerd and its snapshotter) starts before the clock.
+    const logDir = join(dirname(workRoot), 'logs', `${recipe.name}-${mode}-${index}`);
+    staged = active = await stage(mode, { engine, ref: `${reg.host}/bench/${recipe.name}${MODE_REPO_SUFFIX[mode] ?? ''}:${MODE_FORM[mode]}`, work, logDir });
+    const c0 = await link();
+    const t0 = performance.now();
+    prepared = active = await staged.pull();
     sample.pullMs = performance.now() - t0;
     const c1 = await link();
     sample.pullBytes = c1.bytes - c0.bytes;
     sample.pullRequests = c1.requests - c0.requests;
-    const res = await runInRootfs(prepared.rootfs, image.config, recipe.workload.cmd, { readyLine: recipe.workload.readyLine });
+    const res = prepared.run ? await prepared.run(recipe.workload) : await runInRootfs(prepared.rootfs, image.config, recipe.workload.cmd, { readyLine: recipe.workload.readyLine });
     const c2 = await link();
     sample.runBytes = c2.bytes - c1.bytes;
     sample.runRequests = c2.requests - c1.requests;
@@ -211,6 +217,7 @@ async function runSample(image: PreparedImage, mode: Mode, index: number, engine
     if (res.exitCode !== 0 || res.readyMs === undefined) {
       throw new Error(`workload exited ${res.exitCode ?? res.signal}${res.readyMs === undefined ? ' without its ready line' : ''}: ${res.stderr.trim().slice(-500)}`);
     }
+    await prepared.check?.();
     return sample;
   } catch (err) {
     return { ...sample, error: (err as Error).message };
@@ -218,6 +225,7 @@ async function runSample(image: PreparedImage, mode: Mode, index: number, engine
     active = undefined;
     // A failed cleanup (still mounted) stops the run: never remove a directory through a mount.
     if (prepared) await prepared.cleanup();
+    else if (staged) await staged.cleanup();
     else await rm(work, { recursive: true, force: true });
   }
 }
@@ -235,6 +243,7 @@ function machine(): Results['machine'] {
 export async function runBench(opts: BenchOptions): Promise<Results> {
   const startedAt = new Date().toISOString();
   if (opts.modes.some((m) => m.startsWith('stargz'))) await ensureStargzProgram();
+  await ensureContainerdTools(opts.modes);
   await mkdir(opts.out, { recursive: true });
   const workRoot = await mkdtemp(join(opts.out, 'work-'));
   const reg = await startEmulatedRegistry(opts.profile);
@@ -284,6 +293,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
           "Starling's lazy modes mount with its default options (background fetch on, after a quiet period); lazy-no-bg adds --no-background-fetch.",
           ...(opts.modes.some((m) => m.startsWith('stargz')) ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy (stargz-optimised: as lazy-optimised): one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
+          ...(opts.modes.some(isContainerdMode) ? [CONTAINERD_NOTE] : []),
           `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
         ],
       };

@@ -4,9 +4,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { WorkloadResult } from '../../src/cli/_workload.js';
 import type { Mode } from './report.js';
+import { stageContainerd } from './containerd.js';
+import { isContainerdMode } from './containerd-modes.js';
+import type { Workload } from './images.js';
 import { exists, runTool } from './build.js';
 import { lazyUnmount, listMounts } from '../../src/mount/stale.js';
 import { starling, type Engine } from './engine.js';
@@ -25,6 +29,9 @@ export const MODE_FORM: Record<Mode, Form> = {
   'lazy-zstdchunked': 'zstdchunked',
   stargz: 'estargz',
   'stargz-optimised': 'estargz-opt',
+  'containerd-full': 'gzip',
+  'containerd-starling': 'estargz',
+  'containerd-stargz': 'estargz',
 };
 
 /**
@@ -55,8 +62,18 @@ export async function ensureStargzProgram(): Promise<void> {
 }
 
 export interface Prepared {
-  /** The root filesystem to run the workload in (writable). */
+  /** The root filesystem to run the workload in (writable); '' when the mode runs it itself (`run`). */
   rootfs: string;
+  /** Runs the workload, where the mode does not chroot into `rootfs` (containerd modes: `ctr run`). */
+  run?(workload: Workload): Promise<WorkloadResult>;
+  /** Untimed, after a successful run: throws if the mode did not pull the way it claims. */
+  check?(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+/** A mode whose services are up (started untimed): the timed pull next. */
+export interface Staged {
+  pull(): Promise<Prepared>;
   cleanup(): Promise<void>;
 }
 
@@ -66,6 +83,8 @@ export interface ModeContext {
   ref: string;
   /** An empty directory of this sample. */
   work: string;
+  /** Where a mode keeps the sample's logs (the containerd modes: services, containerd, stats). */
+  logDir?: string;
 }
 
 async function mountsUnder(dir: string): Promise<string[]> {
@@ -173,8 +192,22 @@ async function skopeoPull(ctx: ModeContext): Promise<Prepared> {
   return { rootfs, cleanup: () => rm(ctx.work, { recursive: true, force: true }) };
 }
 
+/**
+ * Starts what a mode needs running before its pull (containerd and its snapshotter), so that the
+ * harness times the pull alone; nothing for the other modes.
+ */
+export async function stage(mode: Mode, ctx: ModeContext): Promise<Staged> {
+  if (!isContainerdMode(mode)) return { pull: () => prepare(mode, ctx), cleanup: () => rm(ctx.work, { recursive: true, force: true }) };
+  const staged = await stageContainerd(mode, { ...ctx, id: basename(ctx.work) });
+  return { cleanup: staged.cleanup, pull: async () => ({ rootfs: '', ...(await staged.pull()) }) };
+}
+
 export function prepare(mode: Mode, ctx: ModeContext): Promise<Prepared> {
   switch (mode) {
+    case 'containerd-full':
+    case 'containerd-starling':
+    case 'containerd-stargz':
+      return stage(mode, ctx).then((s) => s.pull());
     case 'full':
       return fullPull(ctx);
     case 'skopeo':

@@ -2,8 +2,9 @@
 // a Markdown table and an SVG chart of stacked pull/run bars, in the style of HelloBench plots.
 import type { LinkProfile } from '../net/relay.js';
 import type { LinkCheck } from '../net/link.js';
+import { CONTAINERD_MODES, containerdNotes } from './containerd-modes.js';
 
-export const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo'] as const;
+export const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo', ...CONTAINERD_MODES] as const;
 export type Mode = (typeof MODES)[number];
 
 /** One timed start: pull (or mount) then run, with the bytes the link carried in each phase. */
@@ -286,6 +287,7 @@ export function acceptanceNotes(results: Pick<Results, 'summary' | 'images'>): s
       const ratio = lazy.totalMs.p50 / noBg.totalMs.p50;
       notes.push(`${img.name}: lazy (defaults) total / lazy-no-bg total = ${ratio.toFixed(2)} (target ≤ 1.1: the background fill never costs the workload: ${verdict(ratio <= 1.1)}).`);
     }
+    notes.push(...containerdNotes(img.name, cell));
   }
   return notes;
 }

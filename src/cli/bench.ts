@@ -10,7 +10,7 @@ import { parseCommandArgs, parseIntArg } from './args.js';
 import { UserError, type Command } from './command.js';
 
 const IMAGES = ['python', 'pydata', 'gcc', 'data'];
-const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo'];
+const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo', 'containerd-full', 'containerd-starling', 'containerd-stargz'];
 const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised'];
 
 const usage = `usage: starling bench [options]
@@ -28,7 +28,12 @@ options:
                      image with the workload's prefetch profile pushed next to it (OCI 1.1
                      referrer, in a repository of its own); stargz: stargz-snapshotter's
                      filesystem (Debian's 0.12, default config) on lazy's blobs; stargz-optimised:
-                     the same on lazy-optimised's blobs; skopeo: skopeo + tar
+                     the same on lazy-optimised's blobs; skopeo: skopeo + tar;
+                     containerd-full: \`ctr image pull\` + \`ctr run\` (overlayfs, gzip image);
+                     containerd-starling / containerd-stargz: \`ctr-remote image rpull\` +
+                     \`ctr run\` of lazy's image, \`starling snapshotter\` / stargz-snapshotter's
+                     own snapshotter as containerd's proxy plugin, both with their defaults
+                     (containerd and snapshotter started per sample, untimed)
   --rtt MS           round-trip time of the link (default 20)
   --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
   --samples N        samples per image × mode (default 5)

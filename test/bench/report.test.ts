@@ -173,3 +173,28 @@ test('writeReport + publishToReadme: the README gets one benchmark section, repl
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test("containerd modes: issue 14's target line (containerd-starling / containerd-stargz totals ≤ 0.7) with rpull and run apart; ordered after the other modes", { timeout: 10_000 }, () => {
+  // starling: rpull 600 + run 1400 ms, 2 MB; stargz: rpull 400 + run 3000 ms, 3 MB; full: 9000 + 1000 ms.
+  const s = summarise([
+    sample('gcc', 'containerd-stargz', 0, 400, 3000, 3e6 / 1.1),
+    sample('gcc', 'containerd-starling', 0, 600, 1400, 2e6 / 1.1),
+    sample('gcc', 'containerd-full', 0, 9000, 1000, 400e6),
+    sample('gcc', 'lazy', 0, 500, 2000, 1e6),
+  ]);
+  assert.deepEqual(s.map((c) => c.mode), ['lazy', 'containerd-full', 'containerd-starling', 'containerd-stargz']);
+  const notes = acceptanceNotes({ summary: s, images: [{ name: 'gcc', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
+  assert.ok(
+    notes.includes(
+      'gcc: containerd-starling against containerd-stargz (ctr-remote rpull + ctr run, defaults): total 0.59 × (2.00 s against 3.40 s; target ≤ 0.7: met); ' +
+        'rpull 1.50 × (0.60 s against 0.40 s), run 0.47 × (1.40 s against 3.00 s); 2.0 MB against 3.0 MB, GET requests 3 against 3.',
+    ),
+    notes.join('\n'),
+  );
+  assert.ok(notes.includes('gcc: containerd-starling total / containerd-full total = 0.20.'), notes.join('\n'));
+  assert.ok(notes.includes('gcc: containerd-stargz total / containerd-full total = 0.34.'), notes.join('\n'));
+  const missed = acceptanceNotes({ summary: summarise([sample('p', 'containerd-stargz', 0, 400, 600, 1), sample('p', 'containerd-starling', 0, 500, 500, 1)]), images: [{ name: 'p', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
+  assert.match(missed[0]!, /^p: containerd-starling against containerd-stargz .*total 1\.00 × \(1\.00 s against 1\.00 s; target ≤ 0\.7: MISSED\)/);
+  // Without both lazy cells there is no target line.
+  assert.deepEqual(acceptanceNotes({ summary: summarise([sample('p', 'containerd-starling', 0, 500, 500, 1)]), images: [{ name: 'p', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] }), []);
+});
