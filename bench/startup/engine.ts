@@ -57,6 +57,9 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   await runTool('git', ['-C', repoRoot, 'archive', '--format=tar', '-o', archive, commit, 'src', 'tsconfig.json']);
   await runTool('tar', ['-xf', archive, '-C', source]);
   await rm(archive);
+  // Files the compiled code reads from the package at run time, next to dist/ as in the package
+  // (the snapshotter's .proto files, src/snapshotter/ seen from dist/snapshotter/).
+  await symlink(join(source, 'src'), join(dir, 'src'));
   // Packages resolve from the repository's node_modules, and `"type": "module"` makes tsc emit ESM;
   // both must be in place before compiling, or a snapshot outside the repository (--out /tmp/…)
   // compiles to CommonJS without Node's types.
