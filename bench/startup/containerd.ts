@@ -17,8 +17,8 @@
 // the image (`ctr image rm --sync`: the snapshotters unmount their layers), tasks and shims,
 // containerd, the snapshotter, Starling's mount daemons, the namespace's cgroups; a mount or a
 // process still there after that is recorded in the sample's log directory, removed by force, and
-// a mount that cannot be removed stops the run. The services' logs and Starling's stats are kept in
-// the log directory.
+// a mount that cannot be removed stops the run. The services' logs, Starling's stats and its mount
+// daemons' logs are kept in the log directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
@@ -306,6 +306,12 @@ export async function stageContainerd(mode: ContainerdMode, ctx: ContainerdConte
       if (mode === 'containerd-starling') {
         const stats = await starling(ctx.engine, ['stats', '--snapshotter', root, '--json'], { STARLING_RUN_DIR: runDir });
         await note('starling-stats.json', stats);
+        // The mount daemons' logs (per layer: when its TOC came, how long indexing took) go with
+        // their run directories when the image is removed.
+        for (const d of await readdir(runDir).catch(() => [] as string[])) {
+          const log = await readFile(join(runDir, d, 'daemon.log'), 'utf8').catch(() => undefined);
+          if (log !== undefined) await note(`daemon-${d}.log`, log);
+        }
         const reports = JSON.parse(stats) as Array<{ layers: Array<{ digest: string; lazy: boolean; reason?: string }> }>;
         const lazy = new Set(reports.flatMap((r) => r.layers.filter((l) => l.lazy).map((l) => l.digest)));
         const notLazy = layers.filter((l) => !lazy.has(l));

@@ -2,7 +2,7 @@
 // a Markdown table and an SVG chart of stacked pull/run bars, in the style of HelloBench plots.
 import type { LinkProfile } from '../net/relay.js';
 import type { LinkCheck } from '../net/link.js';
-import { CONTAINERD_MODES, containerdNotes } from './containerd-modes.js';
+import { CONTAINERD_MODES, containerdNotes, isContainerdMode } from './containerd-modes.js';
 
 export const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo', ...CONTAINERD_MODES] as const;
 export type Mode = (typeof MODES)[number];
@@ -128,7 +128,8 @@ export function summarise(samples: readonly Sample[]): CellSummary[] {
     });
   }
   for (const cell of out) {
-    const full = out.find((c) => c.image === cell.image && c.mode === 'full');
+    // The containerd modes are set against containerd's own full pull.
+    const full = out.find((c) => c.image === cell.image && c.mode === (isContainerdMode(cell.mode) ? 'containerd-full' : 'full'));
     if (full && full.samples > 0 && cell.samples > 0) cell.speedupVsFull = full.totalMs.p50 / cell.totalMs.p50;
   }
   const order = (c: CellSummary) => MODES.indexOf(c.mode);

@@ -180,6 +180,8 @@ for (const mode of ['containerd-full', 'containerd-starling', 'containerd-stargz
       assert.ok(logs.includes('starling.log') && logs.includes('starling-stats.json'));
       const stats = JSON.parse(await readFile(join(logDir, 'starling-stats.json'), 'utf8')) as Array<{ layers: Array<{ lazy: boolean }> }>;
       assert.deepEqual(stats.flatMap((s) => s.layers.map((l) => l.lazy)), [true, true, true]);
+      const daemonLogs = await Promise.all(logs.filter((f) => f.startsWith('daemon-')).map((f) => readFile(join(logDir, f), 'utf8')));
+      assert.equal(daemonLogs.filter((l) => /layer \d: TOC at/.test(l)).length, 1, "the image daemon's log is kept");
     }
     if (mode === 'containerd-stargz') assert.match(await readFile(join(logDir, 'stargz.log'), 'utf8'), /preparing filesystem mount at mountpoint=/);
   });

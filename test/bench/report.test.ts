@@ -183,6 +183,8 @@ test("containerd modes: issue 14's target line (containerd-starling / containerd
     sample('gcc', 'lazy', 0, 500, 2000, 1e6),
   ]);
   assert.deepEqual(s.map((c) => c.mode), ['lazy', 'containerd-full', 'containerd-starling', 'containerd-stargz']);
+  // Speed-up against containerd's own full pull (10 s), not against Starling's `full` (absent here).
+  assert.deepEqual(s.map((c) => c.speedupVsFull), [undefined, 1, 5, 10_000 / 3400]);
   const notes = acceptanceNotes({ summary: s, images: [{ name: 'gcc', description: '', workload: [], layerBytes: [], formBytes: {}, tocBytes: {} }] });
   assert.ok(
     notes.includes(
