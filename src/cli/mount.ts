@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { spawnMountDaemon, type DaemonReport, type SpareAssignment } from '../mount/spawn.js';
+import type { MountProgress } from '../mount/image-mount.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -134,6 +135,7 @@ export const command: Command = {
           ...(upper ? { upper } : {}),
           fuseTimeoutMs,
           log,
+          ...(daemonChild ? { progress: (progress: MountProgress) => void (process.connected && process.send!({ progress } satisfies DaemonReport)) } : {}),
         },
         () => {
           log(`mounted ${ref} (pid ${process.pid})`);

@@ -59,7 +59,12 @@ export interface ImageMountOptions {
   /** FUSE per-operation timeout in ms. */
   fuseTimeoutMs: number;
   log(message: string): void;
+  /** Told what is known before the mount is usable: the manifest, then each layer's outcome as its TOC is opened. */
+  progress?(progress: MountProgress): void;
 }
+
+/** What a mount knows before it is usable (a layer is lazy once its TOC verified, before anything is mounted). */
+export type MountProgress = { manifest: Digest; layers: Digest[] } | { layer: number; lazy: boolean; reason?: string };
 
 export interface MountedLayer {
   index: number;
@@ -189,6 +194,7 @@ export class ImageMount {
     const image = await resolveManifest(this.source, opts.platform);
     this.manifest = image.manifestDescriptor.digest;
     lap('manifestMs');
+    opts.progress?.({ manifest: this.manifest, layers: image.manifest.layers.map((l) => l.digest) });
     // The profile comes while the layers' TOCs do; the prefetch waits for it, the mount does not.
     const profile = opts.prefetch && opts.profile !== 'none' ? findPrefetchProfile(this.source, image, opts.profile) : undefined;
     if (profile) this.profile = profileStatus('pending');
@@ -219,9 +225,11 @@ export class ImageMount {
           const ti = performance.now();
           const contents = indexLayer(lazy.toc.entries, `layer ${desc.digest}`);
           opts.log(`layer ${index}: TOC at ${Math.round(ti - t0)} ms after ${Math.round(ti - tl)} ms (${metrics.requests} requests, ${metrics.fetchedBytes} bytes, ${lazy.toc.entries.length} entries), indexed in ${Math.round(performance.now() - ti)} ms`);
+          opts.progress?.({ layer: index, lazy: true });
           return { ...base, format: lazy.toc.format, lazy: true, contents, prefetchEnd: lazy.toc.prefetchEnd, decodeChunk: lazy.toc.decodeChunk, blob: remote };
         }
         await remote.close();
+        opts.progress?.({ layer: index, lazy: false, reason: lazy.reason });
         const format = layerCompression(desc.mediaType) ?? 'unknown';
         const notLazy = { ...base, format: format === 'none' ? 'tar' : format, lazy: false, reason: lazy.reason };
         // containerd unpacks such a layer itself: it is neither fetched nor mounted here.

@@ -3,22 +3,21 @@
 // `starling mount` and by the containerd snapshotter, whose lazy layers live in such daemons so that
 // restarting the service never touches a running container's mounts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, readdir } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { mountPaths } from './control.js';
+import type { MountProgress } from './image-mount.js';
 
-/** What a daemon sends its parent over IPC: ready, or the error that stopped it. */
-export interface DaemonReport {
-  ready?: boolean;
-  error?: string;
-}
+/** What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that stopped it. */
+export type DaemonReport = { ready: true } | { error: string } | { progress: MountProgress };
 
 /** The message that hands a spare daemon its mount: `starling mount`'s arguments. */
 export interface SpareAssignment {
   args: string[];
 }
 
-/** Runs this program again, detached, as `ARGV` with an IPC channel, its output appended to `log`. */
-async function daemonProcess(argv: string[], log: string): Promise<ChildProcess> {
+/** Runs this program again, detached, as `ARGV` with an IPC channel, its output appended to `log`; under `nice` when `niceness` is given. */
+async function daemonProcess(argv: string[], log: string, niceness?: number): Promise<ChildProcess> {
   const logFile = await open(log, 'a');
   // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
   // `--import NAME` is resolved here first.
@@ -28,7 +27,10 @@ async function daemonProcess(argv: string[], log: string): Promise<ChildProcess>
   // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
   // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
   // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
-  const child = spawn(process.execPath, [...execArgv, '--max-semi-space-size=4', process.argv[1]!, ...argv], {
+  const node = [process.execPath, ...execArgv, '--max-semi-space-size=4', process.argv[1]!, ...argv];
+  // nice(1) execs node in the same process, so every thread node starts inherits the niceness.
+  const command = niceness === undefined ? node : ['nice', '-n', String(niceness), ...node];
+  const child = spawn(command[0]!, command.slice(1), {
     // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
     // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
     // A fixed threshold also stops glibc raising it to 32 MiB, and its trim threshold to 64 MiB,
@@ -42,10 +44,13 @@ async function daemonProcess(argv: string[], log: string): Promise<ChildProcess>
   return child;
 }
 
+/** Calls `onProgress` with what a mount daemon reports before it is ready (the snapshotter answers a layer's Prepare from it). */
+export type ProgressListener = (progress: MountProgress) => void;
+
 /** Waits for a daemon's report; once ready it is let go (no IPC, not keeping this process alive). */
-async function awaitReady(child: ChildProcess, log: string): Promise<{ pid: number; log: string }> {
-  const outcome = await new Promise<DaemonReport>((resolvePromise) => {
-    child.on('message', (m: DaemonReport) => resolvePromise(m));
+async function awaitReady(child: ChildProcess, log: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
+  const outcome = await new Promise<{ ready?: true; error?: string }>((resolvePromise) => {
+    child.on('message', (m: DaemonReport) => ('progress' in m ? onProgress?.(m.progress) : resolvePromise(m)));
     // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
     child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${log}` }));
     child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
@@ -58,10 +63,24 @@ async function awaitReady(child: ChildProcess, log: string): Promise<{ pid: numb
 }
 
 /** `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. */
-export async function spawnMountDaemon(args: string[], mountpoint: string): Promise<{ pid: number; log: string }> {
+export async function spawnMountDaemon(args: string[], mountpoint: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
   const paths = mountPaths(mountpoint);
   await mkdir(paths.dir, { recursive: true });
-  return awaitReady(await daemonProcess(['mount', ...args, '--foreground'], paths.log), paths.log);
+  return awaitReady(await daemonProcess(['mount', ...args, '--foreground'], paths.log), paths.log, onProgress);
+}
+
+const SPARE_NICENESS = 10;
+
+/** Back to niceness 0, every thread (setpriority takes a thread id on Linux); needs root, as mounting does. */
+async function normalPriority(pid: number): Promise<void> {
+  const threads = await readdir(`/proc/${pid}/task`).catch(() => [String(pid)]);
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), 0);
+    } catch {
+      // Not permitted (not root) or gone: the mount runs at low priority, or fails on its own.
+    }
+  }
 }
 
 /**
@@ -80,13 +99,15 @@ export class SpareDaemon {
   static async start(mountpoint: string): Promise<SpareDaemon> {
     const paths = mountPaths(mountpoint);
     await mkdir(paths.dir, { recursive: true });
-    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log), paths.log);
+    // Started while the previous image's container starts: it loads at low priority, not taking a core from it.
+    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log, SPARE_NICENESS), paths.log);
   }
 
   /** Hands it `starling mount`'s arguments (REF, this MOUNTPOINT, options) and waits until it is mounted. */
-  async use(args: string[]): Promise<{ pid: number; log: string }> {
+  async use(args: string[], onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
     if (!this.child.connected) throw new Error(`the spare mount daemon is gone (${this.child.exitCode ?? this.child.signalCode}); see ${this.log}`);
-    const ready = awaitReady(this.child, this.log);
+    await normalPriority(this.child.pid!);
+    const ready = awaitReady(this.child, this.log, onProgress);
     this.child.send({ args: [...args, '--foreground'] } satisfies SpareAssignment);
     return ready;
   }

@@ -9,12 +9,13 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { StatsReport } from '../mount/image-mount.js';
+import type { MountProgress, StatsReport } from '../mount/image-mount.js';
 import { control, mountPaths } from '../mount/control.js';
 import { layerTarget } from '../mount/plan.js';
 import { SpareDaemon, spawnMountDaemon } from '../mount/spawn.js';
 import { listMounts } from '../mount/stale.js';
 import { stopMountDaemon } from '../mount/stop.js';
+import type { Digest } from '../oci/digest.js';
 import { formatDockerReference, parseDockerReference } from '../registry/reference.js';
 import type { RemoteLayers, RemoteRequest } from './remote.js';
 import type { RemoteLayer } from './store.js';
@@ -39,11 +40,24 @@ interface ImageRecord {
   args: string[];
 }
 
+interface LayerOutcome {
+  lazy: boolean;
+  reason?: string;
+}
+
+/**
+ * An image's daemon as the service knows it from the moment the daemon has resolved the manifest:
+ * each layer's outcome is known as soon as the daemon has opened (and verified) its TOC, so a
+ * layer's Prepare is answered then, while the other TOCs are still coming and before anything is
+ * mounted; what needs the mounts (an overlay over them) waits for `mounted`.
+ */
 interface Daemon {
-  /** Undefined once stopped: none of the image's layers could be served lazily. */
-  dir?: string;
   ref: string;
-  layers: StatsReport['layers'];
+  /** Undefined once stopped: none of the image's layers could be served lazily (or mounting failed). */
+  dir?: string;
+  layers: Array<{ digest: Digest; outcome: Promise<LayerOutcome> }>;
+  /** Settles once every lazy layer is mounted; rejects if the daemon failed. */
+  mounted: Promise<void>;
 }
 
 /** How long an image none of whose layers is lazy is remembered (its next layers' Prepares answer at once). */
@@ -64,8 +78,8 @@ export async function imageMountpoints(root: string): Promise<string[]> {
 export class ImageDaemons implements RemoteLayers {
   /** Daemons by reference as containerd names it: started, starting, or known to serve nothing. */
   private readonly byRef = new Map<string, Promise<Daemon>>();
-  /** Directories of daemons being started: Cleanup leaves them alone. */
-  private readonly starting = new Set<string>();
+  /** Daemons being started, by directory, until mounted: Cleanup leaves them alone, mounts over them wait. */
+  private readonly mounting = new Map<string, Promise<void>>();
   /** A daemon started ahead, for the next image: a Prepare does not wait for Node to start. */
   private spare?: Promise<SpareDaemon | undefined>;
   private closed = false;
@@ -79,17 +93,27 @@ export class ImageDaemons implements RemoteLayers {
     } catch (err) {
       return { reason: `cannot mount ${req.ref}: ${(err as Error).message}` };
     }
-    const index = daemon.layers.findIndex((l) => l.digest === req.digest && l.lazy);
-    if (index >= 0 && daemon.dir) return { layer: { dir: daemon.dir, layer: index } };
-    const layer = daemon.layers.find((l) => l.digest === req.digest);
-    return { reason: layer ? `not lazy: ${layer.reason ?? 'no usable TOC'}` : `layer ${req.digest} is not in the image ${req.ref} resolves to` };
+    // The first lazy layer with that digest (an image may hold the same layer twice).
+    let reason = `layer ${req.digest} is not in the image ${req.ref} resolves to`;
+    for (const [index, layer] of daemon.layers.entries()) {
+      if (layer.digest !== req.digest) continue;
+      const outcome = await layer.outcome;
+      if (outcome.lazy && daemon.dir) return { layer: { dir: daemon.dir, layer: index } };
+      reason = `not lazy: ${outcome.reason ?? 'no usable TOC'}`;
+    }
+    return { reason };
   }
 
   path(layer: RemoteLayer): string {
     return layerTarget(mountpointOf(layer.dir), layer.layer);
   }
 
+  async ready(layers: RemoteLayer[]): Promise<void> {
+    await Promise.all(layers.map((l) => this.mounting.get(l.dir)?.catch(() => {})));
+  }
+
   async dead(layers: RemoteLayer[]): Promise<RemoteLayer[]> {
+    await this.ready(layers);
     const fuse = new Set((await listMounts()).filter((m) => m.fstype === 'fuse.starling').map((m) => m.mountpoint));
     return layers.filter((l) => !fuse.has(this.path(l)));
   }
@@ -114,7 +138,8 @@ export class ImageDaemons implements RemoteLayers {
       }
       const missing = layers.filter((i) => !stats.layers[i]?.lazy);
       if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
-      if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: stats.layers }));
+      const known = stats.layers.map((l) => ({ digest: l.digest, outcome: Promise.resolve({ lazy: l.lazy, ...(l.reason ? { reason: l.reason } : {}) }) }));
+      if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: known, mounted: Promise.resolve() }));
     }
     await this.release(inUse);
     this.prepareSpare();
@@ -124,7 +149,7 @@ export class ImageDaemons implements RemoteLayers {
     const names = await readdir(this.opts.dir).catch(() => [] as string[]);
     for (const name of names) {
       const dir = join(this.opts.dir, name);
-      if (inUse.has(dir) || this.starting.has(dir)) continue;
+      if (inUse.has(dir) || this.mounting.has(dir)) continue;
       await this.stop(dir);
       for (const [ref, p] of this.byRef) if ((await p.catch(() => undefined))?.dir === dir) this.byRef.delete(ref);
     }
@@ -136,40 +161,61 @@ export class ImageDaemons implements RemoteLayers {
     if (known?.layers.some((l) => l.digest === req.digest)) return known;
     const started = this.start(req.ref);
     this.byRef.set(req.ref, started);
-    started.catch(() => this.byRef.get(req.ref) === started && this.byRef.delete(req.ref));
+    // Forgotten if it fails, before or after the manifest: the next Prepare starts it again.
+    started.then((d) => d.mounted).catch(() => this.byRef.get(req.ref) === started && this.byRef.delete(req.ref));
     return started;
   }
 
+  /** Starts the image's daemon; resolves once it has reported the manifest (and image.json is written). */
   private async start(ref: string): Promise<Daemon> {
     const spare = await this.takeSpare();
     const dir = spare ? dirname(spare.mountpoint) : join(this.opts.dir, randomBytes(8).toString('hex'));
-    this.starting.add(dir);
-    try {
-      const parsed = parseDockerReference(ref);
-      const plain = this.opts.plainHttpHosts.includes(parsed.domain) ? ['--plain-http'] : [];
-      const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, ...plain, ...this.opts.mountOptions];
-      const args = [formatDockerReference(parsed), mountpointOf(dir), ...options];
+    const parsed = parseDockerReference(ref);
+    const plain = this.opts.plainHttpHosts.includes(parsed.domain) ? ['--plain-http'] : [];
+    const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, ...plain, ...this.opts.mountOptions];
+    const args = [formatDockerReference(parsed), mountpointOf(dir), ...options];
+    let known!: { resolve(d: Daemon): void; reject(e: Error): void };
+    const knownPromise = new Promise<Daemon>((resolve, reject) => (known = { resolve, reject }));
+    const outcomes: Array<(o: LayerOutcome) => void> = [];
+    const daemon: Daemon = { ref, dir, layers: [], mounted: Promise.resolve() };
+    const onProgress = (p: MountProgress) => {
+      if ('layer' in p) return outcomes[p.layer]?.({ lazy: p.lazy, ...(p.reason ? { reason: p.reason } : {}) });
+      daemon.layers = p.layers.map((digest) => ({ digest, outcome: new Promise<LayerOutcome>((r) => outcomes.push(r)) }));
+      // Written before any layer is answered: a service killed from here on starts the daemon again.
+      const record: ImageRecord = { ref, args: [formatDockerReference({ ...parsed, digest: p.manifest }), ...args.slice(1)] };
+      writeFile(join(dir, 'image.json.new'), JSON.stringify(record))
+        .then(() => rename(join(dir, 'image.json.new'), join(dir, 'image.json')))
+        .then(() => known.resolve(daemon), known.reject);
+    };
+    daemon.mounted = (async () => {
       await mkdir(mountpointOf(dir), { recursive: true });
       try {
-        await (spare ? spare.use(args) : spawnMountDaemon(args, mountpointOf(dir)));
+        await (spare ? spare.use(args, onProgress) : spawnMountDaemon(args, mountpointOf(dir), onProgress));
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
         throw err;
       }
       const stats = await this.stats(dir);
-      const record: ImageRecord = { ref, args: [formatDockerReference({ ...parsed, digest: stats.manifest }), mountpointOf(dir), ...options] };
-      await writeFile(join(dir, 'image.json.new'), JSON.stringify(record));
-      await rename(join(dir, 'image.json.new'), join(dir, 'image.json'));
       const lazy = stats.layers.filter((l) => l.lazy).length;
       this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms by a ${spare ? 'spare' : 'new'} daemon at ${mountpointOf(dir)}`);
-      if (lazy > 0) return { dir, ref, layers: stats.layers };
+      if (lazy > 0) return;
+      delete daemon.dir;
       await this.stop(dir);
-      const none: Daemon = { ref, layers: stats.layers };
-      setTimeout(() => void this.byRef.get(ref)?.then((d) => d === none && this.byRef.delete(ref)), NOTHING_LAZY_MS).unref();
-      return none;
-    } finally {
-      this.starting.delete(dir);
-    }
+      setTimeout(() => void this.byRef.get(ref)?.then((d) => d === daemon && this.byRef.delete(ref)), NOTHING_LAZY_MS).unref();
+    })();
+    this.mounting.set(dir, daemon.mounted);
+    daemon.mounted
+      .catch((err: Error) => {
+        // Layers not yet answered are not lazy; one answered lazy is reported unmounted (UNAVAILABLE) by dead().
+        delete daemon.dir;
+        for (const outcome of outcomes) outcome({ lazy: false, reason: err.message });
+        known.reject(err);
+      })
+      .finally(() => {
+        this.mounting.delete(dir);
+        this.prepareSpare();
+      });
+    return knownPromise;
   }
 
   /** Starts a spare daemon for the next image, unless one is there. */
@@ -183,11 +229,10 @@ export class ImageDaemons implements RemoteLayers {
     });
   }
 
-  /** The spare daemon, if one is ready or starting; a new one is started for the image after. */
+  /** The spare daemon, if one is ready or starting; the next is started once this image is mounted (not competing with it for the CPU). */
   private async takeSpare(): Promise<SpareDaemon | undefined> {
     const spare = await this.spare;
     this.spare = undefined;
-    this.prepareSpare();
     return spare;
   }
 

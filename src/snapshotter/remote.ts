@@ -37,7 +37,9 @@ export interface RemoteLayers {
   mount(request: RemoteRequest): Promise<{ layer: RemoteLayer } | { reason: string }>;
   /** The directory a mounted remote layer is served at (an overlayfs lower dir). */
   path(layer: RemoteLayer): string;
-  /** The ones of `layers` that are not mounted now (their daemon died). */
+  /** Waits until the daemons of `layers` are done mounting (a layer is answered once its TOC verified, before it is mounted). */
+  ready(layers: RemoteLayer[]): Promise<void>;
+  /** The ones of `layers` that are not mounted once ready (their daemon died, or failed to mount). */
   dead(layers: RemoteLayer[]): Promise<RemoteLayer[]>;
   /**
    * Makes sure every layer in use (by image directory) is served, restarting dead daemons, and
@@ -56,6 +58,7 @@ export const noRemoteLayers: RemoteLayers = {
   path: () => {
     throw new Error('no remote layers');
   },
+  ready: async () => {},
   dead: async () => [],
   restore: async () => {},
   release: async () => {},

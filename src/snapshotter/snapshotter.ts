@@ -137,6 +137,9 @@ export class Snapshotter {
   }
 
   private async createSnapshot(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    // The new upper dir takes its owner from the parent's root: a remote parent must be mounted first.
+    const parentLayer = parent && this.store.has(parent) ? this.store.remoteLayer(this.store.getInfo(parent).id) : undefined;
+    if (parentLayer) await this.remote.ready([parentLayer]);
     const tmp = await mkdtemp(join(this.snapshotsDir, 'new-'));
     this.preparing.add(basename(tmp));
     try {

@@ -81,6 +81,15 @@ async function spares(): Promise<number[]> {
 }
 
 const starlingMounts = async () => (await listMounts()).filter((m) => m.mountpoint.startsWith(`${work}/`) && m.fstype === 'fuse.starling');
+/**
+ * Waits (20 s at most) until the image daemon the service last started has mounted its layers and
+ * the service has logged it: a layer's Prepare is answered once its TOC verified, before the mounts.
+ */
+async function imageMounted(): Promise<void> {
+  const logged = () => service!.log().split('\n').filter((l) => /layers lazy, mounted in/.test(l)).length;
+  const before = logged();
+  for (const deadline = Date.now() + 20_000; logged() === before && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+}
 
 /** Removes the image; afterwards no snapshot, no snapshot or image directory and no mount is left. */
 async function removeImage(tag: string): Promise<void> {
@@ -122,7 +131,9 @@ after(async () => {
 });
 
 test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only manifest and config in the content store, only TOCs fetched', { timeout: 180_000 }, async () => {
+  const mounted = imageMounted();
   await containerd!.ctrRemote('image', 'rpull', '--plain-http', '--snapshotter', 'starling', ref('esgz'));
+  await mounted;
   const chain = await chainOf('esgz');
   assert.deepEqual((await snapshots()).map((r) => [r[0], r[2]]), chain.map((c) => [c, 'Committed']).sort((a, b) => a[0]!.localeCompare(b[0]!)));
   for (const c of chain) assert.equal((await labelsOf(c))[REMOTE], 'remote snapshot', `${c} is a remote snapshot`);
@@ -255,7 +266,9 @@ test("CRI's labels (as the CRI plugin sends them, over gRPC) mount a layer lazil
       'containerd.io/snapshot/cri.layer-digest': m.layers[0]!.digest,
       'containerd.io/snapshot/cri.image-layers': m.layers.map((l) => l.digest).join(','),
     };
+    const mounted = imageMounted();
     await assert.rejects(call('Prepare', { key: `k8s.io/1/extract-1 ${c0}`, parent: '', labels }), (e: grpc.ServiceError) => e.code === grpc.status.ALREADY_EXISTS);
+    await mounted;
     const { info } = await call<{ info: { kind: string; labels: Record<string, string> } }>('Stat', { key: c0 });
     assert.equal(info.kind, 'COMMITTED');
     assert.equal(info.labels[REMOTE], 'remote snapshot');
