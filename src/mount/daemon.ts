@@ -1,6 +1,6 @@
 // The life of a mount daemon: recover a stale mount left by a crashed daemon on the same path, mount
 // the image, answer control requests, and unmount on `umount`, SIGINT, SIGTERM or a fatal error.
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { control, ControlUnreachable, mountPaths, serveControl } from './control.js';
 import { collectGarbage, ImageMount, type ImageMountOptions } from './image-mount.js';
@@ -22,6 +22,8 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   const st = await stat(opts.mountpoint).catch(() => undefined);
   if (!st) throw new MountError(`mountpoint ${opts.mountpoint} does not exist`);
   if (!st.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
+  // libfuse refuses a non-empty mountpoint with nothing better than "fuse failed".
+  if (opts.mode === 'merged' && !opts.upper && (await readdir(opts.mountpoint)).length > 0) throw new MountError(`mountpoint ${opts.mountpoint} is not empty`);
 
   const mount = await ImageMount.open({ ...opts, workDir: paths.dir });
   // From here on every way out unmounts: the handlers are in place before the next await, so a

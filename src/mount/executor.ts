@@ -1,8 +1,10 @@
 // The executor of mount plans (plan.ts): creates the directories, mounts each FUSE mount with the
 // filesystem the caller makes for its layer(s), then the overlay; `unmount()` undoes what was done,
-// in reverse order, also after a plan failed half-way.
+// in reverse order, also after a plan failed half-way, down to the directories it created (so that
+// a mountpoint `--mode layers` filled with MOUNTPOINT/N is empty again for the next mount).
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import type { FuseMount } from '../fs/fuse.js';
 import type { LazyFs } from '../fs/lazyfs.js';
@@ -24,10 +26,19 @@ export interface ExecuteOptions {
 export class PlanMounts {
   private readonly fuse: FuseMount[] = [];
   private overlay?: string;
+  /** Directories this executor created, parents before children. */
+  private readonly made: string[] = [];
 
   /** Carries `plan` out; on failure what got mounted stays recorded for `unmount()`. */
   async apply(plan: MountPlan, opts: ExecuteOptions): Promise<void> {
-    for (const dir of plan.dirs) await mkdir(dir, { recursive: true });
+    for (const dir of plan.dirs) {
+      // mkdir names the first directory it had to create; the ones from there down to `dir` are ours.
+      const first = await mkdir(dir, { recursive: true });
+      if (first === undefined) continue;
+      const chain = [];
+      for (let d = dir; d !== first && d !== dirname(d); d = dirname(d)) chain.unshift(d);
+      this.made.push(first, ...chain);
+    }
     // Loaded by the caller ahead of time (while the TOCs were on their way): a cached import here.
     const { mountFuse } = await import('../fs/fuse.js');
     for (const f of plan.fuse) {
@@ -49,6 +60,8 @@ export class PlanMounts {
       this.overlay = undefined;
     }
     for (const f of this.fuse.splice(0).reverse()) await f.unmount().catch((e: Error) => errors.push(`${f.mountpoint}: ${e.message}`));
+    // Only when everything came off: rmdir of an empty directory, never a recursive removal.
+    if (errors.length === 0) for (const dir of this.made.splice(0).reverse()) await rmdir(dir).catch(() => {});
     return errors;
   }
 }

@@ -189,8 +189,14 @@ test('layers mode: each lazy layer on its own at MOUNTPOINT/N as overlayfs wants
   } finally {
     await umount(mnt);
   }
-  assert.deepEqual(await readdir(mnt), ['1'], 'the empty target directory stays, nothing is mounted on it');
+  assert.deepEqual(await readdir(mnt), [], 'the layer directories the mount made are gone: the mountpoint takes a merged mount again');
   assert.equal((await listMounts()).filter((m) => m.mountpoint.startsWith(`${mnt}/`)).length, 0);
+  await mount(ref('mixed'), mnt, '--cache-dir', join(work, 'cache-mixed-layers'), '--no-background-fetch');
+  try {
+    assert.equal(await readFile(join(mnt, 'small/one.txt'), 'utf8'), 'one small file\n');
+  } finally {
+    await umount(mnt);
+  }
 });
 
 test('laziness: mount fetches only metadata and TOCs, one small file costs its chunk, a warm remount fetches no blob bytes', async () => {
@@ -437,4 +443,8 @@ test('a bad reference fails with a clear message and leaves nothing mounted', as
   await assert.rejects(starling('mount', `docker://${registry.host}/test/missing:v1`, mnt), (err: { stderr: string }) => /missing/.test(err.stderr));
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   assert.ok(!info.includes(mnt));
+  // FUSE takes only an empty directory: said so, not libfuse's "fuse failed".
+  await writeFile(join(mnt, 'left-over'), '');
+  await assert.rejects(starling('mount', ref('estargz'), mnt), (err: { stderr: string }) => /mountpoint .*mnt-bad is not empty/.test(err.stderr));
+  assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(mnt));
 });
