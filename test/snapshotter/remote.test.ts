@@ -155,6 +155,16 @@ test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only man
   assert.equal(s.totals.servedBytes, 0, 'nothing read yet');
   assert.equal((await starlingMounts()).length, 3, 'one FUSE mount per layer');
   assert.match(service!.log(), /3 of 3 layers lazy, mounted in \d+ ms by a spare daemon/, 'the daemon was started ahead, with the service');
+  // The spare waits at nice 10; put to work, every thread of it runs at 0 again.
+  const nice = async (pid: number) => {
+    const tids = await readdir(`/proc/${pid}/task`);
+    return Promise.all(tids.map(async (t) => Number((await readFile(`/proc/${pid}/task/${t}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ')[16])));
+  };
+  assert.deepEqual(new Set(await nice(s.pid)), new Set([0]), 'the image daemon runs at normal priority');
+  for (const deadline = Date.now() + 10_000; (await spares()).length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+  const [next] = await spares();
+  assert.ok(next !== undefined, 'a new spare is started once the image is mounted');
+  assert.deepEqual(new Set(await nice(next)), new Set([10]), 'the new spare waits at low priority');
 });
 
 test('ctr run on the lazy layers prints the right output; the container writes into its upper dir only', { timeout: 180_000 }, async () => {
