@@ -1,8 +1,7 @@
 // openLayerToc / describeLayerFormat: which layers are lazy-capable, in which format, and why not.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { before, describe, it } from 'node:test';
@@ -17,6 +16,7 @@ import { sha256 } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/types.js';
 import { convert as convertEstargz } from './estargz/helpers.js';
 import { convertZstd, ensureGoZstdChunked, goZstdChunked } from './zstdchunked/helpers.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
@@ -28,7 +28,7 @@ describe('openLayerToc', () => {
   let dir: string;
   let tar: Buffer;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'starling-open-'));
+    dir = await tempDir('starling-open-');
     await mkdir(join(dir, 'root/etc'), { recursive: true });
     await writeFile(join(dir, 'root/etc/hello'), 'hello\n');
     await writeFile(join(dir, 'root/etc/bin'), await readFile('/usr/bin/ls'));

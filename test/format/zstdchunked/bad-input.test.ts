@@ -3,8 +3,7 @@
 // escaping paths, and tars zstd:chunked cannot hold.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,12 +17,13 @@ import { decodeZstdChunkedToc, openZstdChunked } from '../../../src/format/zstdc
 import { Annotation } from '../../../src/oci/mediatypes.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { convertZstd } from './helpers.js';
+import { tempDir } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
 /** A small real tar (GNU tar) with a multi-chunk file, a small file and a directory. */
 async function smallTar(): Promise<Buffer> {
-  const dir = await mkdtemp(join(tmpdir(), 'starling-zc-bad-'));
+  const dir = await tempDir('starling-zc-bad-');
   await mkdir(join(dir, 'root/sub'), { recursive: true });
   const bin = await readFile('/usr/bin/ls');
   await writeFile(join(dir, 'root/sub/big'), Buffer.concat([bin, bin]));
@@ -192,7 +192,7 @@ describe('zstd:chunked refuses bad input', () => {
     const big = tar.indexOf(Buffer.from('./sub/big'));
     await assert.rejects(convertZstd(tar.subarray(0, big + 512 + 1000)), /unexpected end of archive inside an entry/);
     await assert.rejects(convertZstd(Buffer.alloc(2048, 0x41)), /not a tar archive, or corrupt/);
-    const dir = await mkdtemp(join(tmpdir(), 'starling-zc-sparse-'));
+    const dir = await tempDir('starling-zc-sparse-');
     await run('truncate', ['-s', '10M', join(dir, 'sparse')]);
     await run('sh', ['-c', `printf data >> ${join(dir, 'sparse')}`]);
     await run('tar', ['-C', dir, '-cSf', join(dir, 'sparse.tar'), '--format=gnu', 'sparse']);

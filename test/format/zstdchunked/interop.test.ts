@@ -3,8 +3,7 @@
 // its ZstdCompressor (older layout: io.containers.* keys, 40-byte GnUlInUx footer, no tar-split);
 // and both cut the same chunks from the same content.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { BufferBlob } from '../../../src/blob/source.js';
@@ -18,6 +17,7 @@ import { sha256 } from '../../../src/oci/digest.js';
 import { realTar } from '../../fixtures/real-tar.js';
 import { readSourceTar } from '../estargz/helpers.js';
 import { convertZstdCached, ensureGoZstdChunked, goZstdChunked } from './helpers.js';
+import { tempDir } from '../../helpers/temp-dir.js';
 
 interface GoChunk {
   offset: number;
@@ -68,7 +68,7 @@ describe('zstd:chunked interop with containers/storage 1.43', () => {
     })());
   before(async () => {
     await ensureGoZstdChunked();
-    dir = await mkdtemp(join(tmpdir(), 'starling-zc-interop-'));
+    dir = await tempDir('starling-zc-interop-');
   });
 
   for (const format of ['pax', 'gnu'] as const) {

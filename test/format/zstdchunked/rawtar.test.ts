@@ -2,13 +2,13 @@
 // base-256 ids, nanosecond PAX times, legacy '\0' typeflags, and every byte accounted for.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { formatGoTime } from '../../../src/format/zstdchunked/manifest.js';
 import { RawTarParser, TarFormatError, type TarHeader } from '../../../src/format/zstdchunked/rawtar.js';
+import { tempDir } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
@@ -37,7 +37,7 @@ describe('RawTarParser', () => {
   // ustar holds > 100 bytes only through its 155-byte prefix field.
   const prefixed = `${'d'.repeat(90)}/${'f'.repeat(60)}-in-the-prefix-case.txt`;
   before(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'starling-rawtar-'));
+    const dir = await tempDir('starling-rawtar-');
     root = join(dir, 'root');
     await mkdir(join(root, 'd'.repeat(90), 'e'.repeat(90)), { recursive: true });
     await writeFile(join(root, long), 'x'.repeat(700));

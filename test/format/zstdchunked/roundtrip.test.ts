@@ -2,8 +2,7 @@
 // entry read back through our reader matches the source tar as an independent parser (tar-stream) sees it.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -16,6 +15,7 @@ import { sha256 } from '../../../src/oci/digest.js';
 import { realTar, type TarFormat } from '../../fixtures/real-tar.js';
 import { readSourceTar } from '../estargz/helpers.js';
 import { convertZstd, convertZstdCached } from './helpers.js';
+import { tempDir } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
@@ -32,7 +32,7 @@ for (const format of ['pax', 'gnu'] as TarFormat[]) {
     });
 
     it('decompresses with the zstd CLI to exactly the input tar', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'starling-zc-'));
+      const dir = await tempDir('starling-zc-');
       await writeFile(join(dir, 'layer.zst'), blob);
       const { stdout } = await run('sh', ['-c', `zstd -dcq ${join(dir, 'layer.zst')} | sha256sum`]);
       assert.equal(`sha256:${stdout.split(' ')[0]}`, sha256(tar));
