@@ -6,7 +6,7 @@ import { close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { digestHex, sha256Async, type Digest } from '../oci/digest.js';
+import { digestHex, sha256, type Digest } from '../oci/digest.js';
 import { CacheCounters } from './metrics.js';
 
 export interface ChunkCacheOptions {
@@ -154,7 +154,7 @@ export class ChunkCache {
       this.counters.diskMisses++;
       return undefined;
     }
-    if (data === 'damaged' || (await sha256Async(data)) !== digest) {
+    if (data === 'damaged' || (sha256(data)) !== digest) {
       this.forget(digest);
       await rm(path, { force: true });
       this.counters.diskMisses++;

@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { createGunzip, gunzip } from 'node:zlib';
 import type { BlobSource } from '../../blob/source.js';
-import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js';
+import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
 import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-fields.js';
@@ -284,7 +284,7 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   }
   const plain = await inflatePrefix(compressed, chunk.innerOffset + chunk.size);
   const data = plain.subarray(chunk.innerOffset);
-  const actual = await sha256Async(data);
+  const actual = sha256(data);
   if (actual !== chunk.digest) {
     throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} (file offset ${chunk.fileOffset}): digest ${actual}, TOC says ${chunk.digest}`);
   }

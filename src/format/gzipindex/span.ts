@@ -3,7 +3,7 @@
 // by the addon from the checkpoint (bits + window) and checked against its digest before any of it
 // is returned.
 import type { BlobSource } from '../../blob/source.js';
-import { sha256Async } from '../../oci/digest.js';
+import { sha256 } from '../../oci/digest.js';
 import { ChunkVerifyError } from '../toc.js';
 import type { GzipIndex } from './model.js';
 import { gzipAddon } from './native.js';
@@ -48,7 +48,7 @@ export async function decodeSpan(index: GzipIndex, i: number, compressed: Buffer
   } catch (err) {
     throw new ChunkVerifyError(`${what}: ${(err as Error).message}`);
   }
-  const digest = await sha256Async(plain);
+  const digest = sha256(plain);
   if (digest !== index.spanDigests[i]) throw new ChunkVerifyError(`${what}: digest ${digest}, the index says ${index.spanDigests[i]}`);
   return plain;
 }

@@ -4,7 +4,7 @@
 // verify the tar-split against the TOC's tarSplitDigest and check both list the same entries.
 // Everything read from the blob is untrusted: sizes are bounded before anything is inflated.
 import type { BlobSource } from '../../blob/source.js';
-import { isDigest, sha256, sha256Async, type Digest } from '../../oci/digest.js';
+import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { Annotation } from '../../oci/mediatypes.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type FileEntry, type FileType, type LayerToc, type TocEntry } from '../toc.js';
@@ -372,7 +372,7 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   }
   if (compressed.length !== chunk.end - chunk.start) throw new ChunkVerifyError(`${what}: got ${compressed.length} compressed bytes`);
   const data = await decompressExact(compressed, chunk.size, (msg) => new ChunkVerifyError(`${what}: ${msg}`));
-  const actual = await sha256Async(data);
+  const actual = sha256(data);
   if (actual !== chunk.digest) throw new ChunkVerifyError(`${what}: digest ${actual}, TOC says ${chunk.digest}`);
   return data;
 }
