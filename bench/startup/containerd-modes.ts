@@ -3,9 +3,9 @@
 // containerd (`ctr-remote image rpull` + `ctr run`, both with their defaults), totals ≤ 0.7 ×, with
 // the rpull and run phases side by side. Kept apart from containerd.ts so the report does not load
 // what runs containerd.
+import { CONTAINERD_MODES } from '../../src/cli/bench-modes.js';
 import type { CellSummary, Mode } from './report.js';
 
-export const CONTAINERD_MODES = ['containerd-full', 'containerd-starling', 'containerd-stargz'] as const;
 export type ContainerdMode = (typeof CONTAINERD_MODES)[number];
 
 export const isContainerdMode = (mode: string): mode is ContainerdMode => (CONTAINERD_MODES as readonly string[]).includes(mode);

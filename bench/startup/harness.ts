@@ -116,7 +116,7 @@ interface PreparedImage {
 }
 
 /** Converts (cached), records the trace for the optimised form (cached) and pushes every form the modes need. */
-async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, engine: Engine, reg: EmulatedRegistry, opts: BenchOptions): Promise<PreparedImage> {
+async function prepareImage(name: string, forms: Set<Form>, modes: readonly Mode[], engine: Engine, reg: EmulatedRegistry, opts: BenchOptions): Promise<PreparedImage> {
   const recipe = imageRecipe(name);
   const built = await buildBenchImage(recipe, opts.cacheDir, opts.log);
   // Converted forms (and the trace recorded on one) are kept per version of the conversion code.
@@ -150,7 +150,15 @@ async function prepareImage(name: string, forms: Set<Form>, profiled: boolean, e
       info.readBytes = (JSON.parse(await readFile(summaryFile, 'utf8')) as { bytes: number }).bytes;
     }
   }
-  if (profiled) {
+  if (modes.includes('lazy-gzip-index')) {
+    // The unconverted gzip image in a repository of its own, indexed by `starling index` (each run:
+    // an index is a pass over every layer, seconds even for gcc) with the index pushed as its referrer.
+    const indexed = `${repo}${MODE_REPO_SUFFIX['lazy-gzip-index']}`;
+    await push(layout('gzip'), reg.directHost, indexed, 'gzip');
+    opts.log(`${name}: indexing the gzip image`);
+    await starling(engine, ['index', `docker://${reg.directHost}/${indexed}:gzip`, '--push', '--plain-http']);
+  }
+  if (modes.includes('lazy-profile')) {
     // The unchanged eStargz image in a repository of its own, with a prefetch profile of the
     // workload pushed next to it (recorded once per conversion code, pushed again into each run's registry).
     const ref = `docker://${reg.directHost}/${repo}${MODE_REPO_SUFFIX['lazy-profile']}:estargz`;
@@ -269,7 +277,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
 
     const forms = new Set(opts.modes.map((m) => MODE_FORM[m]));
     const images = new Map<string, PreparedImage>();
-    for (const name of opts.images) images.set(name, await prepareImage(name, forms, opts.modes.includes('lazy-profile'), engine, reg, opts));
+    for (const name of opts.images) images.set(name, await prepareImage(name, forms, opts.modes, engine, reg, opts));
     if (opts.prepareOnly) opts.log('images prepared; --prepare-only: nothing measured');
 
     const plan = shuffled(

@@ -27,6 +27,7 @@ export const MODE_FORM: Record<Mode, Form> = {
   'lazy-optimised': 'estargz-opt',
   'lazy-profile': 'estargz',
   'lazy-zstdchunked': 'zstdchunked',
+  'lazy-gzip-index': 'gzip',
   stargz: 'estargz',
   'stargz-optimised': 'estargz-opt',
   'containerd-full': 'gzip',
@@ -35,10 +36,11 @@ export const MODE_FORM: Record<Mode, Form> = {
 };
 
 /**
- * The repository a mode's image is in, after `bench/IMAGE`: the profiled copy has one of its own,
- * since referrers (the prefetch profile) belong to a repository and every other mode must not see it.
+ * The repository a mode's image is in, after `bench/IMAGE`: the profiled and the indexed copies have
+ * one of their own, since referrers (the prefetch profile, the gzip index) belong to a repository
+ * and every other mode must not see them.
  */
-export const MODE_REPO_SUFFIX: Partial<Record<Mode, string>> = { 'lazy-profile': '-profiled' };
+export const MODE_REPO_SUFFIX: Partial<Record<Mode, string>> = { 'lazy-profile': '-profiled', 'lazy-gzip-index': '-indexed' };
 
 /** Options of `starling mount` beyond its defaults, per lazy mode (the others use the defaults). */
 const MOUNT_ARGS: Partial<Record<Mode, string[]>> = { 'lazy-no-bg': ['--no-background-fetch'] };
@@ -108,6 +110,7 @@ async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
   await starling(ctx.engine, ['mount', `docker://${ctx.ref}`, mnt, '--upper', join(ctx.work, 'upper'), '--cache-dir', join(ctx.work, 'cache'), ...(MOUNT_ARGS[mode] ?? [])], env);
   return {
     rootfs: mnt,
+    ...(mode === 'lazy-gzip-index' ? { check: () => checkIndexed(ctx, mnt, env) } : {}),
     async cleanup() {
       await starling(ctx.engine, ['umount', mnt], env).catch(() => starling(ctx.engine, ['umount', '--force', mnt], env));
       // umount returns once the mount point is free; the daemon's own FUSE mounts (in its run dir,
@@ -116,6 +119,16 @@ async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
     },
   };
 }
+
+/** The gzip index mode measured what it claims: every layer of at least `starling index`'s minimum size was mounted through its index. */
+async function checkIndexed(ctx: ModeContext, mnt: string, env: Record<string, string>): Promise<void> {
+  const [stats] = JSON.parse(await starling(ctx.engine, ['stats', mnt, '--json'], env)) as Array<{ layers: Array<{ digest: string; size: number; format: string; lazy: boolean; reason: string | null }> }>;
+  const whole = stats!.layers.filter((l) => l.size >= INDEX_MIN_LAYER_BYTES && !(l.lazy && l.format === 'gzip-index'));
+  if (whole.length > 0) throw new Error(`layers not mounted through their gzip index: ${whole.map((l) => `${l.digest} (${l.format}: ${l.reason})`).join(', ')}`);
+}
+
+/** `starling index`'s default --min-layer-size: smaller layers get no index (fetched whole at mount). */
+const INDEX_MIN_LAYER_BYTES = 10 << 20;
 
 /**
  * stargz-snapshotter as containerd uses it: the program mounts each layer on its own FUSE mount

@@ -7,11 +7,10 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCommandArgs, parseIntArg } from './args.js';
+import { DEFAULT_MODES, MODES } from './bench-modes.js';
 import { UserError, type Command } from './command.js';
 
 const IMAGES = ['python', 'pydata', 'gcc', 'data'];
-const MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised', 'skopeo', 'containerd-full', 'containerd-starling', 'containerd-stargz'];
-const DEFAULT_MODES = ['full', 'lazy', 'lazy-no-bg', 'lazy-optimised', 'lazy-profile', 'lazy-zstdchunked', 'stargz', 'stargz-optimised'];
 
 const usage = `usage: starling bench [options]
 
@@ -26,7 +25,9 @@ options:
                      files first), lazy-zstdchunked: \`starling mount\` with its default options;
                      lazy-no-bg: lazy with --no-background-fetch; lazy-profile: lazy's unchanged
                      image with the workload's prefetch profile pushed next to it (OCI 1.1
-                     referrer, in a repository of its own); stargz: stargz-snapshotter's
+                     referrer, in a repository of its own); lazy-gzip-index: lazy's mount of the
+                     unconverted gzip image with a gzip index (\`starling index --push\`, in a
+                     repository of its own); stargz: stargz-snapshotter's
                      filesystem (Debian's 0.12, default config) on lazy's blobs; stargz-optimised:
                      the same on lazy-optimised's blobs; skopeo: skopeo + tar;
                      containerd-full: \`ctr image pull\` + \`ctr run\` (overlayfs, gzip image);
@@ -53,9 +54,9 @@ function harness(root: string): string[] {
   return existsSync(source) ? ['--import', import.meta.resolve('tsx'), source] : [join(root, 'dist/harness/bench/startup/main.js')];
 }
 
-function list(value: string | undefined, known: string[], fallback: string[], what: string): string[] {
-  if (value === undefined) return fallback;
-  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+function list<T extends string>(value: string | undefined, known: readonly T[], fallback: readonly T[], what: string): T[] {
+  if (value === undefined) return [...fallback];
+  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '') as T[];
   for (const i of items) if (!known.includes(i)) throw new UserError(`${what}: unknown ${JSON.stringify(i)} (known: ${known.join(', ')})`, 2);
   if (items.length === 0) throw new UserError(`${what}: empty list`, 2);
   return [...new Set(items)];
