@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runTool } from '../../bench/startup/build.js';
 import { buildEngine, starling } from '../../bench/startup/engine.js';
 
 test('the benchmark snapshot of Starling, compiled outside the repository, runs (ESM, with its packages)', async () => {
@@ -14,6 +15,9 @@ test('the benchmark snapshot of Starling, compiled outside the repository, runs 
     const engine = await buildEngine(fileURLToPath(new URL('../..', import.meta.url)), join(dir, 'engine'));
     assert.match(engine.version, /^commit [0-9a-f]{12}$/);
     assert.match(await starling(engine, ['convert', '--help']), /estargz/);
+    // The gzip index addon (native/build/, not in git) loads from the snapshot as from the package.
+    const probe = "const m = await import('./dist/format/gzipindex/native.js'); console.log(m.gzipAddon().zlibVersion)";
+    assert.match(await runTool(process.execPath, ['--input-type=module', '-e', probe], { cwd: join(dir, 'engine') }), /^\d+\.\d+/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
