@@ -12,7 +12,7 @@ import type { Descriptor, ImageManifest } from '../oci/types.js';
 import { parseManifest } from '../oci/validate.js';
 import type { RegistryClient } from '../registry/client.js';
 import { registryOf } from './profile-registry.js';
-import { EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact } from './referrers.js';
+import { EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact, type FetchCounter } from './referrers.js';
 
 /** A manifest listing a blob per layer: a few hundred bytes per layer. */
 const MAX_ARTIFACT_MANIFEST_BYTES = 256 << 10;
@@ -65,6 +65,12 @@ export interface FoundGzipIndexes {
   refusedArtifact?: string;
   /** Why there are none, or which blobs were refused. */
   problems: string[];
+  /**
+   * What finding them fetched from the registry, for a mount's metadata totals (as its manifest
+   * and config): the referrers listing (API pages or the tag schema's index), the artifact's
+   * manifest and every index blob read; requests include answers without a body (404).
+   */
+  fetched: FetchCounter;
 }
 
 /** The verified index of one layer among those found, or why it has none. */
@@ -85,17 +91,20 @@ const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
  * Never throws for a registry or content problem: a refused blob leaves its layer without index.
  */
 export async function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<FoundGzipIndexes> {
-  const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), blobs: new Map(), problems: [] };
+  const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), blobs: new Map(), problems: [], fetched: { bytes: 0, requests: 0 } };
   const registry = registryOf(source);
   if (!registry) return { ...found, problems: ['gzip indexes are found in registries only (docker:// references)'] };
   const subject = image.manifestDescriptor.digest;
   try {
-    const { via, manifests } = await listReferrers(registry.client, registry.repository, subject, GZIP_INDEX_ARTIFACT_TYPE);
+    const { via, manifests } = await listReferrers(registry.client, registry.repository, subject, GZIP_INDEX_ARTIFACT_TYPE, found.fetched);
     const newest = [...manifests].sort((a, b) => (created(a) < created(b) ? 1 : created(a) > created(b) ? -1 : 0))[0];
     if (!newest) return { ...found, via, problems: [`no gzip index refers to ${subject}`] };
     Object.assign(found, { digest: newest.digest, via });
     if (newest.size > MAX_ARTIFACT_MANIFEST_BYTES) throw new GzipIndexError(`manifest of ${newest.size} bytes is larger than the ${MAX_ARTIFACT_MANIFEST_BYTES} allowed`);
-    const m = parseManifest(await source.fetchJSONBytes({ mediaType: MediaType.ociManifest, digest: newest.digest, size: newest.size }), MediaType.ociManifest, `gzip index ${newest.digest}`);
+    found.fetched.requests++;
+    const manifestBytes = await source.fetchJSONBytes({ mediaType: MediaType.ociManifest, digest: newest.digest, size: newest.size });
+    found.fetched.bytes += manifestBytes.length;
+    const m = parseManifest(manifestBytes, MediaType.ociManifest, `gzip index ${newest.digest}`);
     if (m.artifactType !== GZIP_INDEX_ARTIFACT_TYPE) throw new GzipIndexError(`artifactType ${JSON.stringify(m.artifactType)} is not ${GZIP_INDEX_ARTIFACT_TYPE}`);
     if (m.subject?.digest !== subject) throw new GzipIndexError(`its subject is ${m.subject?.digest ?? 'missing'}, not the image's manifest ${subject}`);
     for (const blob of m.layers.filter((l) => l.mediaType === GZIP_INDEX_MEDIA_TYPE)) {
@@ -104,7 +113,7 @@ export async function findGzipIndexes(source: ImageSource, image: { manifestDesc
       try {
         if (!layer) throw new GzipIndexError(`it names no layer of the image (${GZIP_INDEX_LAYER_ANNOTATION}: ${blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION] ?? 'missing'})`);
         if (blob.size > MAX_INDEX_BYTES) throw new GzipIndexError(`${blob.size} bytes is more than the ${MAX_INDEX_BYTES} allowed`);
-        found.indexes.set(layer.digest, await decodeGzipIndex(await readBlob(source, blob), layer));
+        found.indexes.set(layer.digest, await decodeGzipIndex(await readBlob(source, blob, found.fetched), layer));
       } catch (err) {
         found.problems.push(`index blob ${blob.digest}: ${(err as Error).message}`);
         if (layer) found.refused.set(layer.digest, `index blob ${blob.digest}: ${(err as Error).message}`);
@@ -118,11 +127,13 @@ export async function findGzipIndexes(source: ImageSource, image: { manifestDesc
 }
 
 /** A blob whose descriptor was bounded already; the stream checks size and digest at its end. */
-async function readBlob(source: ImageSource, desc: Descriptor): Promise<Buffer> {
+async function readBlob(source: ImageSource, desc: Descriptor, counter: FetchCounter): Promise<Buffer> {
   const parts: Buffer[] = [];
   let size = 0;
+  counter.requests++;
   for await (const chunk of await source.openBlobStream(desc)) {
     size += (chunk as Buffer).length;
+    counter.bytes += (chunk as Buffer).length;
     if (size > desc.size) throw new GzipIndexError(`blob ${desc.digest} is longer than its ${desc.size} bytes`);
     parts.push(chunk as Buffer);
   }

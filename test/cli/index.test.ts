@@ -96,6 +96,10 @@ test('index --push indexes the large gzip layer, pushes a referrer that is found
     const written = await readFile(join(out, `${digestHex(big!.descriptor.digest)}.gzindex`));
     assert.ok((await encodeGzipIndex(index)).equals(written));
     assert.deepEqual(await decodeGzipIndex(written, big!.descriptor), index);
+    // What finding them fetched (a mount's metadata totals): the referrers API's 404, the tag
+    // schema's index, the artifact's manifest and the one index blob.
+    const tagIndex = await client.getManifest(repository, referrersTag(image.manifestDescriptor.digest));
+    assert.deepEqual(found.fetched, { requests: 4, bytes: tagIndex.bytes.length + listed.manifests[0]!.size + written.length });
     // Every file, read lazily from the registry through its spans.
     const blob = await source.openBlobSource(big!.descriptor);
     try {
