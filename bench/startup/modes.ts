@@ -122,8 +122,9 @@ async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
 
 /** The gzip index mode measured what it claims: every layer of at least `starling index`'s minimum size was mounted through its index. */
 async function checkIndexed(ctx: ModeContext, mnt: string, env: Record<string, string>): Promise<void> {
-  const [stats] = JSON.parse(await starling(ctx.engine, ['stats', mnt, '--json'], env)) as Array<{ layers: Array<{ digest: string; size: number; format: string; lazy: boolean; reason: string | null }> }>;
-  const whole = stats!.layers.filter((l) => l.size >= INDEX_MIN_LAYER_BYTES && !(l.lazy && l.format === 'gzip-index'));
+  // `stats MOUNTPOINT --json` is one object (an array only with --snapshotter).
+  const stats = JSON.parse(await starling(ctx.engine, ['stats', mnt, '--json'], env)) as { layers: Array<{ digest: string; size: number; format: string; lazy: boolean; reason: string | null }> };
+  const whole = stats.layers.filter((l) => l.size >= INDEX_MIN_LAYER_BYTES && !(l.lazy && l.format === 'gzip-index'));
   if (whole.length > 0) throw new Error(`layers not mounted through their gzip index: ${whole.map((l) => `${l.digest} (${l.format}: ${l.reason})`).join(', ')}`);
 }
 
