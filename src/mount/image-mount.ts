@@ -244,6 +244,13 @@ export class ImageMount {
     );
     this.layers.push(...opened);
     await config;
+    // The gzip index referrer (listing, manifest, index blobs) is image metadata, as the manifest
+    // and config are; the layers that use an index have awaited it already.
+    const fetched = (await gzipIndexes?.catch(() => undefined))?.fetched;
+    if (fetched) {
+      this.metrics.metadataBytes += fetched.bytes;
+      this.metrics.metadataRequests += fetched.requests;
+    }
     lap('layersMs');
     const indexes = opened.map((l) => l.contents);
     const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, quietMs: opts.backgroundQuietMs ?? DEFAULT_SCHEDULER.quietMs, backgroundRate: opts.backgroundRate ?? 0 });

@@ -19,7 +19,7 @@ import type { GzipIndex } from '../../src/format/gzipindex/model.js';
 import { spanAt, spanRange } from '../../src/format/gzipindex/span.js';
 import type { StatsReport } from '../../src/mount/image-mount.js';
 import { detachAll } from '../../src/mount/stale.js';
-import { pushGzipIndexes } from '../../src/image/gzip-index-registry.js';
+import { findGzipIndexes, pushGzipIndexes } from '../../src/image/gzip-index-registry.js';
 import { registryOf } from '../../src/image/profile-registry.js';
 import { digestHex, sha256, type Digest } from '../../src/oci/digest.js';
 import { OciLayoutDestination } from '../../src/oci/layout.js';
@@ -182,6 +182,18 @@ test('every layer is lazy through its index and every path matches starling pull
     const s = await stats(mnt);
     assert.deepEqual(s.layers.map((l) => [l.format, l.lazy, l.reason]), layers.map(() => ['gzip-index', true, null]));
     assert.ok(s.layers.every((l) => l.fetchedBytes < 1024), 'opening a layer reads its tail only');
+    // The index referrer counts in the metadata totals, with the manifest and the config.
+    const source = await openImageSource(ref, { plainHttp: true });
+    try {
+      const image = await resolveManifest(source);
+      const { fetched } = await findGzipIndexes(source, image);
+      const blobs = (await Promise.all(layers.map((l) => encodeGzipIndex(indexes.get(l.digest)!)))).reduce((n, b) => n + b.length, 0);
+      assert.ok(fetched.bytes > blobs, `${fetched.bytes} bytes fetched: the listing, the artifact manifest and ${blobs} bytes of index blobs`);
+      assert.equal(s.totals.metadataBytes, image.manifestDescriptor.size + (await image.config).configBytes.length + fetched.bytes);
+      assert.equal(s.totals.fetchedBytes, s.totals.metadataBytes + s.layers.reduce((n, l) => n + l.fetchedBytes, 0));
+    } finally {
+      await source.close();
+    }
     assertSameTree(await treeDump(mnt), pulledDump);
     const read = await stats(mnt);
     assert.equal(read.totals.verificationFailures, 0);
