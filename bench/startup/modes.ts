@@ -12,6 +12,7 @@ import { stageContainerd } from './containerd.js';
 import { isContainerdMode } from './containerd-modes.js';
 import type { Workload } from './images.js';
 import { exists, runTool } from './build.js';
+import { DEFAULT_MIN_LAYER_SIZE } from '../../src/convert/gzip-index.js';
 import { lazyUnmount, listMounts } from '../../src/mount/stale.js';
 import { starling, type Engine } from './engine.js';
 import { PACKAGE_ROOT } from './root.js';
@@ -124,12 +125,9 @@ async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
 async function checkIndexed(ctx: ModeContext, mnt: string, env: Record<string, string>): Promise<void> {
   // `stats MOUNTPOINT --json` is one object (an array only with --snapshotter).
   const stats = JSON.parse(await starling(ctx.engine, ['stats', mnt, '--json'], env)) as { layers: Array<{ digest: string; size: number; format: string; lazy: boolean; reason: string | null }> };
-  const whole = stats.layers.filter((l) => l.size >= INDEX_MIN_LAYER_BYTES && !(l.lazy && l.format === 'gzip-index'));
+  const whole = stats.layers.filter((l) => l.size >= DEFAULT_MIN_LAYER_SIZE && !(l.lazy && l.format === 'gzip-index'));
   if (whole.length > 0) throw new Error(`layers not mounted through their gzip index: ${whole.map((l) => `${l.digest} (${l.format}: ${l.reason})`).join(', ')}`);
 }
-
-/** `starling index`'s default --min-layer-size: smaller layers get no index (fetched whole at mount). */
-const INDEX_MIN_LAYER_BYTES = 10 << 20;
 
 /**
  * stargz-snapshotter as containerd uses it: the program mounts each layer on its own FUSE mount

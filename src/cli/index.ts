@@ -2,7 +2,7 @@
 // written to files and/or pushed as a referrer of the image's platform manifest. The image never changes.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { indexImageLayers, type LayerIndexResult } from '../convert/gzip-index.js';
+import { DEFAULT_MIN_LAYER_SIZE, indexImageLayers, type LayerIndexResult } from '../convert/gzip-index.js';
 import { MAX_SPAN_SIZE } from '../format/gzipindex/encoding.js';
 import { pushGzipIndexes } from '../image/gzip-index-registry.js';
 import { registryOf } from '../image/profile-registry.js';
@@ -50,7 +50,7 @@ export const command: Command = {
     const ref = positionals[0]!;
     const span = values.span === undefined ? 4 << 20 : parseSize(values.span, '--span');
     if (span < MIN_SPAN || span > MAX_SPAN_SIZE) throw new UserError(`--span must be ${MIN_SPAN >> 10}KiB to ${MAX_SPAN_SIZE >> 20}MiB`, 2);
-    const minLayerSize = values['min-layer-size'] === undefined ? 10 << 20 : parseSize(values['min-layer-size'], '--min-layer-size');
+    const minLayerSize = values['min-layer-size'] === undefined ? DEFAULT_MIN_LAYER_SIZE : parseSize(values['min-layer-size'], '--min-layer-size');
     let platform;
     try {
       platform = values.platform ? parsePlatform(values.platform) : undefined;

@@ -11,6 +11,9 @@ import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
 
+/** `starling index`'s default minimum layer size: smaller layers get no index. */
+export const DEFAULT_MIN_LAYER_SIZE = 10 << 20;
+
 export interface IndexOptions {
   /** Uncompressed bytes between checkpoints. */
   span: number;

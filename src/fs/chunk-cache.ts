@@ -154,7 +154,7 @@ export class ChunkCache {
       this.counters.diskMisses++;
       return undefined;
     }
-    if (data === 'damaged' || (sha256(data)) !== digest) {
+    if (data === 'damaged' || sha256(data) !== digest) {
       this.forget(digest);
       await rm(path, { force: true });
       this.counters.diskMisses++;

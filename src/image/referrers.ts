@@ -46,7 +46,7 @@ export function referrersTag(digest: Digest): string {
  * The referrers of `subject` in `repository`, of `artifactType` when given: the API first, the tag
  * schema when the API answers 404.
  */
-export async function listReferrers(client: RegistryClient, repository: string, subject: Digest, artifactType?: string, counter?: FetchCounter): Promise<Referrers> {
+export async function listReferrers(client: RegistryClient, repository: string, subject: Digest, artifactType?: string, counter: FetchCounter = { bytes: 0, requests: 0 }): Promise<Referrers> {
   const fromApi = await listViaApi(client, repository, subject, artifactType, counter);
   const manifests = fromApi ?? (await readTagIndex(client, repository, subject, counter)).index?.manifests ?? [];
   // Filtered here whatever the registry did: OCI-Filters-Applied only says it may have.
@@ -54,7 +54,7 @@ export async function listReferrers(client: RegistryClient, repository: string, 
 }
 
 /** The API's answer, every page of it; undefined when the registry has no referrers API (404). */
-async function listViaApi(client: RegistryClient, repository: string, subject: Digest, artifactType: string | undefined, counter?: FetchCounter): Promise<Descriptor[] | undefined> {
+async function listViaApi(client: RegistryClient, repository: string, subject: Digest, artifactType: string | undefined, counter: FetchCounter): Promise<Descriptor[] | undefined> {
   const object = `referrers of ${subject}`;
   const ctx = client.context(repository, object);
   const query = artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(artifactType)}`;
@@ -67,10 +67,8 @@ async function listViaApi(client: RegistryClient, repository: string, subject: D
       bytes: r.status === 200 ? await readLimited(r.body, MAX_PAGE_BYTES, ctx) : undefined,
       url: r.url,
     }));
-    if (counter) {
-      counter.requests++;
-      counter.bytes += res.bytes?.length ?? 0;
-    }
+    counter.requests++;
+    counter.bytes += res.bytes?.length ?? 0;
     if (!res.bytes) {
       if (page === 0) return undefined;
       throw new RegistryError(ctx, `page ${page + 1} of the referrers answered 404`, 404);
@@ -105,16 +103,16 @@ function nextLink(headers: IncomingHttpHeaders, base: URL): URL | undefined {
  * The index under the referrers tag of `subject` and its ETag. No tag, or a tag that is not a
  * valid index, means no referrers (distribution-spec "Referrers Tag Schema").
  */
-async function readTagIndex(client: RegistryClient, repository: string, subject: Digest, counter?: FetchCounter): Promise<{ index?: ImageIndex; etag?: string }> {
+async function readTagIndex(client: RegistryClient, repository: string, subject: Digest, counter: FetchCounter = { bytes: 0, requests: 0 }): Promise<{ index?: ImageIndex; etag?: string }> {
   let fetched;
-  if (counter) counter.requests++;
+  counter.requests++;
   try {
     fetched = await client.getManifest(repository, referrersTag(subject));
   } catch (err) {
     if (err instanceof RegistryNotFoundError) return {};
     throw err;
   }
-  if (counter) counter.bytes += fetched.bytes.length;
+  counter.bytes += fetched.bytes.length;
   const etag = fetched.etag ? { etag: fetched.etag } : {};
   try {
     return { index: parseIndex(fetched.bytes, undefined, `referrers tag of ${subject}`), ...etag };
