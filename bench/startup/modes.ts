@@ -3,7 +3,7 @@
 // process (so a new registry connection).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { WorkloadResult } from '../../src/cli/_workload.js';
@@ -13,6 +13,7 @@ import { isContainerdMode } from './containerd-modes.js';
 import type { Workload } from './images.js';
 import { exists, runTool } from './build.js';
 import { DEFAULT_MIN_LAYER_SIZE } from '../../src/convert/gzip-index.js';
+import { mountPaths } from '../../src/mount/control.js';
 import { lazyUnmount, listMounts } from '../../src/mount/stale.js';
 import { starling, type Engine } from './engine.js';
 import { PACKAGE_ROOT } from './root.js';
@@ -113,12 +114,21 @@ async function lazyMount(mode: Mode, ctx: ModeContext): Promise<Prepared> {
     rootfs: mnt,
     ...(mode === 'lazy-gzip-index' ? { check: () => checkIndexed(ctx, mnt, env) } : {}),
     async cleanup() {
+      await keepDiagnostics(ctx, mnt, env).catch(() => {});
       await starling(ctx.engine, ['umount', mnt], env).catch(() => starling(ctx.engine, ['umount', '--force', mnt], env));
       // umount returns once the mount point is free; the daemon's own FUSE mounts (in its run dir,
       // inside the work dir) go a moment later.
       await removeWhenUnmounted(ctx.work, 'umount');
     },
   };
+}
+
+/** The daemon's log and `stats --json` of a lazy sample, kept in the run's logs/ to explain its figures. */
+async function keepDiagnostics(ctx: ModeContext, mnt: string, env: Record<string, string>): Promise<void> {
+  if (!ctx.logDir) return;
+  await mkdir(ctx.logDir, { recursive: true });
+  await writeFile(join(ctx.logDir, 'stats.json'), await starling(ctx.engine, ['stats', mnt, '--json'], env));
+  await copyFile(mountPaths(mnt, env.STARLING_RUN_DIR).log, join(ctx.logDir, 'daemon.log'));
 }
 
 /** The gzip index mode measured what it claims: every layer of at least `starling index`'s minimum size was mounted through its index. */
