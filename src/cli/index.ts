@@ -24,7 +24,8 @@ mounted lazily. REF is oci:DIR[:TAG] or docker://[HOST[:PORT]/]NAME[:TAG]; the i
 
 options:
   --span N             uncompressed bytes between checkpoints (default 4MiB, ${MIN_SPAN >> 10}KiB to ${MAX_SPAN_SIZE >> 20}MiB)
-  --min-layer-size N   smaller layers get no index and are fetched whole (default 10MiB)
+  --min-layer-size N   smaller layers get ${MAX_SPAN_SIZE >> 20}MiB spans (one, mostly): fetched whole, but on their
+                       first read instead of before mounting (default 10MiB)
   --push               push the indexes as an OCI referrer of REF's platform manifest (docker:// only)
   --out DIR            write each index to DIR/<layer digest hex>.gzindex
   --platform P         os/arch[/variant] of REF's index (default: this machine's)

@@ -30,7 +30,7 @@ export type LayerGzipIndexReport =
  * each layer that has an index or could be lazy only through one (a plain gzip layer).
  */
 export async function inspectGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<{ summary: GzipIndexSummary; layers: Map<Digest, LayerGzipIndexReport> }> {
-  const found = await findGzipIndexes(source, image);
+  const found = await findGzipIndexes(source, image).all;
   const layers = new Map<Digest, LayerGzipIndexReport>();
   for (const layer of image.manifest.layers) {
     // The reasons are those a mount gives in `starling stats`.

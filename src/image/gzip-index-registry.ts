@@ -11,6 +11,7 @@ import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageManifest } from '../oci/types.js';
 import { parseManifest } from '../oci/validate.js';
 import type { RegistryClient } from '../registry/client.js';
+import { limiter } from '../registry/limiter.js';
 import { registryOf } from './profile-registry.js';
 import { EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact, type FetchCounter } from './referrers.js';
 
@@ -85,45 +86,100 @@ export function layerGzipIndex(found: FoundGzipIndexes, layer: Digest): { index:
 
 const created = (d: Descriptor) => d.annotations?.[Annotation.ociCreated] ?? '';
 
+/** Index blobs read at once: each may be up to MAX_INDEX_BYTES, and an artifact may list many. */
+const PARALLEL_BLOB_READS = 4;
+
+export interface GzipIndexSearch {
+  /**
+   * The verified index of `layer`, or why it has none, as soon as that layer's own blob is read
+   * (or the artifact is known to have none for it): a layer does not wait for the others' indexes.
+   */
+  layer(layer: Digest): Promise<{ index: GzipIndex } | { reason: string }>;
+  /** Everything found, once every blob is read. Never rejects. */
+  all: Promise<FoundGzipIndexes>;
+}
+
 /**
- * The gzip indexes of `image` (from a docker:// source): the newest artifact that refers to its
- * platform manifest, each blob checked (size bound, digest, decoded against the layer it names).
- * Never throws for a registry or content problem: a refused blob leaves its layer without index.
+ * Looks for the gzip indexes of `image` (from a docker:// source): the newest artifact that refers
+ * to its platform manifest, its blobs read in parallel, each checked (size bound, digest, decoded
+ * against the layer it names). Never fails for a registry or content problem: a refused blob
+ * leaves its layer without index.
  */
-export async function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): Promise<FoundGzipIndexes> {
+export function findGzipIndexes(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }): GzipIndexSearch {
   const found: FoundGzipIndexes = { indexes: new Map(), refused: new Map(), blobs: new Map(), problems: [], fetched: { bytes: 0, requests: 0 } };
-  const registry = registryOf(source);
-  if (!registry) return { ...found, problems: ['gzip indexes are found in registries only (docker:// references)'] };
   const subject = image.manifestDescriptor.digest;
-  try {
-    const { via, manifests } = await listReferrers(registry.client, registry.repository, subject, GZIP_INDEX_ARTIFACT_TYPE, found.fetched);
-    const newest = [...manifests].sort((a, b) => (created(a) < created(b) ? 1 : created(a) > created(b) ? -1 : 0))[0];
-    if (!newest) return { ...found, via, problems: [`no gzip index refers to ${subject}`] };
-    Object.assign(found, { digest: newest.digest, via });
-    if (newest.size > MAX_ARTIFACT_MANIFEST_BYTES) throw new GzipIndexError(`manifest of ${newest.size} bytes is larger than the ${MAX_ARTIFACT_MANIFEST_BYTES} allowed`);
-    found.fetched.requests++;
-    const manifestBytes = await source.fetchJSONBytes({ mediaType: MediaType.ociManifest, digest: newest.digest, size: newest.size });
-    found.fetched.bytes += manifestBytes.length;
-    const m = parseManifest(manifestBytes, MediaType.ociManifest, `gzip index ${newest.digest}`);
-    if (m.artifactType !== GZIP_INDEX_ARTIFACT_TYPE) throw new GzipIndexError(`artifactType ${JSON.stringify(m.artifactType)} is not ${GZIP_INDEX_ARTIFACT_TYPE}`);
-    if (m.subject?.digest !== subject) throw new GzipIndexError(`its subject is ${m.subject?.digest ?? 'missing'}, not the image's manifest ${subject}`);
-    for (const blob of m.layers.filter((l) => l.mediaType === GZIP_INDEX_MEDIA_TYPE)) {
-      const layer = image.manifest.layers.find((l) => l.digest === blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION]);
-      if (layer) found.blobs.set(layer.digest, blob);
-      try {
-        if (!layer) throw new GzipIndexError(`it names no layer of the image (${GZIP_INDEX_LAYER_ANNOTATION}: ${blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION] ?? 'missing'})`);
-        if (blob.size > MAX_INDEX_BYTES) throw new GzipIndexError(`${blob.size} bytes is more than the ${MAX_INDEX_BYTES} allowed`);
-        found.indexes.set(layer.digest, await decodeGzipIndex(await readBlob(source, blob, found.fetched), layer));
-      } catch (err) {
-        found.problems.push(`index blob ${blob.digest}: ${(err as Error).message}`);
-        if (layer) found.refused.set(layer.digest, `index blob ${blob.digest}: ${(err as Error).message}`);
-      }
-    }
-  } catch (err) {
+  const fail = (err: unknown) => {
     found.problems.push(`gzip index of ${subject}: ${(err as Error).message}`);
     if (found.digest) found.refusedArtifact = (err as Error).message;
+  };
+  const listed = listIndexBlobs(source, image, found).catch((err: unknown) => {
+    fail(err);
+    return new Map<Digest, Descriptor>();
+  });
+  const reads = listed.then((blobs) => {
+    const limit = limiter(PARALLEL_BLOB_READS);
+    return new Map([...blobs].map(([layer, blob]) => [layer, limit(() => readIndexBlob(source, image, layer, blob, found))]));
+  });
+  return {
+    layer: async (layer) => {
+      await (await reads).get(layer);
+      return layerGzipIndex(found, layer);
+    },
+    all: reads.then(async (r) => {
+      await Promise.all(r.values());
+      return found;
+    }),
+  };
+}
+
+/**
+ * The newest artifact's index blobs by the image layer each names, checked as a whole (size,
+ * type, subject); blobs naming no layer of the image, or a layer named before, are problems.
+ */
+async function listIndexBlobs(source: ImageSource, image: { manifestDescriptor: Descriptor; manifest: ImageManifest }, found: FoundGzipIndexes): Promise<Map<Digest, Descriptor>> {
+  const blobs = new Map<Digest, Descriptor>();
+  const registry = registryOf(source);
+  if (!registry) {
+    found.problems.push('gzip indexes are found in registries only (docker:// references)');
+    return blobs;
   }
-  return found;
+  const subject = image.manifestDescriptor.digest;
+  const { via, manifests } = await listReferrers(registry.client, registry.repository, subject, GZIP_INDEX_ARTIFACT_TYPE, found.fetched);
+  found.via = via;
+  const newest = [...manifests].sort((a, b) => (created(a) < created(b) ? 1 : created(a) > created(b) ? -1 : 0))[0];
+  if (!newest) {
+    found.problems.push(`no gzip index refers to ${subject}`);
+    return blobs;
+  }
+  found.digest = newest.digest;
+  if (newest.size > MAX_ARTIFACT_MANIFEST_BYTES) throw new GzipIndexError(`manifest of ${newest.size} bytes is larger than the ${MAX_ARTIFACT_MANIFEST_BYTES} allowed`);
+  found.fetched.requests++;
+  const manifestBytes = await source.fetchJSONBytes({ mediaType: MediaType.ociManifest, digest: newest.digest, size: newest.size });
+  found.fetched.bytes += manifestBytes.length;
+  const m = parseManifest(manifestBytes, MediaType.ociManifest, `gzip index ${newest.digest}`);
+  if (m.artifactType !== GZIP_INDEX_ARTIFACT_TYPE) throw new GzipIndexError(`artifactType ${JSON.stringify(m.artifactType)} is not ${GZIP_INDEX_ARTIFACT_TYPE}`);
+  if (m.subject?.digest !== subject) throw new GzipIndexError(`its subject is ${m.subject?.digest ?? 'missing'}, not the image's manifest ${subject}`);
+  for (const blob of m.layers.filter((l) => l.mediaType === GZIP_INDEX_MEDIA_TYPE)) {
+    const named = blob.annotations?.[GZIP_INDEX_LAYER_ANNOTATION];
+    const layer = image.manifest.layers.find((l) => l.digest === named);
+    if (!layer) found.problems.push(`index blob ${blob.digest}: it names no layer of the image (${GZIP_INDEX_LAYER_ANNOTATION}: ${named ?? 'missing'})`);
+    else if (blobs.has(layer.digest)) found.problems.push(`index blob ${blob.digest}: a second index of layer ${layer.digest}, ignored`);
+    else blobs.set(layer.digest, blob);
+  }
+  return blobs;
+}
+
+/** Reads, bounds and decodes the index `blob` of `layer` into `found` (its index, or why it was refused). */
+async function readIndexBlob(source: ImageSource, image: { manifest: ImageManifest }, layer: Digest, blob: Descriptor, found: FoundGzipIndexes): Promise<void> {
+  found.blobs.set(layer, blob);
+  try {
+    if (blob.size > MAX_INDEX_BYTES) throw new GzipIndexError(`${blob.size} bytes is more than the ${MAX_INDEX_BYTES} allowed`);
+    found.indexes.set(layer, await decodeGzipIndex(await readBlob(source, blob, found.fetched), image.manifest.layers.find((l) => l.digest === layer)!));
+  } catch (err) {
+    const why = `index blob ${blob.digest}: ${(err as Error).message}`;
+    found.problems.push(why);
+    found.refused.set(layer, why);
+  }
 }
 
 /** A blob whose descriptor was bounded already; the stream checks size and digest at its end. */

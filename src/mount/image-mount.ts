@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import type { BlobSource } from '../blob/source.js';
 import { TocError } from '../format/toc.js';
 import type { PrefetchProfile } from '../image/profile.js';
-import { findGzipIndexes, layerGzipIndex } from '../image/gzip-index-registry.js';
+import { findGzipIndexes } from '../image/gzip-index-registry.js';
 import { findPrefetchProfile, profileStatus, type ProfileStatus } from '../image/profile-registry.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
@@ -203,7 +203,7 @@ export class ImageMount {
     const source = this.source;
     // Gzip indexes (referrers of the manifest) come while the layers' TOCs do, looked for only when a layer may use one.
     const gzipIndexes = image.manifest.layers.some(mayUseGzipIndex) ? findGzipIndexes(source, image) : undefined;
-    void gzipIndexes?.then((f) => opts.log(`gzip indexes: ${f.indexes.size} found${f.digest ? ` in ${f.digest} (via ${f.via})` : ''}${f.problems.length ? `; ${f.problems.join('; ')}` : ''}`));
+    void gzipIndexes?.all.then((f) => opts.log(`gzip indexes: ${f.indexes.size} found${f.digest ? ` in ${f.digest} (via ${f.via})` : ''}${f.problems.length ? `; ${f.problems.join('; ')}` : ''}`));
     // The config comes while the layers' footers and TOCs do.
     const config = image.config.then((c) => {
       this.metrics.metadataBytes = image.manifestDescriptor.size + c.configBytes.length + (image.index?.size ?? 0);
@@ -215,7 +215,7 @@ export class ImageMount {
         const metrics = new LayerMetrics();
         const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
         const tl = performance.now();
-        const lazy = await this.openToc(remote, desc, gzipIndexes?.then((f) => layerGzipIndex(f, desc.digest))).catch((err: unknown) => {
+        const lazy = await this.openToc(remote, desc, gzipIndexes?.layer(desc.digest)).catch((err: unknown) => {
           // For containerd a layer whose TOC does not verify is one to unpack, not a failed mount.
           if (opts.mode === 'layers' && err instanceof TocError) return { ok: false as const, reason: `its TOC was refused: ${err.message}` };
           throw err;
@@ -246,7 +246,7 @@ export class ImageMount {
     await config;
     // The gzip index referrer (listing, manifest, index blobs) is image metadata, as the manifest
     // and config are; the layers that use an index have awaited it already.
-    const fetched = (await gzipIndexes?.catch(() => undefined))?.fetched;
+    const fetched = (await gzipIndexes?.all)?.fetched;
     if (fetched) {
       this.metrics.metadataBytes += fetched.bytes;
       this.metrics.metadataRequests += fetched.requests;

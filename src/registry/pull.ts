@@ -18,6 +18,7 @@ import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveImage } from './resolve.js';
 import { ByteCounter } from '../oci/byte-counter.js';
+import { limiter } from './limiter.js';
 
 export class PullError extends Error {}
 
@@ -140,22 +141,6 @@ export async function pullImage(source: ImageSource, dir: string, opts: PullOpti
     await Promise.allSettled(spools); // no download may still write into `work` while it goes
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** Runs at most `n` of the functions given to it at once. */
-function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  return async (fn) => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }
 
 /** Downloads a layer blob to `file` (the source's stream verifies size and digest at its end). */

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { decodeGzipIndex, encodeGzipIndex } from '../../src/format/gzipindex/encoding.js';
+import { decodeGzipIndex, encodeGzipIndex, MAX_SPAN_SIZE } from '../../src/format/gzipindex/encoding.js';
 import { GZIP_INDEX_ARTIFACT_TYPE } from '../../src/format/gzipindex/media-types.js';
 import { readTarRange } from '../../src/format/gzipindex/span.js';
 import type { ImageReport } from '../../src/convert/inspect.js';
@@ -66,18 +66,18 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-test('index --push indexes the large gzip layer, pushes a referrer that is found and read back, the image unchanged', T, async () => {
+test('index --push indexes the gzip layers (the small one as one span), pushes a referrer that is found and read back, the image unchanged', T, async () => {
   const before = await manifestDigest();
   assert.equal(before, built.manifests[0]!.descriptor.digest);
   const out = join(work, 'out');
   const { stdout } = await starling('index', ref(), '--span', '64KiB', '--min-layer-size', '1MiB', '--push', '--out', out, '--json');
   const summary = JSON.parse(stdout) as { manifest: string; layers: Array<{ digest: string; entries?: number; spans?: number; skipped?: string }>; referrer: { digest: string; via: string } };
-  const [big] = built.layers;
+  const [big, small] = built.layers;
   assert.equal(summary.manifest, before);
   assert.equal(summary.layers[0]!.digest, big!.descriptor.digest);
   assert.equal(summary.layers[0]!.entries, 6); // etc/, etc/conf.txt, usr/, usr/lib/, two files
   assert.ok(summary.layers[0]!.spans! >= 20, `${summary.layers[0]!.spans} spans`);
-  assert.match(summary.layers[1]!.skipped!, /below the minimum layer size/);
+  assert.deepEqual([summary.layers[1]!.digest, summary.layers[1]!.spans, summary.layers[1]!.skipped], [small!.descriptor.digest, 1, undefined]);
   assert.equal(summary.referrer.via, 'tag');
   assert.equal(await manifestDigest(), before, 'the image manifest is unchanged');
 
@@ -87,25 +87,35 @@ test('index --push indexes the large gzip layer, pushes a referrer that is found
     const { client, repository } = registryOf(source)!;
     const listed = await listReferrers(client, repository, image.manifestDescriptor.digest, GZIP_INDEX_ARTIFACT_TYPE);
     assert.deepEqual(listed.manifests.map((d) => d.digest), [summary.referrer.digest]);
-    const found = await findGzipIndexes(source, image);
+    const found = await findGzipIndexes(source, image).all;
     assert.deepEqual(found.problems, []);
     assert.equal(found.digest, summary.referrer.digest);
-    assert.deepEqual([...found.indexes.keys()], [big!.descriptor.digest]);
+    assert.deepEqual(new Set(found.indexes.keys()), new Set([big!.descriptor.digest, small!.descriptor.digest]));
     const index = found.indexes.get(big!.descriptor.digest)!;
     // The file written by --out is the blob that was pushed.
     const written = await readFile(join(out, `${digestHex(big!.descriptor.digest)}.gzindex`));
     assert.ok((await encodeGzipIndex(index)).equals(written));
     assert.deepEqual(await decodeGzipIndex(written, big!.descriptor), index);
     // What finding them fetched (a mount's metadata totals): the referrers API's 404, the tag
-    // schema's index, the artifact's manifest and the one index blob.
+    // schema's index, the artifact's manifest and the two index blobs.
     const tagIndex = await client.getManifest(repository, referrersTag(image.manifestDescriptor.digest));
-    assert.deepEqual(found.fetched, { requests: 4, bytes: tagIndex.bytes.length + listed.manifests[0]!.size + written.length });
+    const smallStored = await readFile(join(out, `${digestHex(small!.descriptor.digest)}.gzindex`));
+    assert.deepEqual(found.fetched, { requests: 5, bytes: tagIndex.bytes.length + listed.manifests[0]!.size + written.length + smallStored.length });
     // Every file, read lazily from the registry through its spans.
     const blob = await source.openBlobSource(big!.descriptor);
     try {
       for (const e of index.entries.filter((x) => x.type === 'reg')) assert.ok((await readTarRange(index, blob, e.offset, e.size)).equals(FILES[e.path]!), e.path);
     } finally {
       await blob.close();
+    }
+    const smallIndex = found.indexes.get(small!.descriptor.digest)!;
+    const smallBlob = await source.openBlobSource(small!.descriptor);
+    try {
+      const [e] = smallIndex.entries;
+      assert.equal(e!.path, 'small.txt');
+      assert.equal((await readTarRange(smallIndex, smallBlob, e!.offset, e!.size)).toString(), 'small layer\n');
+    } finally {
+      await smallBlob.close();
     }
   } finally {
     await source.close();
@@ -115,7 +125,7 @@ test('index --push indexes the large gzip layer, pushes a referrer that is found
 test('index of an oci: layout writes files; --push there is refused; a bad --span is a usage error', T, async () => {
   const out = join(work, 'layout-out');
   const { stdout } = await starling('index', `oci:${join(work, 'img')}:latest`, '--min-layer-size', '1MiB', '--out', out);
-  assert.match(stdout, /indexed 1 of 2 layers/);
+  assert.match(stdout, /indexed 2 of 2 layers/);
   const index = await decodeGzipIndex(await readFile(join(out, `${digestHex(built.layers[0]!.descriptor.digest)}.gzindex`)), built.layers[0]!.descriptor);
   assert.equal(index.checkpoints.length, 1); // 3.6 MiB of tar: one 4 MiB span
   await assert.rejects(starling('index', `oci:${join(work, 'img')}:latest`, '--push'), (err: { code: number; stderr: string }) => err.code === 2 && /--push: .* is not in a registry/.test(err.stderr));
@@ -140,17 +150,17 @@ test('inspect shows per layer whether a gzip index exists, its spans, and whethe
   assert.deepEqual([r.big?.state, r.small?.state], ['none', 'none']);
   assert.match(reasonOf(r.big), /no gzip index refers to sha256:/);
 
-  // Indexed: the large layer's index verifies; the small layer has none in the referrer.
+  // Indexed: both indexes verify, the small layer's as one span.
   const out = join(work, 'inspect-out');
   const indexed = JSON.parse((await starling('index', repoRef, '--span', '64KiB', '--min-layer-size', '1MiB', '--push', '--out', out, '--json')).stdout) as { referrer: { digest: string }; layers: Array<{ spans?: number }> };
   const stored = await readFile(join(out, `${digestHex(big.digest)}.gzindex`));
   r = await inspect();
   assert.deepEqual(r.summary, { referrer: indexed.referrer.digest, via: 'tag', problems: [] });
   assert.deepEqual(r.big, { state: 'verified', blob: { digest: sha256(stored), size: stored.length }, spans: indexed.layers[0]!.spans, spanSize: 64 << 10, entries: 6 });
-  assert.equal(r.small?.state, 'none');
-  assert.match(reasonOf(r.small), new RegExp(`gzip index ${indexed.referrer.digest} has none for this layer`));
+  const smallStored = await readFile(join(out, `${digestHex(small.digest)}.gzindex`));
+  assert.deepEqual(r.small, { state: 'verified', blob: { digest: sha256(smallStored), size: smallStored.length }, spans: 1, spanSize: MAX_SPAN_SIZE, entries: 1 });
   const text = (await starling('inspect', repoRef)).stdout;
-  assert.match(text, new RegExp(`\\n {4}gzip index referrer ${indexed.referrer.digest} \\(via the referrers tag\\)\\n {4}#0 ${big.digest} .*\\n {7}gzip index ${sha256(stored)} .* ${indexed.layers[0]!.spans} spans of 64.0 KiB, 6 entries, verified against the layer\\n {4}#1 ${small.digest} .*\\n {7}no gzip index: gzip index sha256:`));
+  assert.match(text, new RegExp(`\\n {4}gzip index referrer ${indexed.referrer.digest} \\(via the referrers tag\\)\\n {4}#0 ${big.digest} .*\\n {7}gzip index ${sha256(stored)} .* ${indexed.layers[0]!.spans} spans of 64.0 KiB, 6 entries, verified against the layer\\n {4}#1 ${small.digest} .*\\n {7}gzip index ${sha256(smallStored)} .* 1 spans of 64.0 MiB, 1 entries, verified against the layer`));
 
   // A newer referrer whose blob for the large layer is the small layer's index: refused for its digest and size; shown, not a failure.
   await starling('index', `oci:${join(work, 'img')}:latest`, '--min-layer-size', '0', '--out', out);
@@ -166,6 +176,9 @@ test('inspect shows per layer whether a gzip index exists, its spans, and whethe
     assert.equal(r.big?.state, 'refused');
     assert.deepEqual(r.big && 'blob' in r.big && r.big.blob, { digest: sha256(wrong), size: wrong.length });
     assert.match(reasonOf(r.big), new RegExp(`its gzip index was refused: .*it is the index of ${small.digest}`));
+    // That referrer has no blob for the small layer.
+    assert.equal(r.small?.state, 'none');
+    assert.match(reasonOf(r.small), new RegExp(`gzip index ${pushed.descriptor.digest} has none for this layer`));
     const shown = await starling('inspect', repoRef);
     assert.match(shown.stdout, new RegExp(`\\n {7}gzip index ${sha256(wrong)} .* REFUSED: its gzip index was refused: `));
 

@@ -186,7 +186,7 @@ test('every layer is lazy through its index and every path matches starling pull
     const source = await openImageSource(ref, { plainHttp: true });
     try {
       const image = await resolveManifest(source);
-      const { fetched } = await findGzipIndexes(source, image);
+      const { fetched } = await findGzipIndexes(source, image).all;
       const blobs = (await Promise.all(layers.map((l) => encodeGzipIndex(indexes.get(l.digest)!)))).reduce((n, b) => n + b.length, 0);
       assert.ok(fetched.bytes > blobs, `${fetched.bytes} bytes fetched: the listing, the artifact manifest and ${blobs} bytes of index blobs`);
       assert.equal(s.totals.metadataBytes, image.manifestDescriptor.size + (await image.config).configBytes.length + fetched.bytes);
