@@ -1,8 +1,9 @@
 // `starling index` end to end on Distribution 2.8 (the referrers tag schema): an unconverted gzip
 // image pushed unchanged, indexed and pushed as a referrer, discovered through findGzipIndexes, every
 // file of the indexed layer read back through verified spans from the registry; the image's digests
-// never change; small and non-gzip layers are skipped with the reason; --push needs a registry;
-// `starling inspect` shows the indexes found and whether they verify.
+// never change; small layers get one span, non-gzip layers are skipped with the reason; a layer's
+// index is there as soon as its own blob is read; --push needs a registry; `starling inspect` shows
+// the indexes found and whether they verify.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -26,6 +27,7 @@ import { resolveManifest } from '../../src/registry/resolve.js';
 import { openImageSource } from '../../src/registry/transport.js';
 import type { Descriptor } from '../../src/oci/types.js';
 import { buildImage, type BuiltImage } from '../fixtures/image.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { variedData } from '../format/gzipindex/helpers.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
@@ -119,6 +121,47 @@ test('index --push indexes the gzip layers (the small one as one span), pushes a
     }
   } finally {
     await source.close();
+  }
+});
+
+test("a layer's index is there once its own blob is read, not after every blob; a second index of one layer is ignored", T, async () => {
+  const repoRef = `docker://${registry.host}/index/parallel:1`;
+  await run('skopeo', ['copy', '-q', '--preserve-digests', '--dest-tls-verify=false', `oci:${join(work, 'img')}:latest`, repoRef]);
+  const out = join(work, 'parallel-out');
+  await starling('index', repoRef, '--span', '64KiB', '--min-layer-size', '1MiB', '--out', out);
+  const [big, small] = built.layers.map((l) => l.descriptor) as [Descriptor, Descriptor];
+  const stored = async (d: Descriptor) => readFile(join(out, `${digestHex(d.digest)}.gzindex`));
+  const [bigStored, smallStored] = [await stored(big), await stored(small)];
+  const source = await openImageSource(repoRef, { plainHttp: true });
+  try {
+    const image = await resolveManifest(source);
+    const { client, repository } = registryOf(source)!;
+    // The big layer's index first in the artifact, then the small one's, then the big one's again.
+    const artifact = gzipIndexArtifact(image.manifestDescriptor, [{ layer: big, stored: bigStored }, { layer: small, stored: smallStored }]);
+    const again = { ...artifact.manifest.layers[0]!, annotations: { ...artifact.manifest.layers[0]!.annotations } };
+    await pushReferrer(client, repository, { ...artifact, manifest: { ...artifact.manifest, layers: [...artifact.manifest.layers, again] } });
+  } finally {
+    await source.close();
+  }
+  // Through a proxy that holds the big index blob's answer for 5 s: the small layer's index must not wait for it.
+  const proxy = await startFaultProxy(registry.url);
+  const held = await openImageSource(`docker://${proxy.host}/index/parallel:1`, { plainHttp: true });
+  try {
+    const image = await resolveManifest(held);
+    proxy.inject({ kind: 'delay', ms: 5000, match: { path: `/blobs/${sha256(bigStored)}` } });
+    const search = findGzipIndexes(held, image);
+    const bigAnswered = () => proxy.log.some((r) => r.path.includes(`/blobs/${sha256(bigStored)}`) && r.status !== undefined);
+    const smallIndex = await search.layer(small.digest);
+    assert.ok('index' in smallIndex && smallIndex.index.checkpoints.length === 1);
+    assert.equal(bigAnswered(), false, 'the small layer waited for the held big blob');
+    const bigIndex = await search.layer(big.digest);
+    assert.ok('index' in bigIndex && bigIndex.index.layerDigest === big.digest);
+    const found = await search.all;
+    assert.deepEqual(found.problems, [`index blob ${sha256(bigStored)}: a second index of layer ${big.digest}, ignored`]);
+    assert.equal(proxy.log.filter((r) => r.path.includes(`/blobs/${sha256(bigStored)}`)).length, 1, 'the second index of the layer is not read');
+  } finally {
+    await held.close();
+    await proxy.stop();
   }
 });
 
