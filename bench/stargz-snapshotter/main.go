@@ -31,13 +31,11 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/contrib/snapshotservice"
 	"github.com/containerd/containerd/log"
 	"github.com/containerd/containerd/reference"
-	"github.com/containerd/containerd/remotes/docker"
 	"github.com/containerd/containerd/snapshots"
 	"github.com/containerd/containerd/snapshots/overlay/overlayutils"
 	stargzfs "github.com/containerd/stargz-snapshotter/fs"
@@ -45,11 +43,12 @@ import (
 	"github.com/containerd/stargz-snapshotter/fs/layer"
 	"github.com/containerd/stargz-snapshotter/fs/source"
 	snbase "github.com/containerd/stargz-snapshotter/snapshot"
-	rhttp "github.com/hashicorp/go-retryablehttp"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
+
+	"starling-interop/stargzhosts"
 )
 
 const (
@@ -60,8 +59,6 @@ const (
 	targetRefLabel         = "containerd.io/snapshot/cri.image-ref"
 	targetDigestLabel      = "containerd.io/snapshot/cri.layer-digest"
 	targetImageLayersLabel = "containerd.io/snapshot/cri.image-layers"
-
-	defaultRequestTimeoutSec = 30
 )
 
 func main() {
@@ -134,7 +131,7 @@ func newSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter, er
 		opq = layer.OverlayOpaqueUser
 	}
 	fs, err := stargzfs.NewFilesystem(filepath.Join(root, "stargz"), config.Config{},
-		stargzfs.WithGetSources(sources(sourceFromCRILabels(registryHosts), source.FromDefaultLabels(registryHosts))),
+		stargzfs.WithGetSources(sources(sourceFromCRILabels(stargzhosts.RegistryHosts), source.FromDefaultLabels(stargzhosts.RegistryHosts))),
 		stargzfs.WithOverlayOpaqueType(opq))
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure filesystem: %w", err)
@@ -144,29 +141,6 @@ func newSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter, er
 		return nil, fmt.Errorf("failed to create new snapshotter: %w", err)
 	}
 	return sn, nil
-}
-
-// registryHosts is resolver.RegistryHostsFromConfig(resolver.Config{}) without credentials.
-func registryHosts(ref reference.Spec) ([]docker.RegistryHost, error) {
-	client := rhttp.NewClient()
-	client.Logger = nil // disable logging every request
-	tr := client.StandardClient()
-	tr.Timeout = defaultRequestTimeoutSec * time.Second
-	host := docker.RegistryHost{
-		Client:       tr,
-		Host:         ref.Hostname(),
-		Scheme:       "https",
-		Path:         "/v2",
-		Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve,
-		Authorizer:   docker.NewDockerAuthorizer(docker.WithAuthClient(tr)),
-	}
-	if localhost, _ := docker.MatchLocalhost(host.Host); localhost {
-		host.Scheme = "http"
-	}
-	if host.Host == "docker.io" {
-		host.Host = "registry-1.docker.io"
-	}
-	return []docker.RegistryHost{host}, nil
 }
 
 // sources tries each way of finding a layer's source in turn (service/service.go).

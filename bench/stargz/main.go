@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/platforms"
@@ -41,9 +40,10 @@ import (
 	"github.com/containerd/stargz-snapshotter/fs/layer"
 	"github.com/containerd/stargz-snapshotter/fs/source"
 	"github.com/containerd/stargz-snapshotter/snapshot"
-	rhttp "github.com/hashicorp/go-retryablehttp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
+
+	"starling-interop/stargzhosts"
 )
 
 // rpullPrefetchSize is the prefetch size label `ctr-remote image rpull` sets on every layer; a
@@ -76,7 +76,7 @@ func main() {
 		fail(err)
 	}
 	fsys, err := fs.NewFilesystem(*root, config.Config{},
-		fs.WithGetSources(source.FromDefaultLabels(registryHosts)),
+		fs.WithGetSources(source.FromDefaultLabels(stargzhosts.RegistryHosts)),
 		fs.WithOverlayOpaqueType(layer.OverlayOpaqueTrusted))
 	if err != nil {
 		fail(err)
@@ -116,29 +116,6 @@ func main() {
 	fmt.Printf("ready %d\n", len(mounted))
 	<-ctx.Done()
 	unmountAll()
-}
-
-// registryHosts is what the snapshotter service's resolver.RegistryHostsFromConfig gives for a
-// host without a mirror config (that package does not build here: it imports k8s.io/cri-api): a
-// retrying HTTP client with a 30 s request timeout, plain HTTP for a loopback host. The fs package
-// sets its retry policy on that client.
-func registryHosts(ref reference.Spec) ([]docker.RegistryHost, error) {
-	client := rhttp.NewClient()
-	client.Logger = nil
-	tr := client.StandardClient()
-	tr.Timeout = 30 * time.Second
-	host := docker.RegistryHost{
-		Client:       tr,
-		Host:         ref.Hostname(),
-		Scheme:       "https",
-		Path:         "/v2",
-		Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve,
-		Authorizer:   docker.NewDockerAuthorizer(docker.WithAuthClient(tr)),
-	}
-	if local, _ := docker.MatchLocalhost(host.Host); local {
-		host.Scheme = "http"
-	}
-	return []docker.RegistryHost{host}, nil
 }
 
 func fail(err error) {
