@@ -8,6 +8,8 @@
 #include <napi.h>
 #include <zlib.h>
 
+#include "sha256.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -333,6 +335,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("GzipIndexer", GzipIndexer::Define(env));
   exports.Set("extractSpan", Napi::Function::New(env, ExtractSpan));
   exports.Set("zlibVersion", Napi::String::New(env, zlibVersion()));
+  RegisterSha256(env, exports);
   return exports;
 }
 

@@ -6,8 +6,9 @@ import { close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { digestHex, sha256, type Digest } from '../oci/digest.js';
+import { digestHex, type Digest } from '../oci/digest.js';
 import { CacheCounters } from './metrics.js';
+import { chunkDigest } from '../format/gzipindex/native.js';
 
 export interface ChunkCacheOptions {
   /** Cache directory (chunks under `<dir>/chunks`). */
@@ -154,7 +155,7 @@ export class ChunkCache {
       this.counters.diskMisses++;
       return undefined;
     }
-    if (data === 'damaged' || sha256(data) !== digest) {
+    if (data === 'damaged' || (await chunkDigest(data)) !== digest) {
       this.forget(digest);
       await rm(path, { force: true });
       this.counters.diskMisses++;

@@ -12,6 +12,7 @@ import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-field
 import { parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
+import { chunkDigest } from '../gzipindex/native.js';
 
 /** Largest TOC accepted, compressed or uncompressed. */
 export const MAX_TOC_BYTES = 150 << 20;
@@ -284,7 +285,7 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   }
   const plain = await inflatePrefix(compressed, chunk.innerOffset + chunk.size);
   const data = plain.subarray(chunk.innerOffset);
-  const actual = sha256(data);
+  const actual = await chunkDigest(data);
   if (actual !== chunk.digest) {
     throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} (file offset ${chunk.fileOffset}): digest ${actual}, TOC says ${chunk.digest}`);
   }

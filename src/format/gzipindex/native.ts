@@ -1,6 +1,7 @@
 // The gzip checkpoint addon (native/gzip_index.cc), typed. Loaded on first use, so that the rest of
 // Starling works on a machine where it was not built; using it there is a clear error.
 import { createRequire } from 'node:module';
+import { sha256, type Digest } from '../../oci/digest.js';
 
 /** Where inflate can resume: at a deflate block boundary, `bits` bits before byte `in` (formats: docs/gzip-index.md). */
 export interface NativeCheckpoint {
@@ -35,6 +36,7 @@ interface Addon {
   GzipIndexer: new (span: number) => GzipIndexer;
   extractSpan(input: Buffer, bits: number, window: Buffer, want: number): Promise<Buffer>;
   zlibVersion: string;
+  sha256(data: Buffer): Promise<Buffer>;
 }
 
 // The same relative path from src/format/gzipindex/ (tsx) and dist/format/gzipindex/ (built).
@@ -54,4 +56,23 @@ export function gzipAddon(): Addon {
     );
   }
   return addon;
+}
+
+/** Below this size a chunk is hashed on the JS thread: the trip to the pool costs more than the hash. */
+const POOL_HASH_MIN = 64 << 10;
+
+/**
+ * sha256 of a chunk on the chunk path: on the libuv pool through the addon for large chunks, so that
+ * the JS thread (which serves every FUSE request) does not spend ~2.5 ms per 4 MiB hashing; on the
+ * thread for small ones, and where the addon is not built.
+ */
+export async function chunkDigest(data: Buffer): Promise<Digest> {
+  if (data.length < POOL_HASH_MIN) return sha256(data);
+  let native: Addon;
+  try {
+    native = gzipAddon();
+  } catch {
+    return sha256(data);
+  }
+  return `sha256:${(await native.sha256(data)).toString('hex')}`;
 }

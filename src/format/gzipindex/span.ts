@@ -3,10 +3,9 @@
 // by the addon from the checkpoint (bits + window) and checked against its digest before any of it
 // is returned.
 import type { BlobSource } from '../../blob/source.js';
-import { sha256 } from '../../oci/digest.js';
 import { ChunkVerifyError } from '../toc.js';
 import type { GzipIndex } from './model.js';
-import { gzipAddon } from './native.js';
+import { chunkDigest, gzipAddon } from './native.js';
 
 export interface SpanRange {
   /** Compressed range [start, end) of the blob that holds the span (from the byte with the checkpoint's bits). */
@@ -48,7 +47,7 @@ export async function decodeSpan(index: GzipIndex, i: number, compressed: Buffer
   } catch (err) {
     throw new ChunkVerifyError(`${what}: ${(err as Error).message}`);
   }
-  const digest = sha256(plain);
+  const digest = await chunkDigest(plain);
   if (digest !== index.spanDigests[i]) throw new ChunkVerifyError(`${what}: digest ${digest}, the index says ${index.spanDigests[i]}`);
   return plain;
 }

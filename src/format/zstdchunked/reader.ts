@@ -21,6 +21,7 @@ import { decompressExact } from './frames.js';
 import { parseGoTime, tocEntryFromHeader } from './manifest.js';
 import type { TarTime } from './rawtar.js';
 import { readTarSplit, TarSplitError } from './tarsplit.js';
+import { chunkDigest } from '../gzipindex/native.js';
 
 /** containers/storage `maxTocSize`: the TOC may not exceed this, compressed or uncompressed. */
 export const MAX_TOC_BYTES = 150 << 20;
@@ -372,7 +373,7 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   }
   if (compressed.length !== chunk.end - chunk.start) throw new ChunkVerifyError(`${what}: got ${compressed.length} compressed bytes`);
   const data = await decompressExact(compressed, chunk.size, (msg) => new ChunkVerifyError(`${what}: ${msg}`));
-  const actual = sha256(data);
+  const actual = await chunkDigest(data);
   if (actual !== chunk.digest) throw new ChunkVerifyError(`${what}: digest ${actual}, TOC says ${chunk.digest}`);
   return data;
 }

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { gzipAddon } from '../../../src/format/gzipindex/native.js';
+import { chunkDigest, gzipAddon } from '../../../src/format/gzipindex/native.js';
+import { sha256 } from '../../../src/oci/digest.js';
 import type { GzipScan } from '../../../src/format/gzipindex/scan.js';
 import { gnuGzip, goGzip, gunzipCli, pigz, scanBlob, variedData } from './helpers.js';
 
@@ -142,4 +143,18 @@ test('inflating runs on the libuv pool: the JS thread turns while a span and an 
   const { scan } = await scanBlob(blob, 4 << 20);
   const c = scan.checkpoints[1]!;
   assert.equal(await turns(() => gzipAddon().extractSpan(blob.subarray(c.in - (c.bits > 0 ? 1 : 0)), c.bits, c.window, data.length - c.out)), true);
+});
+
+test("sha256 on the pool gives node:crypto's digest for 0 B to 8 MiB, and the JS thread turns while it runs; chunkDigest agrees on both sides of its pool threshold", T, async () => {
+  for (const size of [0, 1, 55, 64, 65_535, 65_536, 1 << 20, 8 << 20]) {
+    const data = variedData(size, size % 97);
+    assert.equal(`sha256:${(await gzipAddon().sha256(data)).toString('hex')}`, sha256(data), `${size} bytes`);
+    assert.equal(await chunkDigest(data), sha256(data), `chunkDigest of ${size} bytes`);
+  }
+  const big = variedData(8 << 20, 11);
+  let turned = false;
+  setImmediate(() => (turned = true));
+  await gzipAddon().sha256(big);
+  assert.equal(turned, true, 'hashing 8 MiB did not let the event loop turn');
+  assert.throws(() => gzipAddon().sha256('text' as unknown as Buffer), /data must be a Buffer/);
 });
