@@ -1,14 +1,13 @@
-// Starling's gzip checkpoint addon (docs/gzip-index.md): the two things Node's zlib cannot do.
+// The addon's gzip checkpoint functions (docs/gzip-index.md): the two things Node's zlib cannot do.
 //   GzipIndexer: one streaming pass over a gzip blob (one or more members) that hands back the
 //     uncompressed bytes and, every `span` bytes of output, a checkpoint at a deflate block boundary
 //     (compressed offset, uncompressed offset, bit count, 32 KiB window), as zlib's examples/zran.c.
 //   extractSpan: inflate from such a checkpoint (inflatePrime + inflateSetDictionary, raw deflate),
 //     across gzip member boundaries, into a buffer of exactly the wanted length.
 // All inflating runs in Napi::AsyncWorker::Execute, on the libuv pool, never on the JS thread.
-#include <napi.h>
-#include <zlib.h>
+#include "gzip_index.h"
 
-#include "sha256.h"
+#include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -331,14 +330,10 @@ Napi::Value ExtractSpan(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void RegisterGzipIndex(Napi::Env env, Napi::Object exports) {
   exports.Set("GzipIndexer", GzipIndexer::Define(env));
   exports.Set("extractSpan", Napi::Function::New(env, ExtractSpan));
   exports.Set("zlibVersion", Napi::String::New(env, zlibVersion()));
-  RegisterSha256(env, exports);
-  return exports;
 }
-
-}  // namespace
-
-NODE_API_MODULE(starling_gzip, Init)

@@ -44,8 +44,8 @@ export async function buildEngine(packageRoot: string, dir: string, reuse = fals
   }
   const launcher = join(dir, 'starling.mjs');
   if (!(reuse && (await exists(launcher)))) await compile(packageRoot, dir);
-  // The gzip index addon (native/build/, made by `npm ci`, not versioned) beside dist/ as in the
-  // package: dist/format/gzipindex/native.js loads ../../../native/build/Release/. A snapshot
+  // The native addon (native/build/, made by `npm ci`, not versioned) beside dist/ as in the
+  // package: dist/format/native.js loads ../../native/build/Release/. A snapshot
   // reused from before this link existed gets it now.
   if (!(await exists(join(dir, 'native')))) {
     await rm(join(dir, 'native'), { force: true }); // a dangling link

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { digestHex, type Digest } from '../oci/digest.js';
 import { CacheCounters } from './metrics.js';
-import { chunkDigest } from '../format/gzipindex/native.js';
+import { chunkDigest } from '../format/native.js';
 
 export interface ChunkCacheOptions {
   /** Cache directory (chunks under `<dir>/chunks`). */

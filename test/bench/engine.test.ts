@@ -15,8 +15,8 @@ test('the benchmark snapshot of Starling, compiled outside the repository, runs 
     const engine = await buildEngine(fileURLToPath(new URL('../..', import.meta.url)), join(dir, 'engine'));
     assert.match(engine.version, /^commit [0-9a-f]{12}$/);
     assert.match(await starling(engine, ['convert', '--help']), /estargz/);
-    // The gzip index addon (native/build/, not in git) loads from the snapshot as from the package.
-    const probe = "const m = await import('./dist/format/gzipindex/native.js'); console.log(m.gzipAddon().zlibVersion)";
+    // The native addon (native/build/, not in git) loads from the snapshot as from the package.
+    const probe = "const m = await import('./dist/format/native.js'); console.log(m.nativeAddon().zlibVersion)";
     assert.match(await runTool(process.execPath, ['--input-type=module', '-e', probe], { cwd: join(dir, 'engine') }), /^\d+\.\d+/);
   } finally {
     await rm(dir, { recursive: true, force: true });

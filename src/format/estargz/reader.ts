@@ -12,7 +12,7 @@ import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-field
 import { parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
-import { chunkDigest } from '../gzipindex/native.js';
+import { chunkDigest } from '../native.js';
 
 /** Largest TOC accepted, compressed or uncompressed. */
 export const MAX_TOC_BYTES = 150 << 20;

@@ -4,7 +4,7 @@
 // few percent of the inflate, and it keeps the addon to zlib alone (no second crypto library).
 import { createHash, type Hash } from 'node:crypto';
 import type { Digest } from '../../oci/digest.js';
-import { gzipAddon, type NativeCheckpoint } from './native.js';
+import { nativeAddon, type NativeCheckpoint } from '../native.js';
 
 export type Checkpoint = NativeCheckpoint;
 
@@ -52,7 +52,7 @@ export class GzipScanner {
   private done = false;
 
   constructor(span: number) {
-    this.indexer = new (gzipAddon().GzipIndexer)(span);
+    this.indexer = new (nativeAddon().GzipIndexer)(span);
   }
 
   async *inflate(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {

@@ -5,7 +5,7 @@
 import type { BlobSource } from '../../blob/source.js';
 import { ChunkVerifyError } from '../toc.js';
 import type { GzipIndex } from './model.js';
-import { chunkDigest, gzipAddon } from './native.js';
+import { chunkDigest, nativeAddon } from '../native.js';
 
 export interface SpanRange {
   /** Compressed range [start, end) of the blob that holds the span (from the byte with the checkpoint's bits). */
@@ -43,7 +43,7 @@ export async function decodeSpan(index: GzipIndex, i: number, compressed: Buffer
   const c = index.checkpoints[i]!;
   let plain: Buffer;
   try {
-    plain = await gzipAddon().extractSpan(compressed, c.bits, c.window, r.outEnd - r.out);
+    plain = await nativeAddon().extractSpan(compressed, c.bits, c.window, r.outEnd - r.out);
   } catch (err) {
     throw new ChunkVerifyError(`${what}: ${(err as Error).message}`);
   }

@@ -21,7 +21,7 @@ import { decompressExact } from './frames.js';
 import { parseGoTime, tocEntryFromHeader } from './manifest.js';
 import type { TarTime } from './rawtar.js';
 import { readTarSplit, TarSplitError } from './tarsplit.js';
-import { chunkDigest } from '../gzipindex/native.js';
+import { chunkDigest } from '../native.js';
 
 /** containers/storage `maxTocSize`: the TOC may not exceed this, compressed or uncompressed. */
 export const MAX_TOC_BYTES = 150 << 20;

@@ -1,7 +1,8 @@
-// The gzip checkpoint addon (native/gzip_index.cc), typed. Loaded on first use, so that the rest of
-// Starling works on a machine where it was not built; using it there is a clear error.
+// Starling's native addon (native/), typed: the gzip checkpoint functions (gzip_index.cc) and sha256
+// on the libuv pool (sha256.cc). Loaded on first use, so that the rest of Starling works on a
+// machine where it was not built; using the gzip functions there is a clear error.
 import { createRequire } from 'node:module';
-import { sha256, type Digest } from '../../oci/digest.js';
+import { sha256, type Digest } from '../oci/digest.js';
 
 /** Where inflate can resume: at a deflate block boundary, `bits` bits before byte `in` (formats: docs/gzip-index.md). */
 export interface NativeCheckpoint {
@@ -39,20 +40,20 @@ interface Addon {
   sha256(data: Buffer): Promise<Buffer>;
 }
 
-// The same relative path from src/format/gzipindex/ (tsx) and dist/format/gzipindex/ (built).
-const ADDON = '../../../native/build/Release/starling_gzip.node';
+// The same relative path from src/format/ (tsx) and dist/format/ (built).
+const ADDON = '../../native/build/Release/starling_native.node';
 
 export class NativeAddonError extends Error {}
 
 let addon: Addon | undefined;
 
-export function gzipAddon(): Addon {
+export function nativeAddon(): Addon {
   if (addon) return addon;
   try {
     addon = createRequire(import.meta.url)(ADDON) as Addon;
   } catch (err) {
     throw new NativeAddonError(
-      `the gzip index addon (native/) is not built or does not load: ${(err as Error).message.split('\n')[0]}; run \`npm ci\` (or \`node scripts/build-native.js\`) after ./scripts/setup.sh`,
+      `Starling's native addon (native/) is not built or does not load: ${(err as Error).message.split('\n')[0]}; run \`npm ci\` (or \`node scripts/build-native.js\`) after ./scripts/setup.sh`,
     );
   }
   return addon;
@@ -70,7 +71,7 @@ export async function chunkDigest(data: Buffer): Promise<Digest> {
   if (data.length < POOL_HASH_MIN) return sha256(data);
   let native: Addon;
   try {
-    native = gzipAddon();
+    native = nativeAddon();
   } catch {
     return sha256(data);
   }
