@@ -62,6 +62,9 @@ export function nativeAddon(): Addon {
 /** Below this size a chunk is hashed on the JS thread: the trip to the pool costs more than the hash. */
 const POOL_HASH_MIN = 64 << 10;
 
+/** The addon's sha256 once looked up; null when the addon does not load (looked up once, not per chunk). */
+let poolSha256: Addon['sha256'] | null | undefined;
+
 /**
  * sha256 of a chunk on the chunk path: on the libuv pool through the addon for large chunks, so that
  * the JS thread (which serves every FUSE request) does not spend ~2.5 ms per 4 MiB hashing; on the
@@ -69,11 +72,12 @@ const POOL_HASH_MIN = 64 << 10;
  */
 export async function chunkDigest(data: Buffer): Promise<Digest> {
   if (data.length < POOL_HASH_MIN) return sha256(data);
-  let native: Addon;
-  try {
-    native = nativeAddon();
-  } catch {
-    return sha256(data);
+  if (poolSha256 === undefined) {
+    try {
+      poolSha256 = nativeAddon().sha256;
+    } catch {
+      poolSha256 = null;
+    }
   }
-  return `sha256:${(await native.sha256(data)).toString('hex')}`;
+  return poolSha256 ? `sha256:${(await poolSha256(data)).toString('hex')}` : sha256(data);
 }
