@@ -38,7 +38,8 @@ options:
   --rtt MS           round-trip time of the link (default 20)
   --rate MBIT        rate of the link in Mbit/s (default 100; 1000 for the gigabit profile)
   --samples N        samples per image × mode (default 5)
-  --out DIR          where the report goes (default bench/out/startup)
+  --out DIR          where the report goes (default bench/out/startup); DIR/logs/ keeps each lazy and
+                     containerd sample's daemon and snapshotter logs and 'starling stats --json'
   --cache-dir DIR    built and converted images are kept here (default bench/out/cache)
   --seed N           seed of the run order shuffle (default: random, recorded)
   --probe-mb N       size of the link check's timed download in MB (default 50)
