@@ -53,6 +53,21 @@ export function control(socket: string, req: ControlRequest, timeoutMs = 10_000)
   });
 }
 
+/**
+ * Whether nothing listens on a daemon's control socket any more (connection refused, or no socket):
+ * the daemon is gone. A daemon too busy to answer in time is not.
+ */
+export function controlGone(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = createConnection(socket);
+    conn.on('connect', () => {
+      conn.destroy();
+      resolve(false);
+    });
+    conn.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' || err.code === 'ENOENT'));
+  });
+}
+
 /** Serves control requests; `handle` answers a request (a thrown error becomes {"error"}). */
 export async function serveControl(socket: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
   const server = createServer((conn) => {

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { MountProgress, StatsReport } from '../mount/image-mount.js';
-import { control, mountPaths } from '../mount/control.js';
+import { control, controlGone, mountPaths } from '../mount/control.js';
 import { layerTarget } from '../mount/plan.js';
 import { SpareDaemon, spawnMountDaemon } from '../mount/spawn.js';
 import { listMounts } from '../mount/stale.js';
@@ -114,6 +114,11 @@ export class ImageDaemons implements RemoteLayers {
 
   async dead(layers: RemoteLayer[]): Promise<RemoteLayer[]> {
     await this.ready(layers);
+    // A daemon killed outright leaves its FUSE mounts listed, dead: one whose control socket refuses
+    // is started again on the same paths (its stale mounts detached), as a restarted service does.
+    for (const dir of new Set(layers.map((l) => l.dir))) {
+      if (await controlGone(mountPaths(mountpointOf(dir)).socket)) await this.revive(dir);
+    }
     const fuse = new Set((await listMounts()).filter((m) => m.fstype === 'fuse.starling').map((m) => m.mountpoint));
     return layers.filter((l) => !fuse.has(this.path(l)));
   }
@@ -121,21 +126,12 @@ export class ImageDaemons implements RemoteLayers {
   async restore(inUse: Map<string, number[]>): Promise<void> {
     for (const [dir, layers] of inUse) {
       let stats = await this.stats(dir).catch(() => undefined);
-      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
       if (!stats) {
-        if (!record.args) {
-          this.opts.log(`${dir}: no image.json, cannot start its daemon again; its layers stay unavailable`);
-          continue;
-        }
-        this.opts.log(`${dir}: daemon gone, starting it again (${record.args[0]})`);
-        try {
-          await spawnMountDaemon(record.args, mountpointOf(dir));
-          stats = await this.stats(dir);
-        } catch (err) {
-          this.opts.log(`${dir}: ${(err as Error).message}`);
-          continue;
-        }
+        await this.revive(dir);
+        stats = await this.stats(dir).catch(() => undefined);
+        if (!stats) continue;
       }
+      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
       const missing = layers.filter((i) => !stats.layers[i]?.lazy);
       if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
       const known = stats.layers.map((l) => ({ digest: l.digest, outcome: Promise.resolve({ lazy: l.lazy, ...(l.reason ? { reason: l.reason } : {}) }) }));
@@ -143,6 +139,27 @@ export class ImageDaemons implements RemoteLayers {
     }
     await this.release(inUse);
     this.prepareSpare();
+  }
+
+  /**
+   * Starts the dead daemon of `dir` again from its image.json, on the same paths; what fails is
+   * logged (its layers stay unavailable). Mounts over its layers wait for it, as for a new one.
+   */
+  private revive(dir: string): Promise<void> {
+    const pending = this.mounting.get(dir);
+    if (pending) return pending.catch(() => {});
+    const revived = (async () => {
+      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
+      if (!record.args) {
+        this.opts.log(`${dir}: no image.json, cannot start its daemon again; its layers stay unavailable`);
+        return;
+      }
+      this.opts.log(`${dir}: daemon gone, starting it again (${record.args[0]})`);
+      await spawnMountDaemon(record.args, mountpointOf(dir)).catch((err: Error) => this.opts.log(`${dir}: ${err.message}`));
+    })();
+    this.mounting.set(dir, revived);
+    void revived.finally(() => this.mounting.delete(dir));
+    return revived;
   }
 
   async release(inUse: Map<string, number[]>): Promise<void> {

@@ -4,7 +4,7 @@
 // them and writes only into its upper dir; a plain gzip layer and a layer whose TOC does not verify
 // are unpacked by containerd instead; restarting the service (cleanly, kill -9) while a container
 // reads leaves the container running; a dead image daemon is started again before the service
-// serves; CRI's labels mount lazily too; removing the image leaves no mount and no directory.
+// serves, or at the next container's Mounts when it died under a running service; CRI's labels mount lazily too; removing the image leaves no mount and no directory.
 // The daemons get `--background-quiet 600`: "fetched only metadata and TOCs" must not race the fill.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -223,6 +223,23 @@ test('a dead image daemon is started again, on the same paths, before the restar
   assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
   const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-again', '/bin/sh', '-c', 'cat /etc/msg');
   assert.equal(out, MESSAGE);
+});
+
+test("an image daemon killed while the service runs is started again by the next container's Mounts, on the same paths; the container runs", { timeout: 180_000 }, async () => {
+  const revived = () => service!.log().split('\n').filter((l) => /daemon gone, starting it again/.test(l)).length;
+  const before = revived();
+  const [s] = await daemonStats();
+  process.kill(s!.pid, 'SIGKILL');
+  for (let i = 0; i < 100 && existsSync(`/proc/${s!.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+  // Killed outright, it leaves its FUSE mounts listed (and dead): the container must not get them.
+  assert.equal((await starlingMounts()).length, 3);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-revived', '/bin/sh', '-c', 'cat /etc/msg');
+  assert.equal(out, MESSAGE);
+  assert.equal(revived(), before + 1, service!.log());
+  const [again] = await daemonStats();
+  assert.notEqual(again!.pid, s!.pid);
+  assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
+  assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
 });
 
 test('removing the image leaves no snapshot, no directory and no mount', { timeout: 180_000 }, async () => {
