@@ -13,17 +13,19 @@ export class StopError extends Error {}
 export async function stopMountDaemon(mountpoint: string, opts: { force: boolean; waitMs?: number }): Promise<{ detached: string[] }> {
   const paths = mountPaths(mountpoint);
   try {
+    const { pid } = await daemonInfo(paths.info);
     await control(paths.socket, { op: 'stop' });
-    // The daemon answers first, then unmounts: wait until the mountpoint is released.
-    for (const end = Date.now() + (opts.waitMs ?? 60_000); Date.now() < end && (await mountedAtOrBelow(mountpoint)); ) await sleep(100);
+    // The daemon answers first, then unmounts and removes the directories it made (layers mode's
+    // MOUNTPOINT/N): wait until the mountpoint is released and the daemon has exited.
+    const busy = async () => (await mountedAtOrBelow(mountpoint)) || (pid !== undefined && running(pid));
+    for (const end = Date.now() + (opts.waitMs ?? 60_000); Date.now() < end && (await busy()); ) await sleep(100);
     if (!(await mountedAtOrBelow(mountpoint))) return { detached: [] };
     if (!opts.force) throw new StopError(`${mountpoint}: the daemon did not unmount within ${(opts.waitMs ?? 60_000) / 1000} s (try --force)`);
   } catch (err) {
     if (!(err instanceof ControlUnreachable)) throw err;
     if (!opts.force) throw new StopError(`${mountpoint}: no running starling daemon (${err.message}); use --force to clean up a stale mount`);
   }
-  // Missing, or cut short by a daemon that died while writing it: then there is no pid to kill.
-  const info = (await readFile(paths.info, 'utf8').then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { pid?: number };
+  const info = await daemonInfo(paths.info);
   const detached = await detachAll([mountpoint], [paths.dir, mountpoint]);
   if (info.pid) {
     try {
@@ -36,4 +38,18 @@ export async function stopMountDaemon(mountpoint: string, opts: { force: boolean
   await rm(paths.info, { force: true });
   if (detached.length === 0 && !info.pid) throw new StopError(`${mountpoint}: nothing of starling is mounted there`);
   return { detached };
+}
+
+/** The daemon's daemon.json; empty when missing, or cut short by a daemon that died while writing it (then there is no pid). */
+async function daemonInfo(file: string): Promise<{ pid?: number }> {
+  return (await readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { pid?: number };
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
