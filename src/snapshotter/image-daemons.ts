@@ -60,6 +60,11 @@ interface Daemon {
   mounted: Promise<void>;
 }
 
+/** DIR/image.json; empty when there is none (or it cannot be read). */
+async function readRecord(dir: string): Promise<Partial<ImageRecord>> {
+  return JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
+}
+
 /** How long an image none of whose layers is lazy is remembered (its next layers' Prepares answer at once). */
 const NOTHING_LAZY_MS = 60_000;
 
@@ -131,7 +136,7 @@ export class ImageDaemons implements RemoteLayers {
         stats = await this.stats(dir).catch(() => undefined);
         if (!stats) continue;
       }
-      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
+      const record = await readRecord(dir);
       const missing = layers.filter((i) => !stats.layers[i]?.lazy);
       if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
       const known = stats.layers.map((l) => ({ digest: l.digest, outcome: Promise.resolve({ lazy: l.lazy, ...(l.reason ? { reason: l.reason } : {}) }) }));
@@ -149,7 +154,7 @@ export class ImageDaemons implements RemoteLayers {
     const pending = this.mounting.get(dir);
     if (pending) return pending.catch(() => {});
     const revived = (async () => {
-      const record = JSON.parse(await readFile(join(dir, 'image.json'), 'utf8').catch(() => '{}')) as Partial<ImageRecord>;
+      const record = await readRecord(dir);
       if (!record.args) {
         this.opts.log(`${dir}: no image.json, cannot start its daemon again; its layers stay unavailable`);
         return;
