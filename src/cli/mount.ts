@@ -114,14 +114,18 @@ export const command: Command = {
     const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
     try {
       // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
-      // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs.
+      // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs. The manifest
+      // is asked for first, while the rest of the mount code compiles.
+      const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
+      const { openMountImage } = await import('../mount/mount-image.js');
+      const image = openMountImage(imageOpts);
+      image.catch(() => {}); // awaited by the mount
       const { runMountDaemon } = await import('../mount/daemon.js');
       await runMountDaemon(
         {
-          ref,
+          ...imageOpts,
+          image,
           mountpoint,
-          ...(platform ? { platform } : {}),
-          ...(values['plain-http'] ? { plainHttp: true } : {}),
           cacheDir,
           cacheBytes,
           memoryCacheBytes,

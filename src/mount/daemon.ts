@@ -17,14 +17,13 @@ const CLOSE_BOUND_MS = 15_000;
  */
 export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, onReady: () => void): Promise<void> {
   const paths = mountPaths(opts.mountpoint);
-  await mkdir(paths.dir, { recursive: true });
-  await recoverStale(opts.mountpoint, paths, opts.log);
-  const st = await stat(opts.mountpoint).catch(() => undefined);
-  if (!st) throw new MountError(`mountpoint ${opts.mountpoint} does not exist`);
-  if (!st.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
-  // libfuse refuses a non-empty mountpoint with nothing better than "fuse failed".
-  if (opts.mode === 'merged' && !opts.upper && (await readdir(opts.mountpoint)).length > 0) throw new MountError(`mountpoint ${opts.mountpoint} is not empty`);
-
+  try {
+    await checkMountpoint(opts, paths);
+  } catch (err) {
+    // An image already on its way (its registry connection) is not left open by a mount that never starts.
+    void opts.image?.then(({ source }) => source.close()).catch(() => {});
+    throw err;
+  }
   const mount = await ImageMount.open({ ...opts, workDir: paths.dir });
   // From here on every way out unmounts: the handlers are in place before the next await, so a
   // signal or an error while the control socket is set up cannot leave the mount behind.
@@ -72,6 +71,17 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   await done;
   // Stopped: exit even if a stray handle (such as that shell's child process) would keep the loop alive.
   process.exit(0);
+}
+
+/** The mountpoint can be mounted: no live daemon on it (a dead one's leftovers are recovered), an existing directory, empty unless something is stacked on it. */
+async function checkMountpoint(opts: Omit<ImageMountOptions, 'workDir'>, paths: ReturnType<typeof mountPaths>): Promise<void> {
+  await mkdir(paths.dir, { recursive: true });
+  await recoverStale(opts.mountpoint, paths, opts.log);
+  const st = await stat(opts.mountpoint).catch(() => undefined);
+  if (!st) throw new MountError(`mountpoint ${opts.mountpoint} does not exist`);
+  if (!st.isDirectory()) throw new MountError(`mountpoint ${opts.mountpoint} is not a directory`);
+  // libfuse refuses a non-empty mountpoint with nothing better than "fuse failed".
+  if (opts.mode === 'merged' && !opts.upper && (await readdir(opts.mountpoint)).length > 0) throw new MountError(`mountpoint ${opts.mountpoint} is not empty`);
 }
 
 /** A live daemon on the path is an error; a dead one's mounts are detached and its files removed. */

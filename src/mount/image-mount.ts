@@ -16,8 +16,6 @@ import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
-import { resolveManifest } from '../registry/resolve.js';
-import { openImageSource } from '../registry/transport.js';
 import { ChunkCache } from '../fs/chunk-cache.js';
 import { ChunkStore, type StoreLayer } from '../fs/chunk-store.js';
 import { CountingBlob } from '../fs/counting-blob.js';
@@ -32,6 +30,7 @@ import { buildLayerTree, buildMergedTree, type Tree } from '../fs/tree.js';
 import { TocRangeCache } from '../fs/toc-cache.js';
 import { openWholeLayer } from '../fs/whole-layer.js';
 import { PlanMounts } from './executor.js';
+import { openMountImage, type MountImage } from './mount-image.js';
 import { planImageMount, type MountMode } from './plan.js';
 
 export interface ImageMountOptions {
@@ -41,6 +40,8 @@ export interface ImageMountOptions {
   workDir: string;
   platform?: Platform;
   plainHttp?: boolean;
+  /** The image opened and resolved already, or on its way (openMountImage of ref, platform, plainHttp); opened here if absent. Closed with the mount. */
+  image?: Promise<MountImage>;
   cacheDir: string;
   cacheBytes: number;
   memoryCacheBytes: number;
@@ -189,9 +190,8 @@ export class ImageMount {
     const fuse = import('../fs/fuse.js');
     fuse.catch(() => {}); // awaited before mounting
     const lap = (step: keyof MountTimings) => (this.timings[step] = Math.round(performance.now() - t0));
-    // Blob sizes come from the manifest: no HEAD per layer before its footer can be read.
-    this.source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
-    const image = await resolveManifest(this.source, opts.platform);
+    const { source: imageSource, image } = await (opts.image ?? openMountImage(opts));
+    this.source = imageSource;
     this.manifest = image.manifestDescriptor.digest;
     lap('manifestMs');
     opts.progress?.({ manifest: this.manifest, layers: image.manifest.layers.map((l) => l.digest) });
