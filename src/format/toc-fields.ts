@@ -1,5 +1,6 @@
 // Parsing and typed access to the fields of untrusted TOC JSON, shared by both format readers: every bad
 // value becomes a TocError naming the TOC entry (index and name) it came from.
+import { isAscii } from 'node:buffer';
 import { NO_XATTRS, TocError } from './toc.js';
 
 export type Json = Record<string, unknown>;
@@ -7,7 +8,9 @@ export type Json = Record<string, unknown>;
 /** The TOC's JSON text (UTF-8 bytes) parsed; malformed JSON is a TocError. */
 export function parseTocText(json: Buffer, where: string): unknown {
   try {
-    return JSON.parse(json.toString('utf8'));
+    // TOCs are ASCII but for the odd file name: latin1 is then the same text and a plain copy,
+    // where UTF-8 decoding took ~15 ms of a 3.5 MB TOC's mount.
+    return JSON.parse(json.toString(isAscii(json) ? 'latin1' : 'utf8'));
   } catch (err) {
     throw new TocError(`${where}: TOC is not valid JSON: ${(err as Error).message}`);
   }

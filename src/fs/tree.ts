@@ -55,20 +55,30 @@ class TreeBuilder {
     return this.inode(this.synthetic, row, layer);
   }
 
+  /** The directory `dir` last returned, and its path: entries come grouped by directory (tar order), so most lookups repeat it. */
+  private lastDir?: { path: string; node: Inode };
+
   /** The directory at `path`, creating missing ones (0755) and replacing non-directories in the way. */
   dir(path: string, layer: number): Inode {
+    // Still the same directory: nothing below the root is replaced between two entries of one
+    // directory except by an entry naming that directory itself, which drops this memo (addEntries).
+    if (this.lastDir?.path === path) return this.lastDir.node;
     let node = this.root;
     if (path === '') return node;
-    let sofar = '';
-    for (const part of path.split('/')) {
-      sofar = sofar ? `${sofar}/${part}` : part;
+    let start = 0;
+    while (start <= path.length) {
+      const slash = path.indexOf('/', start);
+      const end = slash < 0 ? path.length : slash;
+      const part = path.slice(start, end);
       let child = node.children!.get(part);
       if (!child?.children) {
-        child = this.syntheticInode(sofar, 'dir', 0o755, layer);
+        child = this.syntheticInode(path.slice(0, end), 'dir', 0o755, layer);
         node.children!.set(part, child);
       }
       node = child;
+      start = end + 1;
     }
+    this.lastDir = { path, node };
     return node;
   }
 
@@ -88,6 +98,7 @@ class TreeBuilder {
     // This layer's inodes by path: a hardlink's target must be an earlier file of the same layer.
     const byPath = new Map<string, Inode>();
     const table = index.entries;
+    this.lastDir = undefined; // whiteouts and opaque markers applied since may have detached it
     for (let row = 0; row < table.length; row++) {
       const path = table.path(row);
       if (path === '') {
@@ -115,7 +126,8 @@ class TreeBuilder {
         node = this.inode(table, row, layer);
       }
       parent.children!.set(name, node);
-      byPath.set(path, node);
+      if (existing?.children && !node.children) this.lastDir = undefined; // a directory replaced: the memo may hold it
+      if (!node.children) byPath.set(path, node);
     }
   }
 
@@ -127,29 +139,38 @@ class TreeBuilder {
   }
 
   finish(): Tree {
-    const counted = new Set<Inode>();
-    let totalBytes = 0;
-    const refs = new Map<Inode, number>();
-    const walk = (dir: Inode) => {
-      let subdirs = 0;
+    // Two walks, no set of visited inodes: the first zeroes the link count of every non-directory,
+    // the second counts the names of each (hard links share an inode), so an inode is new when its
+    // count goes from 0 to 1. A directory has one name.
+    const walk = (dir: Inode, visit: (child: Inode) => void) => {
       for (const child of dir.children!.values()) {
-        if (child.children) {
-          subdirs++;
-          walk(child);
-        } else {
-          refs.set(child, (refs.get(child) ?? 0) + 1);
-        }
-        if (!counted.has(child)) {
-          counted.add(child);
-          totalBytes += child.table.num(child.row, 'size');
-        }
+        visit(child);
+        if (child.children) walk(child, visit);
       }
-      dir.nlink = 2 + subdirs;
     };
-    walk(this.root);
-    for (const [node, n] of refs) node.nlink = n;
-    return { root: this.root, inodeCount: counted.size + 1, totalBytes };
+    walk(this.root, (child) => {
+      if (!child.children) child.nlink = 0;
+    });
+    let inodeCount = 1;
+    let totalBytes = 0;
+    walk(this.root, (child) => {
+      if (child.children) {
+        child.nlink = 2 + countSubdirs(child);
+      } else if (child.nlink++ > 0) {
+        return;
+      }
+      inodeCount++;
+      totalBytes += child.table.num(child.row, 'size');
+    });
+    this.root.nlink = 2 + countSubdirs(this.root);
+    return { root: this.root, inodeCount, totalBytes };
   }
+}
+
+function countSubdirs(dir: Inode): number {
+  let n = 0;
+  for (const child of dir.children!.values()) if (child.children) n++;
+  return n;
 }
 
 /** All layers (bottom first) stacked with the OCI overlay rules into one tree. */

@@ -71,6 +71,18 @@ test('merged tree: opaque marker anywhere in the tar still keeps the layer own c
   assert.deepEqual(names(buildMergedTree([lower, upper]).root, 'd'), ['y']);
 });
 
+test('entries after their directory was replaced or whited out go into the new directory, not the old one', () => {
+  // Consecutive entries of one directory reuse its lookup; a symlink replacing an ancestor in the
+  // same layer, or a whiteout of it in the next, must end that.
+  const lower = layer([{ path: 'd' }, { path: 'd/e' }, { path: 'd/e/x', content: 'x' }, { path: 'd', type: 'symlink', linkName: 't' }, { path: 'd/e/y', content: 'y' }]);
+  let tree = buildMergedTree([lower]);
+  assert.equal(entryOf(find(tree.root, 'd')!).type, 'dir');
+  assert.deepEqual(names(tree.root, 'd/e'), ['y']);
+  tree = buildMergedTree([layer([{ path: 'd' }, { path: 'd/e' }, { path: 'd/e/x', content: 'x' }]), layer([{ path: '.wh.d', content: '' }, { path: 'd/e/z', content: 'z' }])]);
+  assert.deepEqual(names(tree.root, 'd/e'), ['z']);
+  assert.equal(tree.inodeCount, 4); // root, d, e, z
+});
+
 test('hardlinks share one inode with the right nlink; a whited-out name keeps the other link', () => {
   const l0 = layer([
     { path: 'bin' },
