@@ -20,3 +20,23 @@ test("sha256 on the pool gives node:crypto's digest for 0 B to 8 MiB, and the JS
   assert.equal(turned, true, 'hashing 8 MiB did not let the event loop turn');
   assert.throws(() => nativeAddon().sha256('text' as unknown as Buffer), /data must be a Buffer/);
 });
+
+test('where the addon does not load (node --no-addons), chunkDigest hashes on the thread with the same result and nativeAddon says how to build it', T, async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const script = `
+    import { chunkDigest, nativeAddon } from ${JSON.stringify(new URL('../../src/format/native.ts', import.meta.url).href)};
+    import { sha256 } from ${JSON.stringify(new URL('../../src/oci/digest.ts', import.meta.url).href)};
+    const out = [];
+    for (const size of [1 << 10, 64 << 10, 8 << 20]) {
+      const data = Buffer.alloc(size, size % 251);
+      out.push((await chunkDigest(data)) === sha256(data));
+    }
+    let message = '';
+    try { nativeAddon(); } catch (err) { message = err.constructor.name + ': ' + err.message; }
+    console.log(JSON.stringify({ out, message }));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--no-addons', '--import', 'tsx', '--input-type=module', '-e', script], { timeout: 50_000 });
+  const { out, message } = JSON.parse(stdout) as { out: boolean[]; message: string };
+  assert.deepEqual(out, [true, true, true]);
+  assert.match(message, /^NativeAddonError: Starling's native addon \(native\/\) is not built or does not load: .*run `npm ci`/);
+});
