@@ -121,11 +121,16 @@ export class ImageDaemons implements RemoteLayers {
     await this.ready(layers);
     // A daemon killed outright leaves its FUSE mounts listed, dead: one whose control socket refuses
     // is started again on the same paths (its stale mounts detached), as a restarted service does.
+    // If that fails its layers are dead although still listed.
+    const gone = new Set<string>();
     for (const dir of new Set(layers.map((l) => l.dir))) {
-      if (await controlGone(mountPaths(mountpointOf(dir)).socket)) await this.revive(dir);
+      const socket = mountPaths(mountpointOf(dir)).socket;
+      if (!(await controlGone(socket))) continue;
+      await this.revive(dir);
+      if (await controlGone(socket)) gone.add(dir);
     }
     const fuse = new Set((await listMounts()).filter((m) => m.fstype === 'fuse.starling').map((m) => m.mountpoint));
-    return layers.filter((l) => !fuse.has(this.path(l)));
+    return layers.filter((l) => gone.has(l.dir) || !fuse.has(this.path(l)));
   }
 
   async restore(inUse: Map<string, number[]>): Promise<void> {

@@ -12,7 +12,7 @@ import { diskUsage } from './disk-usage.js';
 import { alreadyExists, unavailable } from './errors.js';
 import { parseFilters, matches } from './filters.js';
 import { noRemoteLayers, remoteRequest, REMOTE_LABEL, TARGET_LABEL, type RemoteLayers } from './remote.js';
-import { MetaStore, type Info, type Labels, type SnapshotIds, type Usage } from './store.js';
+import { MetaStore, type Info, type Labels, type RemoteLayer, type SnapshotIds, type Usage } from './store.js';
 
 export interface Mount {
   type: string;
@@ -137,9 +137,10 @@ export class Snapshotter {
   }
 
   private async createSnapshot(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    // The new upper dir takes its owner from the parent's root: a remote parent must be mounted first.
+    // The new upper dir takes its owner from the parent's root: a remote parent must be mounted
+    // first (a dead daemon is started again; if that fails, its dead mount is not stat'ed).
     const parentLayer = parent && this.store.has(parent) ? this.store.remoteLayer(this.store.getInfo(parent).id) : undefined;
-    if (parentLayer) await this.remote.ready([parentLayer]);
+    if (parentLayer) await this.checkMounted([parentLayer]);
     const tmp = await mkdtemp(join(this.snapshotsDir, 'new-'));
     this.preparing.add(basename(tmp));
     try {
@@ -158,7 +159,15 @@ export class Snapshotter {
         renameSync(tmp, dir);
         return s;
       });
-      return await this.mountsOf(snapshot);
+      try {
+        return await this.mountsOf(snapshot);
+      } catch (err) {
+        // No mounts, no snapshot: containerd takes the Prepare as failed (overlay.go computes the
+        // mounts inside its transaction), so a record kept here would be one it never removes.
+        this.store.transaction(() => this.store.remove(key));
+        await rm(join(this.snapshotsDir, snapshot.id), { recursive: true, force: true });
+        throw err;
+      }
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
@@ -173,14 +182,18 @@ export class Snapshotter {
     return remote ? this.remote.path(remote) : this.upperPath(id);
   }
 
+  /** UNAVAILABLE unless every one of `layers` is mounted (a dead daemon is started again first): a container must not start on it. */
+  private async checkMounted(layers: RemoteLayer[]): Promise<void> {
+    const dead = await this.remote.dead(layers);
+    if (dead.length) throw unavailable(`remote layers are not mounted: ${dead.map((l) => this.remote.path(l)).join(', ')}`);
+  }
+
   /**
-   * overlay.go's mounts(): what containerd mounts for an active or view snapshot. UNAVAILABLE when
-   * a remote layer below is not mounted (its daemon died): a container must not start on it.
+   * overlay.go's mounts(): what containerd mounts for an active or view snapshot; UNAVAILABLE when
+   * a remote layer below is not mounted.
    */
   private async mountsOf(s: SnapshotIds): Promise<Mount[]> {
-    const remote = s.parentIds.flatMap((id) => this.store.remoteLayer(id) ?? []);
-    const dead = await this.remote.dead(remote);
-    if (dead.length) throw unavailable(`remote layers are not mounted: ${dead.map((l) => this.remote.path(l)).join(', ')}`);
+    await this.checkMounted(s.parentIds.flatMap((id) => this.store.remoteLayer(id) ?? []));
     if (s.parentIds.length === 0) {
       return [{ type: 'bind', source: this.upperPath(s.id), options: [s.kind === 'view' ? 'ro' : 'rw', 'rbind'] }];
     }

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -183,7 +183,10 @@ test('ctr run on the lazy layers prints the right output; the container writes i
   assert.equal(await readFile(join(upper, 'etc/msg'), 'utf8'), 'changed\n');
   assert.equal(await readFile(join(lowers[1]!, 'etc/msg'), 'utf8'), MESSAGE, 'the layer itself is unchanged');
   for (const l of lowers) assert.ok(!existsSync(join(l, 'etc/new')));
-  assert.equal((await readdir(join(root(), 'snapshots'))).length, 1, 'the container snapshot is the only directory under snapshots/');
+  // The removed container's directory goes at containerd's next Cleanup, which its garbage collection calls after `--rm` (asynchronously).
+  let dirs = await readdir(join(root(), 'snapshots'));
+  for (let i = 0; i < 200 && dirs.length > 1; i++) dirs = await new Promise((r) => setTimeout(r, 50)).then(() => readdir(join(root(), 'snapshots')));
+  assert.equal(dirs.length, 1, 'the container snapshot is the only directory under snapshots/');
   await containerd!.ctr('container', 'rm', 'lazy-keep');
   const served = (await daemonStats())[0]!.totals.servedBytes;
   assert.ok(served > 0, 'the files came from the lazy mounts');
@@ -221,6 +224,7 @@ test('a dead image daemon is started again, on the same paths, before the restar
   assert.notEqual(again!.pid, s!.pid);
   assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
   assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
+  await snapshotRowsAfterRestart(containerd!); // containerd connected to the new service again
   const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-again', '/bin/sh', '-c', 'cat /etc/msg');
   assert.equal(out, MESSAGE);
 });
@@ -240,6 +244,21 @@ test("an image daemon killed while the service runs is started again by the next
   assert.notEqual(again!.pid, s!.pid);
   assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
   assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
+});
+
+test("an image daemon killed that cannot be started again (its image.json gone): the container's Prepare is UNAVAILABLE, never an overlay over the dead mounts, and leaves no snapshot", { timeout: 180_000 }, async () => {
+  const [s] = await daemonStats();
+  const listed = await snapshots();
+  const dirs = await readdir(join(root(), 'snapshots'));
+  process.kill(s!.pid, 'SIGKILL');
+  for (let i = 0; i < 100 && existsSync(`/proc/${s!.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+  await rm(join(dirname(s!.mountpoint), 'image.json'));
+  assert.equal((await starlingMounts()).length, 3, 'the dead mounts are still listed');
+  await assert.rejects(containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-dead', '/bin/sh', '-c', 'cat /etc/msg'), /remote layers are not mounted/);
+  assert.match(service!.log(), /no image\.json, cannot start its daemon again/);
+  await containerd!.ctr('containers', 'rm', 'lazy-dead').catch(() => {});
+  assert.deepEqual(await snapshots(), listed);
+  assert.deepEqual(await readdir(join(root(), 'snapshots')), dirs, 'the failed Prepare left no snapshot directory');
 });
 
 test('removing the image leaves no snapshot, no directory and no mount', { timeout: 180_000 }, async () => {
