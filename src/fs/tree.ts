@@ -60,8 +60,8 @@ class TreeBuilder {
 
   /** The directory at `path`, creating missing ones (0755) and replacing non-directories in the way. */
   dir(path: string, layer: number): Inode {
-    // Still the same directory: nothing below the root is replaced between two entries of one
-    // directory except by an entry naming that directory itself, which drops this memo (addEntries).
+    // Still the same directory: between two entries only an entry replacing a directory (it or an
+    // ancestor) could detach it, and addEntries drops the memo then and at each layer's start.
     if (this.lastDir?.path === path) return this.lastDir.node;
     let node = this.root;
     if (path === '') return node;
