@@ -6,6 +6,7 @@
 // for. A chunk is handed out as soon as its own bytes have arrived and verified, before the rest of
 // its request. A chunk that cannot be fetched or verified fails only the gets that need it.
 import { coalesceRanges } from '../blob/coalesce.js';
+import { limiter } from '../blob/limiter.js';
 import type { BlobSource } from '../blob/source.js';
 import { ChunkVerifyError, type ChunkRef, type LayerToc } from '../format/toc.js';
 import type { Digest } from '../oci/digest.js';
@@ -88,9 +89,8 @@ export class ChunkStore {
   private readonly tickets = new Map<Digest, FetchTicket>();
   private readonly windows = new WindowBuffer(WINDOW_BUFFER_BYTES);
   private readonly diskWrites = new Set<Promise<void>>();
-  /** Writes waiting for one of the DISK_WRITES places. */
-  private readonly writeQueue: Array<() => void> = [];
-  private writing = 0;
+  /** Runs a write in one of the DISK_WRITES places. */
+  private readonly writeSlot = limiter(DISK_WRITES);
   private readonly loggedFailures = new Set<string>();
   private closed = false;
 
@@ -327,17 +327,8 @@ export class ChunkStore {
   }
 
   /** Stores a chunk in the disk cache once a write place is free (a failure is logged: the chunk was served anyway). */
-  private async writeToDisk(digest: Digest, data: Buffer): Promise<void> {
-    if (this.writing >= DISK_WRITES) await new Promise<void>((r) => this.writeQueue.push(r));
-    this.writing++;
-    try {
-      await this.cache.putDisk(digest, data);
-    } catch (err) {
-      this.log(`disk cache: ${(err as Error).message}`);
-    } finally {
-      this.writing--;
-      this.writeQueue.shift()?.();
-    }
+  private writeToDisk(digest: Digest, data: Buffer): Promise<void> {
+    return this.writeSlot(() => this.cache.putDisk(digest, data)).catch((err: Error) => this.log(`disk cache: ${err.message}`));
   }
 
   /** Hands out a verified chunk and notes it as cached for the background fill. */

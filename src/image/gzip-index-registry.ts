@@ -11,7 +11,7 @@ import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, ImageManifest } from '../oci/types.js';
 import { parseManifest } from '../oci/validate.js';
 import type { RegistryClient } from '../registry/client.js';
-import { limiter } from '../registry/limiter.js';
+import { limiter } from '../blob/limiter.js';
 import { registryOf } from './profile-registry.js';
 import { EMPTY_CONFIG, listReferrers, pushReferrer, type Artifact, type FetchCounter } from './referrers.js';
 

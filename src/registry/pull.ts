@@ -18,7 +18,7 @@ import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveImage } from './resolve.js';
 import { ByteCounter } from '../oci/byte-counter.js';
-import { limiter } from './limiter.js';
+import { limiter } from '../blob/limiter.js';
 
 export class PullError extends Error {}
 
