@@ -82,6 +82,10 @@ const COALESCE = {
   [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
 };
 
+/** `fetchAhead`'s requests: about 40 ms of a 100 Mbit/s link each, and the unwanted bytes they fetch rather than split. */
+const AHEAD_SLICE = 512 << 10;
+const AHEAD_GAP = 256 << 10;
+
 export class ChunkStore {
   private readonly layers: LayerState[];
   private readonly inflight = new Map<Digest, Promise<Buffer>>();
@@ -158,6 +162,37 @@ export class ChunkStore {
    */
   release(chunk: ChunkRef): void {
     if (chunk.unitSize === undefined || chunk.size === chunk.unitSize) this.cache.dropMemory(chunk.digest);
+  }
+
+  /** Whether reading `chunk` of `layer` now would send a request: a registry blob's chunk neither cached, nor on its way, nor in a buffered window. */
+  wouldFetch(layer: number, chunk: ChunkRef): boolean {
+    const ls = this.layers[layer]!;
+    return ls.remote && !chunk.zeros && chunk.size > 0 && this.free(ls, chunk);
+  }
+
+  /**
+   * Fetches the free chunks among `chunks` of `layer` into the window buffer at read-ahead
+   * priority, not decoded until asked for (as a neighbourhood window, without adapting the layer's
+   * window size). One request of at most AHEAD_SLICE at a time, in blob order, so that a read never
+   * waits behind more than one of them on the link; a read of a chunk whose request has not started
+   * fetches it itself, and later requests skip what has come meanwhile.
+   */
+  fetchAhead(layer: number, chunks: readonly ChunkRef[]): void {
+    const ls = this.layers[layer]!;
+    if (!ls.remote) return;
+    const free = chunks.filter((c) => this.wouldFetch(layer, c));
+    void this.fetchSlices(ls, coalesceRanges(free, { maxGap: AHEAD_GAP, maxSize: AHEAD_SLICE }));
+  }
+
+  private async fetchSlices(ls: LayerState, slices: ReadonlyArray<{ members: ChunkRef[] }>): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve)); // after the request of the miss that led here
+    for (const { members } of slices) {
+      const free = members.filter((c) => this.free(ls, c));
+      if (this.closed || free.length === 0) continue;
+      const start = free[0]!.start;
+      const end = Math.max(...free.map((c) => c.end));
+      await this.fetchWindow(ls, { start, end, neighbourBytes: end - start, usedBytes: 0, grown: true, extended: true });
+    }
   }
 
   /** Whether the chunk is cached or on its way (not counting buffered windows), without counting a hit or miss. */

@@ -77,6 +77,16 @@ const SMALL_FILE = 256 << 10;
 const SIBLINGS_AHEAD = 8;
 /** Larger directories are not tracked: their listing order would cost memory (~60 bytes a child). */
 const WALKED_DIR_MAX = 4096;
+/**
+ * Directory fetch: a directory whose files keep missing one by one is fetched at once (from the
+ * DIR_MISSES-th miss on) when its misses could have carried it, DIR_BYTES_PER_MISS each: about what
+ * a 100 Mbit/s link carries in the round trip a miss waits for. Files of more than DIR_FILE_MAX
+ * compressed bytes are left to their own reads; a directory with more than DIR_FETCH_MAX, alone.
+ */
+const DIR_MISSES = 2;
+const DIR_BYTES_PER_MISS = 256 << 10;
+const DIR_FILE_MAX = 1 << 20;
+const DIR_FETCH_MAX = 8 << 20;
 /** Symlinks followed in one path before giving up (the kernel's limit is 40; libraries need 1-3). */
 const MAX_SYMLINK_HOPS = 16;
 
@@ -97,16 +107,22 @@ interface DirWalk {
 export class LazyFs {
   private readonly readStates = new LRUCache<Inode, ReadState>({ max: READ_STATES });
   private readonly walks = new LRUCache<Inode, DirWalk>({ max: 16 }); // directories being walked
+  /** Per directory: files whose first read had to fetch, and its bytes to fetch when last counted (-1: fetched, or too large). */
+  private readonly dirMisses = new LRUCache<Inode, { misses: number; bytes: number }>({ max: 1024 });
 
   constructor(
     readonly tree: Tree,
     /** The chunks of every layer (Inode.layer numbers them). */
     private readonly store: ChunkStore,
     private readonly metrics: MountMetrics,
-    opts: { libraries?: boolean } = {},
+    opts: { libraries?: boolean; directories?: boolean } = {},
   ) {
     this.libraries = opts.libraries === false ? undefined : new LibraryPrefetch(this.imageFiles(), metrics);
+    this.directories = opts.directories !== false;
   }
+
+  /** Whether directories whose files keep missing are fetched at once (on unless turned off). */
+  private readonly directories: boolean;
 
   /** Fetches the libraries a program will load once it is first read (on unless turned off). */
   readonly libraries: LibraryPrefetch<Inode> | undefined;
@@ -195,6 +211,9 @@ export class LazyFs {
     const e = state.entry;
     const end = Math.min(e.size, offset + length);
     if (offset >= end || e.chunks.length === 0) return Buffer.alloc(0);
+    const chunks = chunksIn(e.chunks, offset, end);
+    // (Before the read-ahead below, which may start in the same chunk.)
+    if (first && this.directories && this.store.wouldFetch(node.layer, chunks[0]!)) this.missedIn(path, e);
     const run = runAt(state, offset);
     if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
@@ -208,7 +227,6 @@ export class LazyFs {
       }
     }
     run.lastEnd = end;
-    const chunks = chunksIn(e.chunks, offset, end);
     let datas: Buffer[];
     try {
       datas = await this.store.get(node.layer, chunks, Priority.Read);
@@ -242,12 +260,53 @@ export class LazyFs {
   }
 
   /**
+   * The first read of a file in the directory of `path` had to fetch. Python importing one package
+   * or a compiler reading one include directory would otherwise wait a round trip per file, and a
+   * neighbourhood window only brings what sits next to a miss in the blob.
+   */
+  private missedIn(path: string, missed: FileEntry): void {
+    const dir = this.lookup(parentOf(path));
+    let m = this.dirMisses.get(dir);
+    if (!m) this.dirMisses.set(dir, (m = { misses: 0, bytes: 0 }));
+    if (m.bytes < 0) return;
+    m.misses++;
+    // What was counted last, less the file just missed, bounds what is left (it only shrinks): the
+    // directory is counted again only when the misses could cover that.
+    m.bytes = Math.max(0, m.bytes - missed.chunks.reduce((n, c) => n + c.end - c.start, 0));
+    if (m.misses < DIR_MISSES || m.misses * DIR_BYTES_PER_MISS < m.bytes) return;
+    const plan = this.dirFetchPlan(dir);
+    m.bytes = plan?.bytes ?? -1;
+    if (!plan || m.misses * DIR_BYTES_PER_MISS < plan.bytes) return;
+    m.bytes = -1;
+    for (const [layer, chunks] of plan.chunks) this.store.fetchAhead(layer, chunks);
+    this.metrics.dirsAhead++;
+  }
+
+  /** The chunks a directory fetch of `dir` would ask for, per layer, and their compressed bytes; undefined if it is too large. */
+  private dirFetchPlan(dir: Inode): { chunks: Map<number, ChunkRef[]>; bytes: number } | undefined {
+    if (!dir.children || dir.children.size > WALKED_DIR_MAX) return undefined;
+    const chunks = new Map<number, ChunkRef[]>();
+    let bytes = 0;
+    for (const child of dir.children.values()) {
+      const { table, row, layer } = child;
+      if (table.typeOf(row) !== 'reg' || this.readStates.has(child)) continue;
+      const free = table.chunksOf(row).filter((c) => this.store.wouldFetch(layer, c));
+      const size = free.reduce((n, c) => n + c.end - c.start, 0);
+      if (size === 0 || size > DIR_FILE_MAX) continue;
+      bytes += size;
+      if (bytes > DIR_FETCH_MAX) return undefined;
+      chunks.set(layer, (chunks.get(layer) ?? []).concat(free));
+    }
+    return { chunks, bytes };
+  }
+
+  /**
    * A first read of a small file that follows the one read before it in its directory's listing
    * (find -exec cat, tar, cp -r, grep -r): the next small files of that directory start moving from
    * the disk cache to memory, so their READs do not each wait for a disk read on the libuv pool.
    */
   private walkOn(path: string, node: Inode): void {
-    const parent = this.lookup(path.slice(0, path.lastIndexOf('/')) || '/');
+    const parent = this.lookup(parentOf(path));
     if (!parent.children || parent.children.size > WALKED_DIR_MAX) return;
     let walk = this.walks.get(parent);
     if (!walk) {
@@ -321,6 +380,11 @@ export class LazyFs {
     const blocks = Math.ceil(this.tree.totalBytes / BLOCK);
     return { bsize: BLOCK, frsize: BLOCK, blocks, bfree: 0, bavail: 0, files: this.tree.inodeCount, ffree: 0, favail: 0, namemax: 255 };
   }
+}
+
+/** The directory holding `path` (absolute). */
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
 }
 
 /** The run a read at `offset` continues, or a new one (a first read at 0 counts as sequential). */

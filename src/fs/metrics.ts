@@ -50,6 +50,8 @@ export class MountMetrics {
   metadataRequests = 0;
   /** Files fetched ahead of the dynamic loader: the libraries a program being started will open. */
   filesAhead = 0;
+  /** Directories fetched at once because their files kept missing one by one (lazyfs). */
+  dirsAhead = 0;
   readonly cache = new CacheCounters();
   readonly latency = new LatencyRecorder();
 }

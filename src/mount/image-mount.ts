@@ -119,6 +119,8 @@ export interface StatsReport {
     verificationFailures: number;
     /** Files fetched ahead of the dynamic loader (libraries of programs being started). */
     filesAhead: number;
+    /** Directories fetched at once, their files having missed one by one. */
+    dirsAhead: number;
   };
 }
 
@@ -267,7 +269,7 @@ export class ImageMount {
     let mergedTree: Tree | undefined;
     const fsFor = (layer: 'merged' | number) => {
       const tree = layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[layer]!, layer, opts.log);
-      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch });
+      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, directories: opts.prefetch });
     };
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     lap('mountedMs');
@@ -381,6 +383,7 @@ export class ImageMount {
         fetchLatencyMs: this.metrics.latency.percentiles(),
         verificationFailures: sum((l) => l.verificationFailures),
         filesAhead: this.metrics.filesAhead,
+        dirsAhead: this.metrics.dirsAhead,
       },
     };
   }

@@ -1,0 +1,110 @@
+// Directory fetch: a directory whose files keep missing one by one is fetched at once, once its misses
+// could have carried it (DIR_BYTES_PER_MISS a miss), one paced request at a time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setup } from './helpers/fixture.js';
+import { buildLayer, noise, recording, type BuiltLayer, type SpecEntry } from './helpers/layer.js';
+
+/**
+ * `pkg/m00`… (`n` files of `size` bytes, incompressible, one chunk each) with a 320 KiB file of another
+ * directory after each, so that no neighbourhood window (256 KiB at first) brings one module along
+ * with another: whatever arrives unasked came with the directory fetch. `extra` come last.
+ */
+function modules(n: number, size: number, extra: SpecEntry[] = []): SpecEntry[] {
+  const specs: SpecEntry[] = [{ path: 'pkg' }, { path: 'other' }];
+  for (let i = 0; i < n; i++) {
+    specs.push({ path: `pkg/m${String(i).padStart(2, '0')}`, content: noise(size, i + 1) });
+    specs.push({ path: `other/pad${i}`, content: noise(320 << 10, 500 + i) });
+  }
+  return [...specs, ...extra];
+}
+
+const name = (i: number) => `/pkg/m${String(i).padStart(2, '0')}`;
+
+/** Blob range of the file at `path` (first chunk start to last chunk end). */
+function rangeOf(layer: BuiltLayer, path: string): { start: number; end: number } {
+  const chunks = layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks;
+  return { start: chunks[0]!.start, end: chunks[chunks.length - 1]!.end };
+}
+
+async function until(what: string, done: () => boolean): Promise<void> {
+  for (let waited = 0; !done(); waited += 10) {
+    if (waited > 10_000) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('at the second miss in a small directory its other files come one request each in blob order, large ones left out; reading them then fetches nothing', { timeout: 60_000 }, async () => {
+  const layer = buildLayer(modules(10, 3000, [{ path: 'pkg/large', content: noise(1_200_000, 99) }]));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    assert.deepEqual(await env.readAll(name(0)), noise(3000, 1));
+    assert.equal(env.metrics.dirsAhead, 0, 'one miss is not a pattern');
+    assert.deepEqual(await env.readAll(name(5)), noise(3000, 6));
+    assert.equal(env.metrics.dirsAhead, 1);
+    const rest = [1, 2, 3, 4, 6, 7, 8, 9];
+    await until('the directory fetch', () => rec.seen.length >= 2 + rest.length);
+    await new Promise((r) => setTimeout(r, 100)); // and nothing more goes out
+    const m5 = rangeOf(layer, name(5)).start;
+    assert.ok(rec.seen[1]!.offset <= m5 && rec.seen[1]!.offset + rec.seen[1]!.length > m5, 'the miss goes first');
+    assert.deepEqual(
+      rec.seen.slice(2).map((r) => r.offset),
+      rest.map((i) => rangeOf(layer, name(i)).start),
+      'then one request per module not read yet, in blob order',
+    );
+    const large = rangeOf(layer, '/pkg/large');
+    assert.ok(rec.seen.every((r) => r.offset + r.length <= large.start || r.offset >= large.end), 'a file over DIR_FILE_MAX is left to its own reads');
+    for (const i of rest) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
+    assert.equal(rec.seen.length, 2 + rest.length, 'the modules came from the directory fetch');
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a directory larger than two misses can carry is fetched only at the miss that could have carried it', { timeout: 60_000 }, async () => {
+  // 40 modules of 50 kB: after k misses, 40 - k are left; k × 256 KiB covers them from k = 7 on.
+  const layer = buildLayer(modules(40, 50_000));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    for (let i = 0; i < 6; i++) assert.deepEqual(await env.readAll(name(i)), noise(50_000, i + 1));
+    assert.equal(env.metrics.dirsAhead, 0);
+    assert.equal(rec.seen.length, 6, 'a request per miss, nothing ahead');
+    assert.deepEqual(await env.readAll(name(6)), noise(50_000, 7));
+    assert.equal(env.metrics.dirsAhead, 1);
+    await until('the directory fetch', () => rec.seen.length >= 7 + 33);
+    for (let i = 7; i < 40; i++) assert.deepEqual(await env.readAll(name(i)), noise(50_000, i + 1));
+    assert.equal(rec.seen.length, 40);
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a directory with more than DIR_FETCH_MAX to fetch is never fetched at once, however many misses', { timeout: 60_000 }, async () => {
+  const layer = buildLayer(modules(12, 900_000));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    for (let i = 0; i < 12; i++) {
+      assert.deepEqual(await env.readAll(name(i)), noise(900_000, i + 1));
+      assert.equal(env.metrics.dirsAhead, 0, `after ${name(i)}`);
+    }
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('turned off (--no-prefetch), a directory is never fetched at once: each module is a request of its own', { timeout: 60_000 }, async () => {
+  const layer = buildLayer(modules(10, 3000));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }], { directories: false });
+  try {
+    for (let i = 0; i < 10; i++) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(rec.seen.length, 10);
+    assert.equal(env.metrics.dirsAhead, 0);
+  } finally {
+    await env.cleanup();
+  }
+});
