@@ -78,12 +78,14 @@ const SIBLINGS_AHEAD = 8;
 /** Larger directories are not tracked: their listing order would cost memory (~60 bytes a child). */
 const WALKED_DIR_MAX = 4096;
 /**
- * Directory fetch: a directory whose files keep missing one by one is fetched at once (from the
- * DIR_MISSES-th miss on) when its misses could have carried it, DIR_BYTES_PER_MISS each: about what
- * a 100 Mbit/s link carries in the round trip a miss waits for. Files of more than DIR_FILE_MAX
+ * Directory fetch: a directory whose files keep missing one by one is fetched at once, once they are
+ * DIR_MISSES and DIR_SHARE of its entries (a program that picks a few modules out of a large
+ * directory is left alone), and their misses could have carried it, DIR_BYTES_PER_MISS each: about
+ * what a 100 Mbit/s link carries in the round trip a miss waits for. Files of more than DIR_FILE_MAX
  * compressed bytes are left to their own reads; a directory with more than DIR_FETCH_MAX, alone.
  */
 const DIR_MISSES = 2;
+const DIR_SHARE = 0.1;
 const DIR_BYTES_PER_MISS = 256 << 10;
 const DIR_FILE_MAX = 1 << 20;
 const DIR_FETCH_MAX = 8 << 20;
@@ -212,7 +214,7 @@ export class LazyFs {
     const end = Math.min(e.size, offset + length);
     if (offset >= end || e.chunks.length === 0) return Buffer.alloc(0);
     const chunks = chunksIn(e.chunks, offset, end);
-    // (Before the read-ahead below, which may start in the same chunk.)
+    // Judged before the read-ahead below puts this chunk on its way (it may start in the same chunk).
     if (first && this.directories && this.store.wouldFetch(node.layer, chunks[0]!)) this.missedIn(path, e);
     const run = runAt(state, offset);
     if (offset === run.lastEnd && end < e.size) {
@@ -273,7 +275,7 @@ export class LazyFs {
     // What was counted last, less the file just missed, bounds what is left (it only shrinks): the
     // directory is counted again only when the misses could cover that.
     m.bytes = Math.max(0, m.bytes - missed.chunks.reduce((n, c) => n + c.end - c.start, 0));
-    if (m.misses < DIR_MISSES || m.misses * DIR_BYTES_PER_MISS < m.bytes) return;
+    if (m.misses < Math.max(DIR_MISSES, (dir.children?.size ?? 0) * DIR_SHARE) || m.misses * DIR_BYTES_PER_MISS < m.bytes) return;
     const plan = this.dirFetchPlan(dir);
     m.bytes = plan?.bytes ?? -1;
     if (!plan || m.misses * DIR_BYTES_PER_MISS < plan.bytes) return;
@@ -295,7 +297,9 @@ export class LazyFs {
       if (size === 0 || size > DIR_FILE_MAX) continue;
       bytes += size;
       if (bytes > DIR_FETCH_MAX) return undefined;
-      chunks.set(layer, (chunks.get(layer) ?? []).concat(free));
+      let list = chunks.get(layer);
+      if (!list) chunks.set(layer, (list = []));
+      list.push(...free);
     }
     return { chunks, bytes };
   }

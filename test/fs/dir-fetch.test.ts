@@ -1,5 +1,6 @@
-// Directory fetch: a directory whose files keep missing one by one is fetched at once, once its misses
-// could have carried it (DIR_BYTES_PER_MISS a miss), one paced request at a time.
+// Directory fetch: a directory whose files keep missing one by one is fetched at once, once a tenth of
+// its entries have missed and their misses could have carried it (DIR_BYTES_PER_MISS a miss), one
+// paced request at a time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setup } from './helpers/fixture.js';
@@ -75,6 +76,26 @@ test('a directory larger than two misses can carry is fetched only at the miss t
     assert.equal(env.metrics.dirsAhead, 1);
     await until('the directory fetch', () => rec.seen.length >= 7 + 33);
     for (let i = 7; i < 40; i++) assert.deepEqual(await env.readAll(name(i)), noise(50_000, i + 1));
+    assert.equal(rec.seen.length, 40);
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a directory of many small files is fetched only once a tenth of its entries have missed: a program picking a few modules out of it is left alone', { timeout: 60_000 }, async () => {
+  // 40 modules of 3 kB: two misses could carry them all, but 4 of 40 entries must have missed first.
+  const layer = buildLayer(modules(40, 3000));
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    for (let i = 0; i < 3; i++) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(env.metrics.dirsAhead, 0);
+    assert.equal(rec.seen.length, 3);
+    assert.deepEqual(await env.readAll(name(3)), noise(3000, 4));
+    assert.equal(env.metrics.dirsAhead, 1);
+    await until('the directory fetch', () => rec.seen.length >= 4 + 36);
+    for (let i = 4; i < 40; i++) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
     assert.equal(rec.seen.length, 40);
   } finally {
     await env.cleanup();
