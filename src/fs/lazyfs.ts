@@ -204,18 +204,20 @@ export class LazyFs {
     const node = this.lookup(path);
     if (node.table.typeOf(node.row) !== 'reg') return Buffer.alloc(0);
     let state = this.readStates.get(node);
-    const first = !state;
+    /** The file's directory, at its first read (for the walk and the directory fetch). */
+    let parent: Inode | undefined;
     if (!state) {
       const entry = entryOf(node);
       this.readStates.set(node, (state = { entry, served: new Uint32Array(entry.chunks.length), runs: [] }));
-      if (entry.size <= SMALL_FILE && entry.chunks.length === 1) this.walkOn(path, node);
+      parent = this.lookup(parentOf(path));
+      if (entry.size <= SMALL_FILE && entry.chunks.length === 1) this.walkOn(parent, node);
     }
     const e = state.entry;
     const end = Math.min(e.size, offset + length);
     if (offset >= end || e.chunks.length === 0) return Buffer.alloc(0);
     const chunks = chunksIn(e.chunks, offset, end);
     // Judged before the read-ahead below puts this chunk on its way (it may start in the same chunk).
-    if (first && this.directories && this.store.wouldFetch(node.layer, chunks[0]!)) this.missedIn(path, e);
+    if (parent && this.directories && this.store.wouldFetch(node.layer, chunks[0]!)) this.missedIn(parent, e);
     const run = runAt(state, offset);
     if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
@@ -236,7 +238,7 @@ export class LazyFs {
       throw this.store.readFailure(node.layer, e.path, err as Error);
     }
     const data = assemble(chunks, datas, offset, end);
-    if (first && offset === 0) this.libraries?.noticeHead(node, path, datas[0]!);
+    if (parent && offset === 0) this.libraries?.noticeHead(node, path, datas[0]!);
     this.metrics.servedBytes += data.length;
     this.letGo(state, offset, end);
     return data;
@@ -262,12 +264,11 @@ export class LazyFs {
   }
 
   /**
-   * The first read of a file in the directory of `path` had to fetch. Python importing one package
+   * The first read of a file in `dir` had to fetch. Python importing one package
    * or a compiler reading one include directory would otherwise wait a round trip per file, and a
    * neighbourhood window only brings what sits next to a miss in the blob.
    */
-  private missedIn(path: string, missed: FileEntry): void {
-    const dir = this.lookup(parentOf(path));
+  private missedIn(dir: Inode, missed: FileEntry): void {
     let m = this.dirMisses.get(dir);
     if (!m) this.dirMisses.set(dir, (m = { misses: 0, bytes: 0 }));
     if (m.bytes < 0) return;
@@ -309,8 +310,7 @@ export class LazyFs {
    * (find -exec cat, tar, cp -r, grep -r): the next small files of that directory start moving from
    * the disk cache to memory, so their READs do not each wait for a disk read on the libuv pool.
    */
-  private walkOn(path: string, node: Inode): void {
-    const parent = this.lookup(parentOf(path));
+  private walkOn(parent: Inode, node: Inode): void {
     if (!parent.children || parent.children.size > WALKED_DIR_MAX) return;
     let walk = this.walks.get(parent);
     if (!walk) {

@@ -63,43 +63,37 @@ test('at the second miss in a small directory its other files come one request e
   }
 });
 
-test('a directory larger than two misses can carry is fetched only at the miss that could have carried it', { timeout: 60_000 }, async () => {
-  // 40 modules of 50 kB: after k misses, 40 - k are left; k × 256 KiB covers them from k = 7 on.
-  const layer = buildLayer(modules(40, 50_000));
+/**
+ * Reads `n` modules of `size` bytes in order: the first `k - 1` each a request of their own with
+ * nothing fetched ahead, the k-th starts the directory fetch, which brings all the others.
+ */
+async function fetchedAtMiss(n: number, size: number, k: number): Promise<void> {
+  const layer = buildLayer(modules(n, size));
   const rec = recording(layer.blob);
   const env = await setup([{ ...layer, blob: rec.blob }]);
   try {
-    for (let i = 0; i < 6; i++) assert.deepEqual(await env.readAll(name(i)), noise(50_000, i + 1));
+    for (let i = 0; i < k - 1; i++) assert.deepEqual(await env.readAll(name(i)), noise(size, i + 1));
+    await new Promise((r) => setTimeout(r, 100));
     assert.equal(env.metrics.dirsAhead, 0);
-    assert.equal(rec.seen.length, 6, 'a request per miss, nothing ahead');
-    assert.deepEqual(await env.readAll(name(6)), noise(50_000, 7));
+    assert.equal(rec.seen.length, k - 1, 'a request per miss, nothing ahead');
+    assert.deepEqual(await env.readAll(name(k - 1)), noise(size, k));
     assert.equal(env.metrics.dirsAhead, 1);
-    await until('the directory fetch', () => rec.seen.length >= 7 + 33);
-    for (let i = 7; i < 40; i++) assert.deepEqual(await env.readAll(name(i)), noise(50_000, i + 1));
-    assert.equal(rec.seen.length, 40);
+    await until('the directory fetch', () => rec.seen.length >= n);
+    for (let i = k; i < n; i++) assert.deepEqual(await env.readAll(name(i)), noise(size, i + 1));
+    assert.equal(rec.seen.length, n);
   } finally {
     await env.cleanup();
   }
+}
+
+test('a directory larger than two misses can carry is fetched only at the miss that could have carried it', { timeout: 60_000 }, async () => {
+  // 40 modules of 50 kB: after k misses, 40 - k are left; k × 256 KiB covers them from k = 7 on.
+  await fetchedAtMiss(40, 50_000, 7);
 });
 
 test('a directory of many small files is fetched only once a tenth of its entries have missed: a program picking a few modules out of it is left alone', { timeout: 60_000 }, async () => {
   // 40 modules of 3 kB: two misses could carry them all, but 4 of 40 entries must have missed first.
-  const layer = buildLayer(modules(40, 3000));
-  const rec = recording(layer.blob);
-  const env = await setup([{ ...layer, blob: rec.blob }]);
-  try {
-    for (let i = 0; i < 3; i++) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(env.metrics.dirsAhead, 0);
-    assert.equal(rec.seen.length, 3);
-    assert.deepEqual(await env.readAll(name(3)), noise(3000, 4));
-    assert.equal(env.metrics.dirsAhead, 1);
-    await until('the directory fetch', () => rec.seen.length >= 4 + 36);
-    for (let i = 4; i < 40; i++) assert.deepEqual(await env.readAll(name(i)), noise(3000, i + 1));
-    assert.equal(rec.seen.length, 40);
-  } finally {
-    await env.cleanup();
-  }
+  await fetchedAtMiss(40, 3000, 4);
 });
 
 test('a directory with more than DIR_FETCH_MAX to fetch is never fetched at once, however many misses', { timeout: 60_000 }, async () => {
