@@ -107,11 +107,16 @@ export class ChunkStore {
     this.layers = layers.map((l, index) => ({ ...l, index, neighbourhood: new Neighbourhood(), lastMissAt: -1, lastMissTime: 0 }));
   }
 
-  /** The decoded bytes of each chunk of layer `layer`, in order. Background gets do not fill the memory cache. */
-  get(layer: number, chunks: readonly ChunkRef[], priority: Priority): Promise<Buffer[]> {
+  /**
+   * The decoded bytes of each chunk of layer `layer`, in order. Background gets do not fill the
+   * memory cache. The free chunks of `along` (a read-ahead) are loaded in the same requests as the
+   * chunks asked for, not waited for, and are not neighbours of their window.
+   */
+  get(layer: number, chunks: readonly ChunkRef[], priority: Priority, along: readonly ChunkRef[] = []): Promise<Buffer[]> {
     const ls = this.layers[layer]!;
     const results: Array<Buffer | Promise<Buffer>> = [];
     const missing: Pending[] = [];
+    for (const chunk of along) if (!chunk.zeros && chunk.size > 0 && !this.cache.inMemory(chunk.digest) && !this.inflight.has(chunk.digest)) missing.push(this.pend(unitOf(chunk), true));
     for (const chunk of chunks) {
       if (chunk.zeros || chunk.size === 0) {
         results.push(Buffer.alloc(chunk.size));

@@ -219,21 +219,29 @@ export class LazyFs {
     // Judged before the read-ahead below puts this chunk on its way (it may start in the same chunk).
     if (parent && this.directories && this.store.wouldFetch(node.layer, chunks[0]!)) this.missedIn(parent, e);
     const run = runAt(state, offset);
+    let ahead: ChunkRef[] = [];
     if (offset === run.lastEnd && end < e.size) {
       // Sequential: keep a growing window of following chunks on their way, in large parallel ranges.
       // Refill only when less than half a window is left, so each refill is one large batch.
       const target = Math.min(e.size, end + run.window);
       if (run.readAheadEnd - end < run.window / 2 && target > run.readAheadEnd) {
-        // A failure here surfaces (and is logged) when the reader reaches that chunk.
-        this.store.get(node.layer, chunksIn(e.chunks, Math.max(end, run.readAheadEnd), target), Priority.ReadAhead).catch(() => {});
+        const last = chunks[chunks.length - 1]!;
+        const from = Math.max(last.fileOffset + last.size, run.readAheadEnd);
+        if (from < target) ahead = chunksIn(e.chunks, from, target);
         run.readAheadEnd = target;
         run.window = Math.min(READ_AHEAD_MAX, run.window * 2);
       }
     }
     run.lastEnd = end;
+    // A read that misses takes the read-ahead into its own request, which brings its neighbourhood
+    // window (a read-ahead alone has none: the first read of a file in one large chunk went without);
+    // otherwise the read-ahead goes on its own, behind reads. A failure there surfaces (and is
+    // logged) when the reader reaches that chunk.
+    const joined = ahead.length > 0 && chunks.some((c) => this.store.wouldFetch(node.layer, c));
+    if (ahead.length > 0 && !joined) this.store.get(node.layer, ahead, Priority.ReadAhead).catch(() => {});
     let datas: Buffer[];
     try {
-      datas = await this.store.get(node.layer, chunks, Priority.Read);
+      datas = await this.store.get(node.layer, chunks, Priority.Read, joined ? ahead : []);
     } catch (err) {
       throw this.store.readFailure(node.layer, e.path, err as Error);
     }

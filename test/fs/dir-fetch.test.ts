@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setup } from './helpers/fixture.js';
-import { buildLayer, noise, recording, type BuiltLayer, type SpecEntry } from './helpers/layer.js';
+import { buildLayer, noise, rangeOf, recording, type SpecEntry } from './helpers/layer.js';
 
 /**
  * `pkg/m00`… (`n` files of `size` bytes, incompressible, one chunk each) with a 320 KiB file of another
@@ -21,12 +21,6 @@ function modules(n: number, size: number, extra: SpecEntry[] = []): SpecEntry[] 
 }
 
 const name = (i: number) => `/pkg/m${String(i).padStart(2, '0')}`;
-
-/** Blob range of the file at `path` (first chunk start to last chunk end). */
-function rangeOf(layer: BuiltLayer, path: string): { start: number; end: number } {
-  const chunks = layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks;
-  return { start: chunks[0]!.start, end: chunks[chunks.length - 1]!.end };
-}
 
 async function until(what: string, done: () => boolean): Promise<void> {
   for (let waited = 0; !done(); waited += 10) {

@@ -8,7 +8,7 @@ import type { FsError } from '../../src/fs/errors.js';
 import { makedev } from '../../src/fs/lazyfs.js';
 import { WINDOW } from '../../src/fs/neighbourhood.js';
 import { big, image, setup } from './helpers/fixture.js';
-import { buildLayer, noise } from './helpers/layer.js';
+import { buildLayer, noise, rangeOf, recording } from './helpers/layer.js';
 import { chunkIndexAt } from '../../src/fs/lazyfs.js';
 
 test('attributes of every entry type, xattrs, symlinks, hardlinks, statfs; reads of what is not a regular file', async () => {
@@ -82,6 +82,38 @@ test('concurrent reads of the same chunk are fetched once; sequential reads trig
     // few large ranges instead of one request per 64 KiB chunk.
     assert.deepEqual(await readAll('/bin/tool'), big);
     assert.ok(layerMetrics[0]!.requests <= 3, `requests: ${layerMetrics[0]!.requests}`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('the first read of a file in one large chunk brings its neighbourhood window; a file read on from there takes its read-ahead into the same request', { timeout: 30_000 }, async () => {
+  // 256 KiB chunks: each library is one chunk but d.so; each is read first as the dynamic loader does (its header).
+  const layer = buildLayer(
+    [
+      { path: 'lib' },
+      { path: 'lib/d.so', content: noise(600_000, 4) },
+      { path: 'lib/a.so', content: noise(100_000, 1) },
+      { path: 'lib/b.so', content: noise(20_000, 2) },
+      { path: 'lib/c.so', content: noise(20_000, 3) },
+    ],
+    256 << 10,
+  );
+  const rec = recording(layer.blob);
+  const { fs, readAll, cleanup } = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    // Three chunks: the first read's request carries the two after it (its read-ahead) too.
+    assert.deepEqual(await fs.read('/lib/d.so', 0, 4096), noise(600_000, 4).subarray(0, 4096));
+    assert.deepEqual(await readAll('/lib/d.so'), noise(600_000, 4));
+    assert.equal(rec.seen.length, 1, "the read-ahead came in the read's request");
+    assert.deepEqual(await fs.read('/lib/a.so', 0, 4096), noise(100_000, 1).subarray(0, 4096));
+    assert.equal(rec.seen.length, 2);
+    const { offset, length } = rec.seen[1]!;
+    assert.ok(offset + length >= rangeOf(layer, '/lib/c.so').end, 'its window reaches over b.so and c.so');
+    // Without that window (the read's chunk went as a read-ahead, which has none), each was a request.
+    assert.deepEqual(await readAll('/lib/b.so'), noise(20_000, 2));
+    assert.deepEqual(await readAll('/lib/c.so'), noise(20_000, 3));
+    assert.equal(rec.seen.length, 2, 'b.so and c.so came with it');
   } finally {
     await cleanup();
   }

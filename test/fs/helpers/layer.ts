@@ -108,6 +108,12 @@ export interface SeenRequest {
 }
 
 /** Wraps a blob, recording every read in order; each read takes at least `delayMs`. */
+/** Blob range of the file at `path` (first chunk start to last chunk end). */
+export function rangeOf(layer: BuiltLayer, path: string): { start: number; end: number } {
+  const chunks = layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks;
+  return { start: chunks[0]!.start, end: chunks[chunks.length - 1]!.end };
+}
+
 export function recording(blob: BlobSource, delayMs = 0): { blob: BlobSource; seen: SeenRequest[] } {
   const seen: SeenRequest[] = [];
   return {
