@@ -2,7 +2,13 @@
 // that bounds how much a compressed buffer can inflate to before anything is decompressed.
 // @mongodb-js/zstd 1.2 decompresses into a growing buffer with no output limit, so this walk is
 // what keeps a hostile chunk or TOC from ballooning memory (a decompression bomb).
-import { decompress } from '@mongodb-js/zstd';
+
+/**
+ * @mongodb-js/zstd, loaded on first use: a mount of eStargz layers never needs it, and loading it
+ * took ~15 ms of every mount (its libc check runs process.report.getReport()).
+ */
+let zstd: Promise<typeof import('@mongodb-js/zstd')> | undefined;
+const loadZstd = () => (zstd ??= import('@mongodb-js/zstd'));
 
 export const SKIPPABLE_MAGIC = 0x184d2a50;
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -139,6 +145,7 @@ export async function decompressExact(buf: Buffer, expected: number, fail: (msg:
   if (bound.exact ? bound.max !== expected : bound.max < expected) {
     throw fail(`compressed data may inflate to ${bound.max} bytes, but ${expected} are declared`);
   }
+  const { decompress } = await loadZstd();
   const pieces: Buffer[] = [];
   let got = 0;
   for (const frame of bound.parts) {
