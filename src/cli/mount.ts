@@ -119,7 +119,7 @@ export const command: Command = {
       // is asked for first, while the rest of the mount code compiles.
       const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
       const { openMountImage } = await import('../mount/mount-image.js');
-      const image = openMountImage(imageOpts);
+      const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
       image.catch(() => {}); // awaited by the mount
       const { runMountDaemon } = await import('../mount/daemon.js');
       await runMountDaemon(

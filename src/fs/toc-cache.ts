@@ -2,12 +2,15 @@
 // range, so remounting an image fetches no blob bytes at all. Safe because the blob is immutable and
 // the TOC read from these bytes is verified against the manifest annotation every time; if cached
 // bytes ever fail that check, the caller drops them and reads the registry again.
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobSource } from '../blob/source.js';
+import type { BlobSource, ByteRange } from '../blob/source.js';
 import { digestHex, type Digest } from '../oci/digest.js';
 
 let tmpCounter = 0;
+
+const rangesDir = (cacheDir: string, digest: Digest) => join(cacheDir, 'toc-ranges', digestHex(digest));
+const rangeFile = (offset: number, length: number) => `${offset}-${length}`;
 
 export class TocRangeCache implements BlobSource {
   readonly size: number;
@@ -21,11 +24,17 @@ export class TocRangeCache implements BlobSource {
   ) {
     this.size = inner.size;
     this.description = inner.description;
-    this.dir = join(cacheDir, 'toc-ranges', digestHex(digest));
+    this.dir = rangesDir(cacheDir, digest);
+  }
+
+  /** Whether a read of `range` of blob `digest` would be answered from `cacheDir`. */
+  static async holds(cacheDir: string, digest: Digest, range: ByteRange): Promise<boolean> {
+    const st = await stat(join(rangesDir(cacheDir, digest), rangeFile(range.offset, range.length))).catch(() => undefined);
+    return st?.size === range.length;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const file = join(this.dir, `${offset}-${length}`);
+    const file = join(this.dir, rangeFile(offset, length));
     const cached = await readFile(file).catch(() => undefined);
     if (cached?.length === length) return cached;
     const data = await this.inner.read(offset, length);

@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { EarlyReadBlob } from '../blob/early-read.js';
 import type { BlobSource } from '../blob/source.js';
 import { TocError } from '../format/toc.js';
 import type { PrefetchProfile } from '../image/profile.js';
@@ -40,7 +41,7 @@ export interface ImageMountOptions {
   workDir: string;
   platform?: Platform;
   plainHttp?: boolean;
-  /** The image opened and resolved already, or on its way (openMountImage of ref, platform, plainHttp); opened here if absent. Closed with the mount. */
+  /** The image opened and resolved already, or on its way (openMountImage of ref, platform, plainHttp, cacheDir); opened here if absent. Closed with the mount. */
   image?: Promise<MountImage>;
   cacheDir: string;
   cacheBytes: number;
@@ -192,7 +193,7 @@ export class ImageMount {
     const fuse = import('../fs/fuse.js');
     fuse.catch(() => {}); // awaited before mounting
     const lap = (step: keyof MountTimings) => (this.timings[step] = Math.round(performance.now() - t0));
-    const { source: imageSource, image } = await (opts.image ?? openMountImage(opts));
+    const { source: imageSource, image, tocReads } = await (opts.image ?? openMountImage({ ...opts, tocCacheDir: opts.cacheDir }));
     this.source = imageSource;
     this.manifest = image.manifestDescriptor.digest;
     lap('manifestMs');
@@ -215,7 +216,7 @@ export class ImageMount {
     const opened = await Promise.all(
       image.manifest.layers.map(async (desc, index): Promise<MountedLayer> => {
         const metrics = new LayerMetrics();
-        const remote = new CountingBlob(await source.openBlobSource(desc), metrics, this.metrics.latency);
+        const remote = new CountingBlob(new EarlyReadBlob(await source.openBlobSource(desc), tocReads.get(desc.digest)), metrics, this.metrics.latency);
         const tl = performance.now();
         const lazy = await this.openToc(remote, desc, gzipIndexes?.layer(desc.digest)).catch((err: unknown) => {
           // For containerd a layer whose TOC does not verify is one to unpack, not a failed mount.
@@ -245,6 +246,7 @@ export class ImageMount {
       }),
     );
     this.layers.push(...opened);
+    tocReads.clear(); // their bytes, read or not, are not kept with the image for the life of the mount
     await config;
     // The gzip index referrer (listing, manifest, index blobs) is image metadata, as the manifest
     // and config are; the layers that use an index have awaited it already.

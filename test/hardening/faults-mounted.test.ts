@@ -17,11 +17,15 @@ const BLOB_GET = { method: 'GET', path: '/blobs/sha256:', range: true };
 
 /**
  * A data file no earlier case has read, and nothing of it cached: an earlier read may have brought
- * it as a neighbour (to the disk cache only), so the disk cache's chunk files go first.
+ * it as a neighbour to the disk cache, so the disk cache's chunk files go first. Every other file:
+ * the neighbourhood window of a read (kept in the daemon's memory) may hold the start of the next
+ * file in the blob, never the one after (the files are ~200 KB, the windows stay at 256 KiB while
+ * their neighbours go unused).
  */
 async function freshFile(): Promise<{ path: string; digest: string }> {
   await run('find', [join(env.work, 'cache', 'chunks'), '-type', 'f', '-delete']);
-  const name = `data/f${String(next++).padStart(3, '0')}.bin`;
+  const name = `data/f${String(next).padStart(3, '0')}.bin`;
+  next += 2;
   return { path: join(mnt, name), digest: sha256(env.files.get(name)!) };
 }
 
@@ -128,4 +132,34 @@ test('a registry that ignores Range for a large blob is refused (EIO), not downl
   env.proxy!.clear();
   assert.equal(await childDigest(f.path), f.digest);
   await mountAlive();
+});
+
+test('a mount asks for each TOC once (sent as soon as the manifest is in) and a warm remount not at all; a TOC request that keeps failing fails the mount', { timeout: 120_000 }, async () => {
+  const other = join(env.work, 'mnt-tocs');
+  const cache = join(env.work, 'cache-tocs');
+  const blobGets = () => env.proxy!.log.filter((r) => r.method === 'GET' && r.path.includes('/blobs/sha256:') && r.headers.range !== undefined).length;
+  const opts = ['--cache-dir', cache, '--no-prefetch', '--no-background-fetch'];
+  let before = blobGets();
+  await env.mount(env.ref('img'), other, ...opts);
+  try {
+    const s = JSON.parse((await env.starling('stats', other, '--json')).stdout) as StatsReport;
+    assert.equal(blobGets() - before, s.layers.length, 'one TOC request per layer');
+    assert.equal(s.totals.requests - s.layers.length, 2, 'and it is counted: manifest, config and the TOC requests are all there is');
+    assert.ok(s.layers.every((l) => l.requests === 1 && l.fetchedBytes > 0));
+  } finally {
+    await env.umount(other);
+  }
+  before = blobGets();
+  await env.mount(env.ref('img'), other, ...opts);
+  try {
+    assert.equal(blobGets() - before, 0, 'a warm remount sends no TOC request (the range cache holds them)');
+  } finally {
+    await env.umount(other);
+  }
+  env.proxy!.inject({ kind: 'status', status: 500, times: Infinity, match: BLOB_GET });
+  try {
+    await assert.rejects(env.mount(env.ref('img'), join(env.work, 'mnt-tocs-cold'), '--cache-dir', join(env.work, 'cache-tocs-cold'), ...opts.slice(2)), /500/);
+  } finally {
+    env.proxy!.clear();
+  }
 });

@@ -4,6 +4,7 @@ import { isDigest } from '../../oci/digest.js';
 import { Annotation } from '../../oci/mediatypes.js';
 import type { SeekableCodec } from '../codec.js';
 import { TocError } from '../toc.js';
+import { tocOffsetHint } from './first-read.js';
 import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
 import { openEstargz } from './reader.js';
 
@@ -37,10 +38,9 @@ export const estargzCodec: SeekableCodec = {
     const tocDigest = annotations[Annotation.estargzTocDigest];
     if (tocDigest === undefined && requireDigest) throw new TocError(`${blob.description}: no ${Annotation.estargzTocDigest} annotation: the TOC cannot be verified`);
     if (tocDigest !== undefined && !isDigest(tocDigest)) throw new TocError(`${blob.description}: annotation ${Annotation.estargzTocDigest} is not a sha256 digest: ${JSON.stringify(tocDigest)}`);
-    // Written by `starling convert`: footer and TOC then come in one exact read. Only a hint (see openEstargz).
-    const hint = annotations[Annotation.estargzTocOffset];
-    const tocOffsetHint = hint !== undefined && /^\d{1,15}$/.test(hint) ? Number(hint) : undefined;
-    return openEstargz(blob, { ...(tocDigest !== undefined ? { tocDigest } : {}), ...(tocOffsetHint !== undefined ? { tocOffsetHint } : {}) });
+    // Written by `starling convert`: footer and TOC then come in one exact read. Only a hint (see first-read.ts).
+    const hint = tocOffsetHint(annotations);
+    return openEstargz(blob, { ...(tocDigest !== undefined ? { tocDigest } : {}), ...(hint !== undefined ? { tocOffsetHint: hint } : {}) });
   },
 };
 

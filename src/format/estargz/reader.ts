@@ -9,19 +9,13 @@ import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { normalizeEntryPath, TarEntryError } from '../tar-entry.js';
 import { ChunkVerifyError, TocError, type ChunkRef, type EntryType, type FileEntry, type FileType, type LayerToc } from '../toc.js';
 import { isObject, parseTocText, tocFieldReaders, type Json } from '../toc-fields.js';
+import { firstRead, MAX_TOC_BYTES } from './first-read.js';
 import { parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
 import { chunkDigest } from '../native.js';
 
-/** Largest TOC accepted, compressed or uncompressed. */
-export const MAX_TOC_BYTES = 150 << 20;
-/**
- * The first read takes this much of the blob's end: the footer and, for most layers (up to a few
- * thousand files), the whole TOC, so opening costs one round trip instead of two. A larger TOC is
- * read again whole (not joined with the tail: a 30 MB TOC would be held twice).
- */
-const TAIL_GUESS = 64 << 10;
+export { MAX_TOC_BYTES };
 
 export interface OpenEstargzOptions {
   /** The TOC digest from the layer descriptor's annotation; the TOC is refused if it differs. */
@@ -71,11 +65,8 @@ async function tocJsonBytes(compressed: Buffer, where: string): Promise<Buffer> 
 /** Reads the footer and the TOC of an eStargz (or legacy stargz) blob and validates every entry. */
 export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {}): Promise<LayerToc> {
   const where = blob.description;
-  const hint = opts.tocOffsetHint;
-  // A hint is believed only as far as it is plausible; a wrong one costs bytes or a second read, never trust.
-  const hinted = hint !== undefined && hint < blob.size && blob.size - hint <= MAX_TOC_BYTES + TAIL_GUESS;
-  const tailSize = hinted ? blob.size - hint : Math.min(blob.size, TAIL_GUESS);
-  const tail = await blob.read(blob.size - tailSize, tailSize);
+  const { offset: tailStart, length: tailSize } = firstRead(blob.size, opts.tocOffsetHint);
+  const tail = await blob.read(tailStart, tailSize);
   let footer;
   try {
     footer = parseFooter(tail);
@@ -85,7 +76,6 @@ export async function openEstargz(blob: BlobSource, opts: OpenEstargzOptions = {
   const tocEnd = blob.size - footer.footerSize;
   if (footer.tocOffset >= tocEnd) throw new TocError(`${where}: TOC offset ${footer.tocOffset} is outside the blob (size ${blob.size})`);
   if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new TocError(`${where}: compressed TOC of ${tocEnd - footer.tocOffset} bytes exceeds ${MAX_TOC_BYTES}`);
-  const tailStart = blob.size - tailSize;
   const compressedToc = footer.tocOffset >= tailStart ? tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart) : await blob.read(footer.tocOffset, tocEnd - footer.tocOffset);
   const { parsed, tocDigest } = await readTocJson(compressedToc, opts, where);
   const { entries, prefetchEnd } = buildEntries(parsed, footer.tocOffset, where);
