@@ -4,12 +4,12 @@ import { isDigest } from '../../oci/digest.js';
 import { Annotation } from '../../oci/mediatypes.js';
 import type { SeekableCodec } from '../codec.js';
 import { TocError } from '../toc.js';
-import { tocOffsetHint } from './first-read.js';
+import { claimsEstargzToc, tocOffsetHint } from './first-read.js';
 import { ESTARGZ_FOOTER_SIZE, parseFooter } from './footer.js';
 import { openEstargz } from './reader.js';
 
 const ANNOTATION_KEYS = [Annotation.estargzTocDigest, Annotation.estargzUncompressedSize, Annotation.estargzTocOffset];
-const claimsToc = (a: Readonly<Record<string, string>>) => (a[Annotation.estargzTocDigest] !== undefined ? 'current' : undefined);
+const claimsToc = (a: Readonly<Record<string, string>>) => (claimsEstargzToc(a) ? 'current' : undefined);
 
 /** Whether the blob's last bytes are an eStargz (or legacy stargz) footer. */
 function hasFooter(tail: Buffer): boolean {

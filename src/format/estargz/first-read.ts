@@ -27,10 +27,15 @@ export function firstRead(size: number, hint: number | undefined): ByteRange {
   return { offset: size - length, length };
 }
 
+/** Whether a descriptor's annotations claim an eStargz TOC (the codec table's claim, for either compression). */
+export function claimsEstargzToc(annotations: Readonly<Record<string, string>>): boolean {
+  return annotations[Annotation.estargzTocDigest] !== undefined;
+}
+
 /** The first read of a layer that is eStargz by its descriptor (gzip, TOC digest annotation) and says where its TOC is; undefined for any other. */
 export function hintedTocRead(desc: Descriptor): ByteRange | undefined {
   const annotations = desc.annotations ?? {};
-  if (layerCompression(desc.mediaType) !== 'gzip' || annotations[Annotation.estargzTocDigest] === undefined) return undefined;
+  if (layerCompression(desc.mediaType) !== 'gzip' || !claimsEstargzToc(annotations)) return undefined;
   const hint = tocOffsetHint(annotations);
   return hint === undefined ? undefined : firstRead(desc.size, hint);
 }

@@ -107,13 +107,13 @@ export interface SeenRequest {
   endedAt?: number;
 }
 
-/** Wraps a blob, recording every read in order; each read takes at least `delayMs`. */
 /** Blob range of the file at `path` (first chunk start to last chunk end). */
 export function rangeOf(layer: BuiltLayer, path: string): { start: number; end: number } {
   const chunks = layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks;
   return { start: chunks[0]!.start, end: chunks[chunks.length - 1]!.end };
 }
 
+/** Wraps a blob, recording every read in order; each read takes at least `delayMs`. */
 export function recording(blob: BlobSource, delayMs = 0): { blob: BlobSource; seen: SeenRequest[] } {
   const seen: SeenRequest[] = [];
   return {
