@@ -44,6 +44,7 @@ function human(s: StatsReport): string {
     `  fetch latency: p50 ${t.fetchLatencyMs.p50.toFixed(1)} ms, p95 ${t.fetchLatencyMs.p95.toFixed(1)} ms, p99 ${t.fetchLatencyMs.p99.toFixed(1)} ms (${t.fetchLatencyMs.count} requests)`,
     `  verification failures: ${t.verificationFailures}`,
     `  fetched ahead of the dynamic loader: ${t.filesAhead} files`,
+    `  fetched ahead of Python's importer: ${t.modulesAhead} modules`,
     `  directories fetched at once (their files missing one by one): ${t.dirsAhead}`,
   );
   return lines.join('\n');

@@ -113,6 +113,15 @@ export class ChunkStore {
    * chunks asked for, not waited for, and are not neighbours of their window.
    */
   get(layer: number, chunks: readonly ChunkRef[], priority: Priority, along: readonly ChunkRef[] = []): Promise<Buffer[]> {
+    return Promise.all(this.load(layer, chunks, priority, along));
+  }
+
+  /** Like `get`, a promise per chunk, each settled as soon as that chunk's own bytes are in. */
+  getEach(layer: number, chunks: readonly ChunkRef[], priority: Priority): Array<Promise<Buffer>> {
+    return this.load(layer, chunks, priority, []).map((r) => Promise.resolve(r));
+  }
+
+  private load(layer: number, chunks: readonly ChunkRef[], priority: Priority, along: readonly ChunkRef[]): Array<Buffer | Promise<Buffer>> {
     const ls = this.layers[layer]!;
     const results: Array<Buffer | Promise<Buffer>> = [];
     const missing: Pending[] = [];
@@ -133,7 +142,7 @@ export class ChunkStore {
       results.push(sliceOf(chunk, m.promise));
     }
     if (missing.length > 0) this.fill(ls, missing, priority).catch((err: Error) => missing.forEach((m) => this.settle(m, err)));
-    return Promise.all(results);
+    return results;
   }
 
   /** Like `get`, for warming the caches: failures are logged (once per `what`), not thrown. */

@@ -8,7 +8,8 @@ import { FsError } from './errors.js';
 import type { ChunkStore } from './chunk-store.js';
 import { Priority } from './fetch-scheduler.js';
 import { entryOf, type Inode, type Tree } from './tree.js';
-import { LibraryPrefetch, type ImageFiles } from './library-prefetch.js';
+import { LibraryPrefetch } from './library-prefetch.js';
+import { ModulePrefetch, type ModuleFiles } from './module-prefetch.js';
 import type { MountMetrics } from './metrics.js';
 
 const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
@@ -117,9 +118,12 @@ export class LazyFs {
     /** The chunks of every layer (Inode.layer numbers them). */
     private readonly store: ChunkStore,
     private readonly metrics: MountMetrics,
-    opts: { libraries?: boolean; directories?: boolean } = {},
+    opts: { libraries?: boolean; modules?: boolean; directories?: boolean } = {},
   ) {
-    this.libraries = opts.libraries === false ? undefined : new LibraryPrefetch(this.imageFiles(), metrics);
+    const files = this.imageFiles();
+    const libraries = opts.libraries === false ? undefined : new LibraryPrefetch(files, metrics);
+    this.libraries = libraries;
+    this.modules = opts.modules === false ? undefined : new ModulePrefetch(files, metrics, libraries && ((f, p, head) => libraries.noticeHead(f, p, head)));
     this.directories = opts.directories !== false;
   }
 
@@ -128,6 +132,9 @@ export class LazyFs {
 
   /** Fetches the libraries a program will load once it is first read (on unless turned off). */
   readonly libraries: LibraryPrefetch<Inode> | undefined;
+
+  /** Fetches the modules a Python module will import once it is first read (on unless turned off). */
+  readonly modules: ModulePrefetch<Inode> | undefined;
 
   /** The inode at an absolute path ('/' is the root). */
   lookup(path: string): Inode {
@@ -246,7 +253,10 @@ export class LazyFs {
       throw this.store.readFailure(node.layer, e.path, err as Error);
     }
     const data = assemble(chunks, datas, offset, end);
-    if (parent && offset === 0) this.libraries?.noticeHead(node, path, datas[0]!);
+    if (parent && offset === 0) {
+      this.libraries?.noticeHead(node, path, datas[0]!);
+      this.modules?.noticeRead(node, path, end === e.size ? data : undefined);
+    }
     this.metrics.servedBytes += data.length;
     this.letGo(state, offset, end);
     return data;
@@ -346,6 +356,12 @@ export class LazyFs {
 
   /** The regular file at `path`, following symlinks inside the tree (`..` stops at the root); undefined if none. */
   resolveFile(path: string): Inode | undefined {
+    const node = this.resolve(path);
+    return node?.table.typeOf(node.row) === 'reg' ? node : undefined;
+  }
+
+  /** The inode at `path`, following symlinks inside the tree (`..` stops at the root); undefined if none. */
+  private resolve(path: string): Inode | undefined {
     const parts = path.split('/');
     const stack = [this.tree.root];
     for (let hops = 0; parts.length > 0; ) {
@@ -366,13 +382,33 @@ export class LazyFs {
       if (target.startsWith('/')) stack.length = 1;
       parts.unshift(...target.split('/'));
     }
-    const node = stack[stack.length - 1]!;
-    return node.table.typeOf(node.row) === 'reg' ? node : undefined;
+    return stack[stack.length - 1]!;
   }
 
-  private imageFiles(): ImageFiles<Inode> {
+  private imageFiles(): ModuleFiles<Inode> {
     const chunksOf = (node: Inode) => node.table.chunksOf(node.row);
     return {
+      names: (path) => this.resolve(path)?.children?.keys(),
+      many: (ranges) => {
+        // One getEach per layer, so that nearby files go in one request.
+        const wanted = ranges.map(({ file, from, to }) => {
+          const all = chunksOf(file);
+          return { file, from, to, chunks: from < to && all.length > 0 ? chunksIn(all, from, to) : [], datas: [] as Array<Promise<Buffer>> };
+        });
+        const layers = new Map<number, typeof wanted>();
+        for (const w of wanted) {
+          if (w.chunks.length === 0) continue;
+          const list = layers.get(w.file.layer);
+          if (list) list.push(w);
+          else layers.set(w.file.layer, [w]);
+        }
+        for (const [layer, list] of layers) {
+          const loads = this.store.getEach(layer, list.flatMap((w) => w.chunks), Priority.ReadAhead);
+          let at = 0;
+          for (const w of list) w.datas = loads.slice(at, (at += w.chunks.length));
+        }
+        return wanted.map(async (w) => (w.chunks.length === 0 ? Buffer.alloc(0) : assemble(w.chunks, await Promise.all(w.datas), w.from, w.to)));
+      },
       resolve: (path) => this.resolveFile(path),
       size: (node) => node.table.num(node.row, 'size'),
       firstChunkEnd: (node) => {

@@ -50,6 +50,8 @@ export class MountMetrics {
   metadataRequests = 0;
   /** Files fetched ahead of the dynamic loader: the libraries a program being started will open. */
   filesAhead = 0;
+  /** Python modules fetched ahead of the importer: the modules a module being imported will import. */
+  modulesAhead = 0;
   /** Directories fetched at once because their files kept missing one by one (lazyfs). */
   dirsAhead = 0;
   readonly cache = new CacheCounters();

@@ -120,6 +120,8 @@ export interface StatsReport {
     verificationFailures: number;
     /** Files fetched ahead of the dynamic loader (libraries of programs being started). */
     filesAhead: number;
+    /** Python modules fetched ahead of the importer (the imports of modules being imported). */
+    modulesAhead: number;
     /** Directories fetched at once, their files having missed one by one. */
     dirsAhead: number;
   };
@@ -271,7 +273,7 @@ export class ImageMount {
     let mergedTree: Tree | undefined;
     const fsFor = (layer: 'merged' | number) => {
       const tree = layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[layer]!, layer, opts.log);
-      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, directories: opts.prefetch });
+      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, modules: opts.prefetch, directories: opts.prefetch });
     };
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     lap('mountedMs');
@@ -385,6 +387,7 @@ export class ImageMount {
         fetchLatencyMs: this.metrics.latency.percentiles(),
         verificationFailures: sum((l) => l.verificationFailures),
         filesAhead: this.metrics.filesAhead,
+        modulesAhead: this.metrics.modulesAhead,
         dirsAhead: this.metrics.dirsAhead,
       },
     };
