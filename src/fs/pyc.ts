@@ -67,6 +67,7 @@ function importInstructions(bytecode: Buffer, consts: readonly unknown[], names:
   const out: ImportName[] = [];
   let arg = 0;
   let lastConsts: number[] = [];
+  /** The module of the last IMPORT_NAME, if a `from` list followed it (`import a.b as c` has IMPORT_FROM b without one). */
   let module: ImportName | undefined;
   for (let i = 0; i + 1 < bytecode.length; i += 2) {
     const op = bytecode[i]!;
@@ -78,8 +79,9 @@ function importInstructions(bytecode: Buffer, consts: readonly unknown[], names:
       if (typeof name === 'string') {
         if (op === IMPORT_NAME) {
           const level = consts[lastConsts[0] ?? -1];
-          module = { level: typeof level === 'number' && level >= 0 ? level : 0, name };
-          if (name !== '') out.push(module);
+          const imported = { level: typeof level === 'number' && level >= 0 ? level : 0, name };
+          if (name !== '') out.push(imported);
+          module = Array.isArray(consts[lastConsts[1] ?? -1]) ? imported : undefined;
         } else if (module) {
           out.push({ level: module.level, name: module.name === '' ? name : `${module.name}.${name}` });
         }

@@ -1,0 +1,114 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setup } from './helpers/fixture.js';
+import { buildLayer, noise, type SpecEntry } from './helpers/layer.js';
+import { compileModules, type CompiledModules } from './helpers/python-modules.js';
+
+const SOURCES = {
+  'main.py': 'import os\nimport helper\nfrom pkg import sub\nimport _speedups\n\ndef later():\n    import lazy\n',
+  'helper.py': 'X = 1\n',
+  'lazy.py': 'Y = 2\n',
+  'os.py': 'Z = 3\n',
+  'pkg/__init__.py': '',
+  'pkg/sub.py': 'from ._native import run\n',
+};
+
+/**
+ * A Debian-like Python: the standard library with its __pycache__ (compiled by the machine's
+ * python3), an extension module in lib-dynload and one in a package, and a source-only package in
+ * dist-packages. Every file sits 1 MiB of other bytes away from the next in the blob, so that a
+ * neighbourhood window never brings one along with another: whatever arrives early was fetched ahead.
+ */
+function image(m: CompiledModules): SpecEntry[] {
+  const lib = `usr/lib/python${m.version}`;
+  const so = `${m.tag}-x86_64-linux-gnu.so`;
+  let pad = 0;
+  const apart = (s: SpecEntry): SpecEntry[] => [{ path: `pad${pad++}`, content: noise(1 << 20, pad) }, s];
+  const dirs = ['usr', 'usr/lib', lib, `${lib}/__pycache__`, `${lib}/lib-dynload`, `${lib}/pkg`, `${lib}/pkg/__pycache__`, 'usr/lib/python3', 'usr/lib/python3/dist-packages', 'usr/lib/python3/dist-packages/app'];
+  const entries: SpecEntry[] = dirs.map((path) => ({ path }));
+  for (const [src, text] of Object.entries(SOURCES)) {
+    const slash = src.lastIndexOf('/');
+    const cached = `${lib}/${src.slice(0, slash + 1)}__pycache__/${src.slice(slash + 1, -3)}.${m.tag}.pyc`;
+    entries.push(...apart({ path: `${lib}/${src}`, content: text }), ...apart({ path: cached, content: m.pyc.get(src)! }));
+  }
+  entries.push(
+    // One chunk each: the loader's first read then starts no read-ahead of its own.
+    ...apart({ path: `${lib}/lib-dynload/_speedups.${so}`, content: noise(60 << 10, 50) }),
+    ...apart({ path: `${lib}/pkg/_native.${so}`, content: noise(60 << 10, 51) }),
+    ...apart({ path: 'usr/lib/python3/dist-packages/app/__init__.py', content: 'from .core import run\nimport helper\nfrom ............ import escape\nif TYPE_CHECKING:\n    import typing_only\n' }),
+    ...apart({ path: 'usr/lib/python3/dist-packages/app/core.py', content: 'import pkg.sub\n' }),
+    ...apart({ path: 'usr/lib/python3/dist-packages/typing_only.py', content: 'T = 1\n' }),
+    ...apart({ path: 'usr/lib/python3/dist-packages/escape.py', content: 'E = 1\n' }),
+  );
+  return entries;
+}
+
+test("a module's first read fetches the modules its top-level code imports (compiled and source, packages, extension modules), and theirs, at once; Python then reads them without a request", { timeout: 60_000 }, async () => {
+  const m = await compileModules(SOURCES);
+  const lib = `/usr/lib/python${m.version}`;
+  const so = `${m.tag}-x86_64-linux-gnu.so`;
+  const pyc = (name: string) => `${lib}/${name.includes('/') ? name.replace(/\/([^/]+)$/, '/__pycache__/$1') : `__pycache__/${name}`}.${m.tag}.pyc`;
+  const { fs, metrics, layerMetrics, cleanup } = await setup([buildLayer(image(m))]);
+  try {
+    assert.deepEqual(await fs.read(pyc('main'), 0, 128 << 10), m.pyc.get('main.py'));
+    await fs.modules!.idle();
+    // helper, pkg/__init__, pkg/sub, lib-dynload/_speedups, then (from pkg/sub) pkg/_native. Not
+    // `lazy` (imported in a function) nor `os` (frozen into CPython 3.11 and later).
+    assert.ok(Number(m.tag.slice('cpython-3'.length)) >= 11, `this test expects CPython 3.11 or later, not ${m.tag}`);
+    assert.equal(metrics.modulesAhead, 5);
+    const requests = layerMetrics[0]!.requests;
+    for (const name of ['helper', 'pkg/__init__', 'pkg/sub']) assert.deepEqual(await fs.read(pyc(name), 0, 128 << 10), m.pyc.get(`${name}.py`), name);
+    for (const ext of [`${lib}/lib-dynload/_speedups.${so}`, `${lib}/pkg/_native.${so}`]) await fs.read(ext, 0, 4096);
+    await fs.modules!.idle();
+    assert.equal(layerMetrics[0]!.requests, requests, 'every module Python opens next was fetched ahead');
+    for (const name of ['lazy', 'os']) {
+      const before = layerMetrics[0]!.requests;
+      await fs.read(pyc(name), 0, 4096);
+      assert.equal(layerMetrics[0]!.requests, before + 1, `${name} was not fetched ahead`);
+      await fs.modules!.idle();
+    }
+
+    // A source-only package: `.core` is fetched (helper already was); nothing under TYPE_CHECKING,
+    // nothing for a relative import that climbs above the root.
+    await fs.read('/usr/lib/python3/dist-packages/app/__init__.py', 0, 4096);
+    await fs.modules!.idle();
+    assert.equal(metrics.modulesAhead, 6);
+    const after = layerMetrics[0]!.requests;
+    assert.equal((await fs.read('/usr/lib/python3/dist-packages/app/core.py', 0, 4096)).toString(), 'import pkg.sub\n');
+    assert.equal(layerMetrics[0]!.requests, after);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('nothing is fetched ahead of the importer for a read not at offset 0, for a file that is not a module, for modules that are garbage, or with the prefetch turned off', { timeout: 60_000 }, async () => {
+  const m = await compileModules(SOURCES);
+  const lib = `usr/lib/python${m.version}`;
+  const garbage = Buffer.from(m.pyc.get('main.py')!);
+  garbage.fill(0x28, 16); // a tuple of tuples of tuples… cut short
+  const entries = [
+    ...image(m),
+    { path: `${lib}/__pycache__/broken.${m.tag}.pyc`, content: garbage },
+    { path: `${lib}/broken_source.py`, content: noise(64 << 10, 9) },
+    { path: `${lib}/not_python.txt`, content: 'import helper\n' },
+  ];
+  const on = await setup([buildLayer(entries)]);
+  try {
+    await on.fs.read(`/${lib}/__pycache__/main.${m.tag}.pyc`, 16, 4096);
+    for (const path of [`/${lib}/__pycache__/broken.${m.tag}.pyc`, `/${lib}/broken_source.py`, `/${lib}/not_python.txt`]) await on.fs.read(path, 0, 128 << 10);
+    await on.fs.modules!.idle();
+    assert.equal(on.metrics.modulesAhead, 0);
+    assert.deepEqual(on.logs, []);
+  } finally {
+    await on.cleanup();
+  }
+  const off = await setup([buildLayer(entries)], { modules: false });
+  try {
+    assert.equal(off.fs.modules, undefined);
+    await off.fs.read(`/${lib}/__pycache__/main.${m.tag}.pyc`, 0, 128 << 10);
+    assert.equal(off.metrics.modulesAhead, 0);
+    assert.equal(off.layerMetrics[0]!.requests, 1, 'only the module itself');
+  } finally {
+    await off.cleanup();
+  }
+});
