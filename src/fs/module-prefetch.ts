@@ -22,6 +22,8 @@ export interface ModuleFiles<F> extends ImageFiles<F> {
 /** Bounds for a hostile or odd image: modules followed per mount, and the size of one parsed. */
 const MAX_FILES = 4096;
 const MAX_MODULE = 4 << 20;
+/** Batches of modules on their way at once (two: one crosses the link while the next one's request goes out). */
+const BATCHES = 2;
 /** Names of one module tried (a pyc lists every global name it uses). */
 const MAX_NAMES = 1024;
 
@@ -30,6 +32,12 @@ const MAX_NAMES = 1024;
  * resolves to one of these in the standard library is not fetched (nor followed).
  */
 const FROZEN = new Set(['abc', 'codecs', 'io', '_collections_abc', '_sitebuiltins', 'genericpath', 'ntpath', 'posixpath', 'os', 'site', 'stat', 'importlib.util', 'importlib.machinery', 'runpy', 'zipimport', 'importlib._bootstrap', 'importlib._bootstrap_external']);
+
+/**
+ * What CPython imports as it starts, before the program's own imports: the codecs (the
+ * encoding is the locale's; UTF-8 is the usual one) and the site hooks (site itself is frozen).
+ */
+const INTERPRETER_START: ImportName[] = ['encodings', 'encodings.utf_8', 'sitecustomize', 'usercustomize'].map((name) => ({ level: 0, name }));
 
 /** A module file found for an import: read whole and followed, or (an extension) its first chunk handed on. */
 interface Found<F> {
@@ -47,6 +55,9 @@ export class ModulePrefetch<F> {
   private readonly extensions = new Map<string, Map<string, string>>();
   /** The interpreter's cache tag (`cpython-311`), from the first pyc or versioned directory seen. */
   private tag: string | undefined;
+  /** Files found while BATCHES batches were on their way: they go together in the next. */
+  private queue: Array<Found<F>> = [];
+  private batches = 0;
 
   constructor(
     private readonly files: ModuleFiles<F>,
@@ -56,10 +67,19 @@ export class ModulePrefetch<F> {
     private readonly onExtension: (file: F, path: string, head: Buffer) => void = () => {},
   ) {}
 
-  /** `file` at `path` was just read from offset 0; `whole` is all of it if that read had it. */
+  /**
+   * `file` at `path` was just read from offset 0; `whole` is all of it if that read had it. A module
+   * is followed; the interpreter itself (`…/python3.N`) brings what CPython imports as it starts.
+   */
   noticeRead(file: F, path: string, whole?: Buffer): void {
-    if (!isModule(path) || this.seen.has(file)) return;
+    const interpreter = /\/python3\.(\d+)$/.exec(path);
+    if ((!interpreter && !isModule(path)) || this.seen.has(file)) return;
     this.seen.add(file);
+    if (interpreter) {
+      this.noteTag(`cpython-3${interpreter[1]}`);
+      this.fetch(this.find(INTERPRETER_START, { pkg: '' }));
+      return;
+    }
     const size = this.files.size(file);
     if (size > MAX_MODULE) return;
     this.track(
@@ -85,28 +105,54 @@ export class ModulePrefetch<F> {
   private follow(path: string, bytes: Buffer): void {
     const pyc = path.endsWith('.pyc');
     const imports = pyc ? compiledImports(bytes) : importsOfSource(bytes.toString('latin1'));
-    if (!imports) return;
-    const at = this.place(path);
+    if (imports) this.fetch(this.find(imports, this.place(path)));
+  }
+
+  /** The files Python opens for `imports`, from a module in package directory `at.pkg`. */
+  private find(imports: readonly ImportName[], at: { pkg: string }): Array<Found<F>> {
     const found: Array<Found<F>> = [];
     for (const imp of imports.slice(0, MAX_NAMES)) this.resolve(imp, at, found);
+    return found;
+  }
+
+  /** Fetches the files not fetched before, together, and follows each module among them. */
+  private fetch(found: ReadonlyArray<Found<F>>): void {
     const wanted: Array<Found<F>> = [];
     for (const f of found) {
       if (this.seen.has(f.file) || this.seen.size >= MAX_FILES) continue;
       this.seen.add(f.file);
       wanted.push(f);
     }
-    if (wanted.length === 0) return;
     this.counters.modulesAhead += wanted.length;
-    const ranges = wanted.map((f) => ({ file: f.file, from: 0, to: f.extension ? this.files.firstChunkEnd(f.file) : Math.min(this.files.size(f.file), MAX_MODULE) }));
-    this.files.many(ranges).forEach((bytes, i) => {
-      const f = wanted[i]!;
-      this.track(
-        bytes.then((b) => {
-          if (f.extension) this.onExtension(f.file, f.path, b);
-          else if (b.length === this.files.size(f.file)) this.follow(f.path, b);
-        }),
-      );
+    this.queue.push(...wanted);
+    this.pump();
+  }
+
+  /**
+   * Sends what is queued as one batch, if fewer than BATCHES are on their way. Each parsed module
+   * finds a few files (numpy + pandas: 15 KiB a module, median); sent one module at a time they
+   * were ~260 requests that kept the link half idle waiting for round trips.
+   */
+  private pump(): void {
+    if (this.batches >= BATCHES || this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.batches++;
+    const ranges = batch.map((f) => ({ file: f.file, from: 0, to: f.extension ? this.files.firstChunkEnd(f.file) : Math.min(this.files.size(f.file), MAX_MODULE) }));
+    const loads = this.files.many(ranges).map((bytes, i) => {
+      const f = batch[i]!;
+      return bytes.then((b) => {
+        if (f.extension) this.onExtension(f.file, f.path, b);
+        else if (b.length === this.files.size(f.file)) this.follow(f.path, b);
+      });
     });
+    for (const load of loads) this.track(load);
+    this.track(
+      Promise.allSettled(loads).then(() => {
+        this.batches--;
+        this.pump();
+      }),
+    );
   }
 
   /**
@@ -118,14 +164,18 @@ export class ModulePrefetch<F> {
     const cached = /^(.*)\/__pycache__$/.exec(dir);
     if (cached) dir = cached[1]!;
     const tag = /\.(cpython-3\d+)\.pyc$/.exec(path)?.[1] ?? /\/python3\.(\d+)\//.exec(path)?.[1];
-    if (this.tag === undefined && tag !== undefined) {
-      this.tag = tag.startsWith('cpython') ? tag : `cpython-3${tag}`;
-      this.addStandardRoots(this.tag.slice('cpython-3'.length));
-    }
+    if (tag !== undefined) this.noteTag(tag.startsWith('cpython') ? tag : `cpython-3${tag}`);
     let root = dir;
     while (root !== '' && this.packageInit(root)) root = root.slice(0, root.lastIndexOf('/'));
     this.addRoot(root);
     return { pkg: dir };
+  }
+
+  /** The interpreter's cache tag, from the first pyc, interpreter or versioned directory seen. */
+  private noteTag(tag: string): void {
+    if (this.tag !== undefined) return;
+    this.tag = tag;
+    this.addStandardRoots(tag.slice('cpython-3'.length));
   }
 
   /** Where Debian's and python.org's builds of Python 3.`minor` look for modules, in their order. */

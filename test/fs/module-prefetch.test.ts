@@ -11,6 +11,11 @@ const SOURCES = {
   'os.py': 'Z = 3\n',
   'pkg/__init__.py': '',
   'pkg/sub.py': 'from ._native import run\n',
+  'encodings/__init__.py': 'import codecs\nfrom . import aliases\n',
+  'encodings/aliases.py': 'aliases = {}\n',
+  'encodings/utf_8.py': 'import codecs\n',
+  'encodings/latin_1.py': 'import codecs\n',
+  'sitecustomize.py': '',
 };
 
 /**
@@ -24,7 +29,7 @@ function image(m: CompiledModules): SpecEntry[] {
   const so = `${m.tag}-x86_64-linux-gnu.so`;
   let pad = 0;
   const apart = (s: SpecEntry): SpecEntry[] => [{ path: `pad${pad++}`, content: noise(1 << 20, pad) }, s];
-  const dirs = ['usr', 'usr/lib', lib, `${lib}/__pycache__`, `${lib}/lib-dynload`, `${lib}/pkg`, `${lib}/pkg/__pycache__`, 'usr/lib/python3', 'usr/lib/python3/dist-packages', 'usr/lib/python3/dist-packages/app'];
+  const dirs = ['usr', 'usr/bin', 'usr/lib', lib, `${lib}/encodings`, `${lib}/encodings/__pycache__`, `${lib}/__pycache__`, `${lib}/lib-dynload`, `${lib}/pkg`, `${lib}/pkg/__pycache__`, 'usr/lib/python3', 'usr/lib/python3/dist-packages', 'usr/lib/python3/dist-packages/app'];
   const entries: SpecEntry[] = dirs.map((path) => ({ path }));
   for (const [src, text] of Object.entries(SOURCES)) {
     const slash = src.lastIndexOf('/');
@@ -32,6 +37,7 @@ function image(m: CompiledModules): SpecEntry[] {
     entries.push(...apart({ path: `${lib}/${src}`, content: text }), ...apart({ path: cached, content: m.pyc.get(src)! }));
   }
   entries.push(
+    ...apart({ path: `usr/bin/python${m.version}`, content: noise(60 << 10, 49), mode: 0o755 }),
     // One chunk each: the loader's first read then starts no read-ahead of its own.
     ...apart({ path: `${lib}/lib-dynload/_speedups.${so}`, content: noise(60 << 10, 50) }),
     ...apart({ path: `${lib}/pkg/_native.${so}`, content: noise(60 << 10, 51) }),
@@ -110,5 +116,23 @@ test('nothing is fetched ahead of the importer for a read not at offset 0, for a
     assert.equal(off.layerMetrics[0]!.requests, 1, 'only the module itself');
   } finally {
     await off.cleanup();
+  }
+});
+
+test('the interpreter read from offset 0 brings what CPython imports as it starts: the encodings package (and its own imports), the UTF-8 codec, sitecustomize', { timeout: 60_000 }, async () => {
+  const m = await compileModules(SOURCES);
+  const cached = (name: string) => `/usr/lib/python${m.version}/${name.replace(/([^/]+)$/, '__pycache__/$1')}.${m.tag}.pyc`;
+  const { fs, metrics, layerMetrics, cleanup } = await setup([buildLayer(image(m))]);
+  try {
+    await fs.read(`/usr/bin/python${m.version}`, 0, 4096);
+    await fs.modules!.idle();
+    assert.equal(metrics.modulesAhead, 4, 'encodings/__init__, encodings/aliases, encodings/utf_8, sitecustomize');
+    const requests = layerMetrics[0]!.requests;
+    for (const name of ['encodings/__init__', 'encodings/aliases', 'encodings/utf_8', 'sitecustomize']) await fs.read(cached(name), 0, 128 << 10);
+    assert.equal(layerMetrics[0]!.requests, requests);
+    await fs.read(cached('encodings/latin_1'), 0, 128 << 10);
+    assert.equal(layerMetrics[0]!.requests, requests + 1, 'another codec is not guessed');
+  } finally {
+    await cleanup();
   }
 });
