@@ -79,6 +79,7 @@ const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
   [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
   [Priority.Prefetch]: { maxGap: 256 << 10, maxSize: 8 << 20 },
+  [Priority.Speculative]: { maxGap: 256 << 10, maxSize: 8 << 20 },
   [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
 };
 

@@ -1,5 +1,5 @@
 // The one place that knows priorities and pacing of blob range requests, for all layers of a mount.
-// On-demand reads go first; read-ahead and prefetch next. The background fill never slows the
+// On-demand reads go first; read-ahead, prefetch and speculative fetches next, in that order. The background fill never slows the
 // workload: it waits for a quiet period without on-demand requests, sends one request at a time,
 // each small enough to cross the link in about SLICE_MS at the measured rate (so an on-demand
 // request never waits behind more than that), and optionally keeps under a rate bound.
@@ -9,8 +9,11 @@ import type { BlobSource, OnData } from '../blob/source.js';
 export enum Priority {
   Read = 0,
   ReadAhead = 1,
+  /** What the mount knows will be read: the landmark, a prefetch list or profile. */
   Prefetch = 2,
-  Background = 3,
+  /** What a heuristic guesses will be read (Python's imports): behind what is known. */
+  Speculative = 3,
+  Background = 4,
 }
 
 export interface SchedulerOptions {
@@ -64,7 +67,7 @@ export class FetchScheduler {
   /** Read and ReadAhead requests running. */
   private onDemand = 0;
   private backgroundInFlight = 0;
-  private readonly queues: Waiter[][] = [[], [], []];
+  private readonly queues: Waiter[][] = [[], [], [], []];
   /** When the last on-demand request started or ended (mount time at first: the quiet period holds from there). */
   private lastOnDemand = performance.now();
   private nextBackgroundAt = 0;

@@ -403,8 +403,8 @@ export class LazyFs {
           else layers.set(w.file.layer, [w]);
         }
         for (const [layer, list] of layers) {
-          // At prefetch priority: behind every read and read-ahead, and a read that comes to need one of these moves its request ahead.
-          const loads = this.store.getEach(layer, list.flatMap((w) => w.chunks), Priority.Prefetch);
+          // Behind every read, read-ahead and prefetch; a read that comes to need one of these moves its request ahead.
+          const loads = this.store.getEach(layer, list.flatMap((w) => w.chunks), Priority.Speculative);
           let at = 0;
           for (const w of list) w.datas = loads.slice(at, (at += w.chunks.length));
         }

@@ -3,9 +3,9 @@
 // it imports (numpy + pandas: ~500 module files read, ~60 serial misses even with the directory
 // fetch). When a module (.py or .pyc) is first read, this reads the statements that import at
 // module level, finds the files Python will open for them (package __init__, module, compiled
-// module, extension module) and fetches them together at prefetch priority (behind on-demand reads
-// and read-ahead; a read that needs one of them moves its request ahead), then follows those in
-// turn: the import chain costs a round trip per level of the import tree, not per module.
+// module, extension module) and fetches them together at speculative priority (behind on-demand
+// reads, read-ahead and the prefetch of known files; a read that needs one of them moves its request
+// ahead), then follows those in turn: the import chain costs a round trip per level of the import tree, not per module.
 // Only a guess: a module it does not find, or finds wrongly, costs a wasted fetch, never a wrong
 // byte (reads go through the store and are verified like any other).
 import type { ImageFiles } from './library-prefetch.js';
@@ -16,7 +16,7 @@ import { importsOfSource, type ImportName } from './python-imports.js';
 export interface ModuleFiles<F> extends ImageFiles<F> {
   /** The names in the directory at `path` (symlinks followed), or undefined if it is none. */
   names(path: string): Iterable<string> | undefined;
-  /** Bytes [from, to) of each file, fetched together at prefetch priority (one request per run of nearby chunks). */
+  /** Bytes [from, to) of each file, fetched together at speculative priority (one request per run of nearby chunks). */
   many(ranges: ReadonlyArray<{ file: F; from: number; to: number }>): Array<Promise<Buffer>>;
 }
 

@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BlobSource } from '../../src/blob/source.js';
+import { DEFAULT_SCHEDULER, FetchScheduler, FetchTicket, Priority } from '../../src/fs/fetch-scheduler.js';
+
+test('with every place taken, waiting requests start by priority (read, read-ahead, prefetch, speculative), each in arrival order; a promoted speculative fetch goes with the reads', { timeout: 10_000 }, async () => {
+  const names = new Map<number, string>();
+  const started: string[] = [];
+  const gates: Array<() => void> = [];
+  const blob: BlobSource = {
+    size: 100,
+    description: 'test blob',
+    async read(offset, length) {
+      started.push(names.get(offset)!);
+      await new Promise<void>((resolve) => gates.push(resolve));
+      return Buffer.alloc(length);
+    },
+    close: async () => {},
+  };
+  const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, maxInFlight: 1 });
+  const fetch = (name: string, priority: Priority, ticket?: FetchTicket) => {
+    const offset = names.size;
+    names.set(offset, name);
+    return scheduler.fetch(blob, offset, offset + 1, priority, undefined, ticket);
+  };
+  const promoted = new FetchTicket();
+  const all = [
+    fetch('first read', Priority.Read),
+    fetch('guess 1', Priority.Speculative),
+    fetch('guess 2', Priority.Speculative, promoted),
+    fetch('guess 3', Priority.Speculative),
+    fetch('prefetch', Priority.Prefetch),
+    fetch('read-ahead', Priority.ReadAhead),
+    fetch('read', Priority.Read),
+  ];
+  promoted.promote(); // a read came to need guess 2's bytes
+  for (let n = 1; n <= all.length; n++) {
+    while (gates.length < n) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started.length, n, 'one request at a time');
+    gates[n - 1]!();
+  }
+  await Promise.all(all);
+  assert.deepEqual(started, ['first read', 'read', 'guess 2', 'read-ahead', 'prefetch', 'guess 1', 'guess 3']);
+});
