@@ -133,8 +133,10 @@ test('relay: a large RTT does not make throughput latency-bound, and the FIN fol
     const ended = new Promise<number>((r) => sock.once('end', () => r(performance.now())));
     const got = await exchange(sock, `${size} close`, size);
     const expectMs = (size * 8) / (200 * 1000) + 100;
-    // One RTT per 64 KiB read would take 6.4 s; a rate-bound transfer takes ~0.27 s.
-    assert.ok(got.ms > expectMs * 0.93 && got.ms < expectMs * 1.6, `${size} B took ${got.ms.toFixed(0)} ms at 100 ms RTT, want ~${expectMs.toFixed(0)}`);
+    // One RTT per 64 KiB read would take 6.4 s; a rate-bound transfer takes ~0.27 s. The upper bound
+    // tells the two apart with room for a loaded machine (464 ms seen at load 4, with the relay in the
+    // test's own process); the lower one is the rate limit.
+    assert.ok(got.ms > expectMs * 0.93 && got.ms < expectMs * 3, `${size} B took ${got.ms.toFixed(0)} ms at 100 ms RTT, want ~${expectMs.toFixed(0)}`);
     assert.ok(got.data.equals(pattern(size)));
     await ended;
     sock.destroy();
