@@ -11,7 +11,7 @@ export enum Priority {
   ReadAhead = 1,
   /** What the mount knows will be read: the landmark, a prefetch list or profile. */
   Prefetch = 2,
-  /** What a heuristic guesses will be read (Python's imports): behind what is known. */
+  /** What a heuristic guesses will be read (Python's imports): behind what is known, and not beside it. */
   Speculative = 3,
   Background = 4,
 }
@@ -67,6 +67,8 @@ export class FetchScheduler {
   /** Read and ReadAhead requests running. */
   private onDemand = 0;
   private backgroundInFlight = 0;
+  /** Prefetch requests waiting or running: speculative ones wait until there are none (a guess is not worth link time that known files need). */
+  private prefetching = 0;
   private readonly queues: Waiter[][] = [[], [], [], []];
   /** When the last on-demand request started or ended (mount time at first: the quiet period holds from there). */
   private lastOnDemand = performance.now();
@@ -84,6 +86,7 @@ export class FetchScheduler {
   async fetch(blob: BlobSource, start: number, end: number, priority: Priority, onData?: OnData, ticket?: FetchTicket): Promise<Buffer> {
     if (ticket?.urgent) priority = Priority.Read;
     if (priority === Priority.Background) return this.fetchBackground(blob, start, end, ticket);
+    if (priority === Priority.Prefetch) this.prefetching++;
     await this.acquire(priority, ticket);
     const onDemand = priority <= Priority.ReadAhead;
     if (onDemand) this.onDemand++;
@@ -94,6 +97,7 @@ export class FetchScheduler {
         this.onDemand--;
         this.lastOnDemand = performance.now();
       }
+      if (priority === Priority.Prefetch) this.prefetching--;
       this.release();
     }
   }
@@ -167,7 +171,7 @@ export class FetchScheduler {
   }
 
   private acquire(priority: Priority, ticket?: FetchTicket): Promise<void> {
-    if (this.inFlight < this.opts.maxInFlight && this.queues.every((q, p) => p >= priority || q.length === 0)) {
+    if (this.inFlight < this.opts.maxInFlight && this.queues.every((q, p) => p >= priority || q.length === 0) && !this.heldBack(priority)) {
       this.inFlight++;
       return Promise.resolve();
     }
@@ -184,9 +188,15 @@ export class FetchScheduler {
     });
   }
 
+  /** Whether requests of `priority` must wait although a place is free. */
+  private heldBack(priority: Priority): boolean {
+    return priority === Priority.Speculative && this.prefetching > 0;
+  }
+
   private release(): void {
     this.inFlight--;
-    for (const queue of this.queues) {
+    for (const [priority, queue] of this.queues.entries()) {
+      if (this.heldBack(priority)) continue;
       while (queue.length > 0 && this.inFlight < this.opts.maxInFlight) {
         this.inFlight++;
         queue.shift()!.start();

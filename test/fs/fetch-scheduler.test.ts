@@ -42,3 +42,35 @@ test('with every place taken, waiting requests start by priority (read, read-ahe
   await Promise.all(all);
   assert.deepEqual(started, ['first read', 'read', 'guess 2', 'read-ahead', 'prefetch', 'guess 1', 'guess 3']);
 });
+
+test('a speculative request waits while a prefetch request runs, even with places free; it starts when the prefetch ends', { timeout: 10_000 }, async () => {
+  const started: number[] = [];
+  const gates = new Map<number, () => void>();
+  const blob: BlobSource = {
+    size: 100,
+    description: 'test blob',
+    async read(offset, length) {
+      started.push(offset);
+      await new Promise<void>((resolve) => gates.set(offset, resolve));
+      return Buffer.alloc(length);
+    },
+    close: async () => {},
+  };
+  const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, maxInFlight: 4 });
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  const prefetch = scheduler.fetch(blob, 0, 1, Priority.Prefetch);
+  const guess = scheduler.fetch(blob, 1, 2, Priority.Speculative);
+  const read = scheduler.fetch(blob, 2, 3, Priority.Read);
+  for (let i = 0; i < 5; i++) await turn();
+  assert.deepEqual(started, [0, 2], 'the read starts at once; the guess waits for the prefetch');
+  gates.get(2)!();
+  await read;
+  for (let i = 0; i < 5; i++) await turn();
+  assert.deepEqual(started, [0, 2]);
+  gates.get(0)!();
+  await prefetch;
+  while (!gates.has(1)) await turn();
+  assert.deepEqual(started, [0, 2, 1]);
+  gates.get(1)!();
+  await guess;
+});
