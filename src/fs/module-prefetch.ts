@@ -56,6 +56,8 @@ export class ModulePrefetch<F> {
   private readonly extensions = new Map<string, Map<string, string>>();
   /** The interpreter's cache tag (`cpython-311`), from the first pyc or versioned directory seen. */
   private tag: string | undefined;
+  /** What each import resolved to (by package directory for relative ones), until a root is added. */
+  private readonly resolved = new Map<string, Array<Found<F>>>();
   /** Files found while BATCHES batches were on their way: they go together in the next. */
   private queue: Array<Found<F>> = [];
   private batches = 0;
@@ -190,21 +192,34 @@ export class ModulePrefetch<F> {
 
   /** Notes a directory of the image as a place absolute imports look (once, if it exists). */
   private addRoot(dir: string): void {
-    if (dir !== '' && !this.roots.includes(dir) && this.files.names(dir) !== undefined) this.roots.push(dir);
+    if (dir === '' || this.roots.includes(dir) || this.files.names(dir) === undefined) return;
+    this.roots.push(dir);
+    this.resolved.clear(); // an import found nowhere may be found there
   }
 
   /** Finds the files Python opens for `imp` from a module in package directory `pkg`. */
   private resolve(imp: ImportName, at: { pkg: string }, found: Array<Found<F>>): void {
-    const parts = imp.name.split('.');
+    let base = '';
     if (imp.level > 0) {
-      let base = at.pkg;
+      base = at.pkg;
       for (let i = 1; i < imp.level; i++) base = base.slice(0, base.lastIndexOf('/'));
-      // A module outside any package: its sibling is a top-level module, frozen ones included.
-      if (base !== '' && !(this.roots.includes(base) && this.frozen(imp.name))) this.resolveIn(base, parts, found);
-      return;
+      if (base === '') return;
     }
-    if (this.frozen(imp.name)) return;
-    for (const root of this.roots) if (this.resolveIn(root, parts, found)) return;
+    // Modules of one package import the same names (numpy + pandas: 10 745 imports, a few tree walks per root each).
+    const key = `${base}\0${imp.name}`;
+    let files = this.resolved.get(key);
+    if (!files) {
+      files = [];
+      const parts = imp.name.split('.');
+      if (imp.level > 0) {
+        // A module outside any package: its sibling is a top-level module, frozen ones included.
+        if (!(this.roots.includes(base) && this.frozen(imp.name))) this.resolveIn(base, parts, files);
+      } else if (!this.frozen(imp.name)) {
+        for (const root of this.roots) if (this.resolveIn(root, parts, files)) break;
+      }
+      this.resolved.set(key, files);
+    }
+    found.push(...files);
   }
 
   /** Whether the interpreter (its cache tag) runs the standard module `name` frozen. */
