@@ -5,7 +5,8 @@
 // module level, finds the files Python will open for them (package __init__, module, compiled
 // module, extension module) and fetches them together at speculative priority (behind on-demand
 // reads, read-ahead and the prefetch of known files; a read that needs one of them moves its request
-// ahead), then follows those in turn: the import chain costs a round trip per level of the import tree, not per module.
+// ahead), then follows those in turn: the import chain costs a round trip per level of the import
+// tree, not per module.
 // Only a guess: a module it does not find, or finds wrongly, costs a wasted fetch, never a wrong
 // byte (reads go through the store and are verified like any other).
 import type { ImageFiles } from './library-prefetch.js';
@@ -56,6 +57,8 @@ export class ModulePrefetch<F> {
   private readonly extensions = new Map<string, Map<string, string>>();
   /** The interpreter's cache tag (`cpython-311`), from the first pyc or versioned directory seen. */
   private tag: string | undefined;
+  /** Whether that interpreter runs FROZEN from its binary (CPython 3.11 and later). */
+  private freezes = false;
   /** What each import resolved to (by package directory for relative ones), until a root is added. */
   private readonly resolved = new Map<string, Array<Found<F>>>();
   /** Files found while BATCHES batches were on their way: they go together in the next. */
@@ -80,7 +83,7 @@ export class ModulePrefetch<F> {
     this.seen.add(file);
     if (interpreter) {
       this.noteTag(`cpython-3${interpreter[1]}`);
-      this.fetch(this.find(INTERPRETER_START, { pkg: '' }));
+      this.fetch(this.find(INTERPRETER_START, ''));
       return;
     }
     const size = this.files.size(file);
@@ -111,10 +114,10 @@ export class ModulePrefetch<F> {
     if (imports) this.fetch(this.find(imports, this.place(path)));
   }
 
-  /** The files Python opens for `imports`, from a module in package directory `at.pkg`. */
-  private find(imports: readonly ImportName[], at: { pkg: string }): Array<Found<F>> {
+  /** The files Python opens for `imports`, from a module in package directory `pkg`. */
+  private find(imports: readonly ImportName[], pkg: string): Array<Found<F>> {
     const found: Array<Found<F>> = [];
-    for (const imp of imports.slice(0, MAX_NAMES)) this.resolve(imp, at, found);
+    for (const imp of imports.slice(0, MAX_NAMES)) this.resolve(imp, pkg, found);
     return found;
   }
 
@@ -162,7 +165,7 @@ export class ModulePrefetch<F> {
    * The module's package directory (where `.name` imports look) and, noted as a root, the
    * directory its top-level package sits in (an entry of sys.path).
    */
-  private place(path: string): { pkg: string } {
+  private place(path: string): string {
     let dir = path.slice(0, path.lastIndexOf('/'));
     const cached = /^(.*)\/__pycache__$/.exec(dir);
     if (cached) dir = cached[1]!;
@@ -171,14 +174,16 @@ export class ModulePrefetch<F> {
     let root = dir;
     while (root !== '' && this.packageInit(root)) root = root.slice(0, root.lastIndexOf('/'));
     this.addRoot(root);
-    return { pkg: dir };
+    return dir;
   }
 
   /** The interpreter's cache tag, from the first pyc, interpreter or versioned directory seen. */
   private noteTag(tag: string): void {
     if (this.tag !== undefined) return;
     this.tag = tag;
-    this.addStandardRoots(tag.slice('cpython-3'.length));
+    const minor = tag.slice('cpython-3'.length);
+    this.freezes = Number(minor) >= 11;
+    this.addStandardRoots(minor);
   }
 
   /** Where Debian's and python.org's builds of Python 3.`minor` look for modules, in their order. */
@@ -198,10 +203,10 @@ export class ModulePrefetch<F> {
   }
 
   /** Finds the files Python opens for `imp` from a module in package directory `pkg`. */
-  private resolve(imp: ImportName, at: { pkg: string }, found: Array<Found<F>>): void {
+  private resolve(imp: ImportName, pkg: string, found: Array<Found<F>>): void {
     let base = '';
     if (imp.level > 0) {
-      base = at.pkg;
+      base = pkg;
       for (let i = 1; i < imp.level; i++) base = base.slice(0, base.lastIndexOf('/'));
       if (base === '') return;
     }
@@ -224,7 +229,7 @@ export class ModulePrefetch<F> {
 
   /** Whether the interpreter (its cache tag) runs the standard module `name` frozen. */
   private frozen(name: string): boolean {
-    if (this.tag === undefined || Number(this.tag.slice('cpython-3'.length)) < 11) return false;
+    if (!this.freezes) return false;
     for (let at = name.length; at > 0; at = name.lastIndexOf('.', at - 1)) if (FROZEN.has(name.slice(0, at))) return true;
     return false;
   }
