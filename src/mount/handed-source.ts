@@ -4,7 +4,6 @@
 // config, each layer's footer and TOC); the daemon finds them once its code is loaded. The bytes are
 // checked again on the daemon's side, as bytes from a registry are.
 import type { Readable } from 'node:stream';
-import type { EarlyRange } from '../blob/early-read.js';
 import type { BlobSource } from '../blob/source.js';
 import { verifyDigest, type Digest } from '../oci/digest.js';
 import type { ImageSource } from '../oci/store.js';
@@ -93,11 +92,11 @@ export class HandedSource extends ForwardingSource {
     verifyDigest(bytes, desc.digest, `${this.description} ${desc.digest} (handed over)`);
     return asBuffer(bytes);
   }
-}
 
-/** The TOC ranges read, by layer digest, as reads already done. */
-export function handedTocReads(handoff: MountHandoff): Map<Digest, EarlyRange> {
-  return new Map(handoff.tocs.map((t) => [t.digest, { offset: t.offset, length: t.length, data: Promise.resolve(asBuffer(t.bytes)) }]));
+  /** The TOC ranges read, by layer digest, as reads already done. */
+  tocReads(): Map<Digest, { offset: number; length: number; data: Promise<Buffer> }> {
+    return new Map(this.handoff.tocs.map((t) => [t.digest, { offset: t.offset, length: t.length, data: Promise.resolve(asBuffer(t.bytes)) }]));
+  }
 }
 
 /** A handoff message as received over IPC, shape-checked (a malformed one is an error, not a crash). */

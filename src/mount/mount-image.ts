@@ -9,7 +9,7 @@ import type { Digest } from '../oci/digest.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveManifest } from '../registry/resolve.js';
-import { HandedSource, handedTocReads, RecordingSource, type MountHandoff } from './handed-source.js';
+import { HandedSource, RecordingSource, type MountHandoff } from './handed-source.js';
 import { openImageSource } from '../registry/transport.js';
 
 export interface MountImage {
@@ -36,11 +36,11 @@ export interface MountImageOptions {
  * this one) resolution and the TOC reads come from its bytes; blob reads still go to the registry.
  */
 export async function openMountImage(opts: MountImageOptions, handoff?: MountHandoff): Promise<MountImage> {
-  const source = await openRegistry(opts);
+  const registry = await openRegistry(opts);
+  const source = handoff ? new HandedSource(registry, handoff) : registry;
   try {
-    // The registry source is the mount's (profiles and gzip indexes are looked up in the registry).
-    const image = await resolveManifest(handoff ? new HandedSource(source, handoff) : source, opts.platform);
-    const tocReads = handoff ? handedTocReads(handoff) : new Map<Digest, EarlyRange>();
+    const image = await resolveManifest(source, opts.platform);
+    const tocReads = source instanceof HandedSource ? source.tocReads() : new Map<Digest, EarlyRange>();
     if (!handoff && opts.tocCacheDir !== undefined) await askForTocs(source, image.manifest.layers, opts.tocCacheDir, tocReads);
     return { source, image, tocReads };
   } catch (err) {
