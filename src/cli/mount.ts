@@ -2,7 +2,6 @@
 // (this same program with --foreground) and returns once the daemon reports the mount usable.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseHandoffMessage, type HandoffMessage } from '../mount/handed-source.js';
 import { spawnMountDaemon, type DaemonReport, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
 import { parsePlatform } from '../oci/platform.js';
@@ -71,7 +70,6 @@ export const command: Command = {
         upper: { type: 'string' },
         'fuse-timeout': { type: 'string' },
         foreground: { type: 'boolean' },
-        handoff: { type: 'boolean' }, // internal: a daemon whose parent hands it the image metadata (mount/handed-source.ts)
         'plain-http': { type: 'boolean' },
       },
       usage,
@@ -101,18 +99,8 @@ export const command: Command = {
       }
     }
     const mountpoint = resolve(mnt);
-    const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
-    const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
     if (!values.foreground) {
-      // The daemon takes ~0.3 s to start and load its code: the image metadata is fetched here meanwhile.
-      const handoff = () =>
-        import('../mount/mount-image.js')
-          .then(({ fetchMountImage }) => fetchMountImage({ ...imageOpts, tocCacheDir: cacheDir }))
-          .then(
-            (h): HandoffMessage => ({ handoff: h }),
-            (err: Error): HandoffMessage => ({ handoffError: err.message }),
-          );
-      const { pid, log } = await spawnMountDaemon(argv, mountpoint, undefined, handoff).catch((err: Error) => {
+      const { pid, log } = await spawnMountDaemon(argv, mountpoint).catch((err: Error) => {
         throw new UserError(err.message);
       });
       process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
@@ -120,7 +108,7 @@ export const command: Command = {
     }
 
     const daemonChild = typeof process.send === 'function';
-    const handed = values.handoff && daemonChild ? receiveHandoff() : undefined;
+    const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
     const upper = values.upper ? resolve(values.upper) : undefined;
     // The daemon starts in the caller's directory so that relative paths mean what they meant there;
     // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
@@ -129,14 +117,10 @@ export const command: Command = {
     try {
       // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
       // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs. The manifest
-      // is asked for first (unless handed over), while the rest of the mount code compiles.
+      // is asked for first, while the rest of the mount code compiles.
+      const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
       const { openMountImage } = await import('../mount/mount-image.js');
-      const image = handed
-        ? handed.then((m) => {
-            if ('handoffError' in m) throw new Error(m.handoffError);
-            return openMountImage({ ...imageOpts, tocCacheDir: cacheDir }, m.handoff);
-          })
-        : openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
+      const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
       image.catch(() => {}); // awaited by the mount
       const { runMountDaemon } = await import('../mount/daemon.js');
       await runMountDaemon(
@@ -174,22 +158,6 @@ export const command: Command = {
     return 0;
   },
 };
-
-/** Asks the parent for the image metadata it fetched (mount/handed-source.ts); a parent gone first leaves an error. */
-function receiveHandoff(): Promise<HandoffMessage> {
-  return new Promise((resolvePromise) => {
-    const onMessage = (m: unknown) => {
-      process.off('message', onMessage).off('disconnect', onGone);
-      resolvePromise(parseHandoffMessage(m));
-    };
-    const onGone = () => {
-      process.off('message', onMessage);
-      resolvePromise({ handoffError: '`starling mount` exited before handing over the image metadata' });
-    };
-    process.on('message', onMessage).once('disconnect', onGone);
-    process.send!({ wantHandoff: true } satisfies DaemonReport);
-  });
-}
 
 /**
  * A spare daemon (mount/spawn.ts): loads the mount code now, then waits for the arguments of the

@@ -9,7 +9,6 @@ import type { Digest } from '../oci/digest.js';
 import type { ImageSource } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { resolveManifest } from '../registry/resolve.js';
-import { HandedSource, RecordingSource, type MountHandoff } from './handed-source.js';
 import { openImageSource } from '../registry/transport.js';
 
 export interface MountImage {
@@ -30,51 +29,18 @@ export interface MountImageOptions {
   tocCacheDir?: string;
 }
 
-/**
- * Opens the reference (blob sizes from the manifest: no HEAD per layer) and resolves it; the source
- * is closed if that fails. With `handoff` (what `fetchMountImage` got in the process that started
- * this one) resolution and the TOC reads come from its bytes; blob reads still go to the registry.
- */
-export async function openMountImage(opts: MountImageOptions, handoff?: MountHandoff): Promise<MountImage> {
-  const registry = await openRegistry(opts);
-  const source = handoff ? new HandedSource(registry, handoff) : registry;
+/** Opens the reference (blob sizes from the manifest: no HEAD per layer) and resolves it; the source is closed if that fails. */
+export async function openMountImage(opts: MountImageOptions): Promise<MountImage> {
+  const source = await openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
   try {
     const image = await resolveManifest(source, opts.platform);
-    const tocReads = source instanceof HandedSource ? source.tocReads() : new Map<Digest, EarlyRange>();
-    if (!handoff && opts.tocCacheDir !== undefined) await askForTocs(source, image.manifest.layers, opts.tocCacheDir, tocReads);
+    const tocReads = new Map<Digest, EarlyRange>();
+    if (opts.tocCacheDir !== undefined) await askForTocs(source, image.manifest.layers, opts.tocCacheDir, tocReads);
     return { source, image, tocReads };
   } catch (err) {
     await source.close().catch(() => {});
     throw err;
   }
-}
-
-/**
- * What `openMountImage` would fetch (manifests, config, the TOC ranges it asks for), as bytes to
- * hand to a mount daemon starting meanwhile. A TOC read that fails is left out (the daemon reads
- * it again and reports what is wrong); a failure to resolve the image or fetch its config rejects.
- */
-export async function fetchMountImage(opts: MountImageOptions): Promise<MountHandoff> {
-  const source = new RecordingSource(await openRegistry(opts));
-  try {
-    const image = await resolveManifest(source, opts.platform);
-    const reads = new Map<Digest, EarlyRange>();
-    if (opts.tocCacheDir !== undefined) await askForTocs(source, image.manifest.layers, opts.tocCacheDir, reads);
-    await image.config;
-    const tocs = await Promise.all(
-      [...reads].map(async ([digest, r]) => {
-        const bytes = await r.data.catch(() => undefined);
-        return bytes ? [{ digest, offset: r.offset, length: r.length, bytes }] : [];
-      }),
-    );
-    return { root: source.root!, json: source.json, tocs: tocs.flat() };
-  } finally {
-    await source.close().catch(() => {});
-  }
-}
-
-function openRegistry(opts: MountImageOptions): Promise<ImageSource> {
-  return openImageSource(opts.ref, { ...(opts.platform ? { platform: opts.platform } : {}), ...(opts.plainHttp !== undefined ? { plainHttp: opts.plainHttp } : {}), blob: { sizeFromDescriptor: true } });
 }
 
 /** Sends the TOC requests (once per blob); a layer whose request cannot start is left to its reader. */

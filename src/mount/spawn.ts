@@ -6,15 +6,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { mountPaths } from './control.js';
-import type { HandoffMessage } from './handed-source.js';
 import type { MountProgress } from './image-mount.js';
 
-/**
- * What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that
- * stopped it; before that, started with `--handoff`, that it is listening for the handoff (a
- * message sent before the child listens would be lost).
- */
-export type DaemonReport = { ready: true } | { error: string } | { progress: MountProgress } | { wantHandoff: true };
+/** What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that stopped it. */
+export type DaemonReport = { ready: true } | { error: string } | { progress: MountProgress };
 
 /** The message that hands a spare daemon its mount: `starling mount`'s arguments. */
 export interface SpareAssignment {
@@ -44,7 +39,6 @@ async function daemonProcess(argv: string[], log: string, niceness?: number): Pr
     env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
     detached: true,
     stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
-    serialization: 'advanced', // a handoff's bytes go as bytes, not as JSON arrays of numbers
   });
   await logFile.close();
   return child;
@@ -54,13 +48,9 @@ async function daemonProcess(argv: string[], log: string, niceness?: number): Pr
 export type ProgressListener = (progress: MountProgress) => void;
 
 /** Waits for a daemon's report; once ready it is let go (no IPC, not keeping this process alive). */
-async function awaitReady(child: ChildProcess, log: string, onProgress?: ProgressListener, handoff?: Promise<HandoffMessage>): Promise<{ pid: number; log: string }> {
+async function awaitReady(child: ChildProcess, log: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
   const outcome = await new Promise<{ ready?: true; error?: string }>((resolvePromise) => {
-    child.on('message', (m: DaemonReport) => {
-      if ('progress' in m) onProgress?.(m.progress);
-      else if ('wantHandoff' in m) void handoff?.then((h) => child.connected && child.send(h, () => {})); // gone meanwhile: its close is reported
-      else resolvePromise(m);
-    });
+    child.on('message', (m: DaemonReport) => ('progress' in m ? onProgress?.(m.progress) : resolvePromise(m)));
     // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
     child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${log}` }));
     child.on('error', (err) => resolvePromise({ error: `cannot start the mount daemon: ${err.message}` }));
@@ -72,17 +62,11 @@ async function awaitReady(child: ChildProcess, log: string, onProgress?: Progres
   return { pid: child.pid!, log };
 }
 
-/**
- * `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. With `handoff` (the
- * image metadata, fetched by this process meanwhile: mount/handed-source.ts) the daemon is started
- * with `--handoff` and waits for it instead of fetching the same.
- */
-export async function spawnMountDaemon(args: string[], mountpoint: string, onProgress?: ProgressListener, handoff?: () => Promise<HandoffMessage>): Promise<{ pid: number; log: string }> {
+/** `args` are `starling mount`'s (REF, MOUNTPOINT, options) without --foreground. */
+export async function spawnMountDaemon(args: string[], mountpoint: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
   const paths = mountPaths(mountpoint);
   await mkdir(paths.dir, { recursive: true });
-  const child = await daemonProcess(['mount', ...args, '--foreground', ...(handoff ? ['--handoff'] : [])], paths.log);
-  // Started once the child is: loading the code that fetches would otherwise delay the spawn.
-  return awaitReady(child, paths.log, onProgress, handoff?.());
+  return awaitReady(await daemonProcess(['mount', ...args, '--foreground'], paths.log), paths.log, onProgress);
 }
 
 const SPARE_NICENESS = 10;
