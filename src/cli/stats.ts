@@ -45,6 +45,7 @@ function human(s: StatsReport): string {
     `  verification failures: ${t.verificationFailures}`,
     `  fetched ahead of the dynamic loader: ${t.filesAhead} files`,
     `  fetched ahead of Python's importer: ${t.modulesAhead} modules`,
+    `  fetched ahead of the C/C++ compiler: ${t.headersAhead} headers`,
     `  directories fetched at once (their files missing one by one): ${t.dirsAhead}`,
   );
   return lines.join('\n');

@@ -9,7 +9,9 @@ import type { ChunkStore } from './chunk-store.js';
 import { Priority } from './fetch-scheduler.js';
 import { entryOf, type Inode, type Tree } from './tree.js';
 import { LibraryPrefetch } from './library-prefetch.js';
-import { ModulePrefetch, type ModuleFiles } from './module-prefetch.js';
+import type { ChainFiles } from './chain-prefetch.js';
+import { IncludePrefetch } from './include-prefetch.js';
+import { ModulePrefetch } from './module-prefetch.js';
 import type { MountMetrics } from './metrics.js';
 
 const TYPE_BITS = { dir: 0o040000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
@@ -118,12 +120,13 @@ export class LazyFs {
     /** The chunks of every layer (Inode.layer numbers them). */
     private readonly store: ChunkStore,
     private readonly metrics: MountMetrics,
-    opts: { libraries?: boolean; modules?: boolean; directories?: boolean } = {},
+    opts: { libraries?: boolean; modules?: boolean; includes?: boolean; directories?: boolean } = {},
   ) {
     const files = this.imageFiles();
     const libraries = opts.libraries === false ? undefined : new LibraryPrefetch(files, metrics);
     this.libraries = libraries;
     this.modules = opts.modules === false ? undefined : new ModulePrefetch(files, metrics, libraries && ((f, p, head) => libraries.noticeHead(f, p, head)));
+    this.includes = opts.includes === false ? undefined : new IncludePrefetch(files, metrics);
     this.directories = opts.directories !== false;
   }
 
@@ -135,6 +138,9 @@ export class LazyFs {
 
   /** Fetches the modules a Python module will import once it is first read (on unless turned off). */
   readonly modules: ModulePrefetch<Inode> | undefined;
+
+  /** Fetches the headers a C or C++ source or header includes once it is first read (on unless turned off). */
+  readonly includes: IncludePrefetch<Inode> | undefined;
 
   /** The inode at an absolute path ('/' is the root). */
   lookup(path: string): Inode {
@@ -256,6 +262,7 @@ export class LazyFs {
     if (parent && offset === 0) {
       this.libraries?.noticeHead(node, path, datas[0]!);
       this.modules?.noticeRead(node, path, end === e.size ? data : undefined);
+      this.includes?.noticeRead(node, path, end === e.size ? data : undefined);
     }
     this.metrics.servedBytes += data.length;
     this.letGo(state, offset, end);
@@ -385,7 +392,7 @@ export class LazyFs {
     return stack[stack.length - 1]!;
   }
 
-  private imageFiles(): ModuleFiles<Inode> {
+  private imageFiles(): ChainFiles<Inode> {
     const chunksOf = (node: Inode) => node.table.chunksOf(node.row);
     return {
       names: (path) => this.resolve(path)?.children?.keys(),

@@ -52,6 +52,8 @@ export class MountMetrics {
   filesAhead = 0;
   /** Python modules fetched ahead of the importer: the modules a module being imported will import. */
   modulesAhead = 0;
+  /** Headers fetched ahead of the C/C++ compiler: the includes of a source or header being read. */
+  headersAhead = 0;
   /** Directories fetched at once because their files kept missing one by one (lazyfs). */
   dirsAhead = 0;
   readonly cache = new CacheCounters();

@@ -1,31 +1,13 @@
-// Python modules ahead of the importer. Importing a package cold is a chain of misses, each waiting
-// a round trip for the one before: Python reads a module, runs it, and only then reads the modules
-// it imports (numpy + pandas: ~500 module files read, ~60 serial misses even with the directory
+// Python modules ahead of the importer (a chain prefetch: chain-prefetch.ts). Importing a package
+// cold is a chain of misses: Python reads a module, runs it, and only then reads the modules it
+// imports (numpy + pandas: ~500 module files read, ~60 serial misses even with the directory
 // fetch). When a module (.py or .pyc) is first read, this reads the statements that import at
 // module level, finds the files Python will open for them (package __init__, module, compiled
-// module, extension module) and fetches them together at speculative priority (behind on-demand
-// reads, read-ahead and the prefetch of known files; a read that needs one of them moves its request
-// ahead), then follows those in turn: the import chain costs a round trip per level of the import
-// tree, not per module.
-// Only a guess: a module it does not find, or finds wrongly, costs a wasted fetch, never a wrong
-// byte (reads go through the store and are verified like any other).
-import type { ImageFiles } from './library-prefetch.js';
+// module, extension module) and fetches them together, then follows those in turn.
+import { ChainPrefetch, type ChainFiles, type Found } from './chain-prefetch.js';
 import { compiledImports } from './pyc.js';
 import { importsOfSource, type ImportName } from './python-imports.js';
 
-/** The image's files as the module prefetch needs them. */
-export interface ModuleFiles<F> extends ImageFiles<F> {
-  /** The names in the directory at `path` (symlinks followed), or undefined if it is none. */
-  names(path: string): Iterable<string> | undefined;
-  /** Bytes [from, to) of each file, fetched together at speculative priority (one request per run of nearby chunks). */
-  many(ranges: ReadonlyArray<{ file: F; from: number; to: number }>): Array<Promise<Buffer>>;
-}
-
-/** Bounds for a hostile or odd image: modules followed per mount, and the size of one parsed. */
-const MAX_FILES = 4096;
-const MAX_MODULE = 4 << 20;
-/** Batches of modules on their way at once (two: one crosses the link while the next one's request goes out). */
-const BATCHES = 2;
 /** Imports of one module resolved (each costs a few tree lookups per root, on the thread that answers FUSE; the most in numpy and pandas: 246, pandas/core/frame.py). */
 const MAX_NAMES = 512;
 
@@ -41,16 +23,7 @@ const FROZEN = new Set(['abc', 'codecs', 'io', '_collections_abc', '_sitebuiltin
  */
 const INTERPRETER_START: ImportName[] = ['encodings', 'encodings.utf_8', 'sitecustomize', 'usercustomize'].map((name) => ({ level: 0, name }));
 
-/** A module file found for an import: read whole and followed, or (an extension) its first chunk handed on. */
-interface Found<F> {
-  file: F;
-  path: string;
-  extension: boolean;
-}
-
-export class ModulePrefetch<F> {
-  private readonly seen = new Set<F>();
-  private readonly running = new Set<Promise<void>>();
+export class ModulePrefetch<F> extends ChainPrefetch<F> {
   /** sys.path guesses, in Python's order: the standard library first, then site directories. */
   private readonly roots: string[] = [];
   /** Per directory: extension module name → file name (`_json` → `_json.cpython-311-x86_64-linux-gnu.so`). */
@@ -61,17 +34,16 @@ export class ModulePrefetch<F> {
   private freezes = false;
   /** What each import resolved to (by package directory for relative ones), until a root is added. */
   private readonly resolved = new Map<string, Array<Found<F>>>();
-  /** Files found while BATCHES batches were on their way: they go together in the next. */
-  private queue: Array<Found<F>> = [];
-  private batches = 0;
 
   constructor(
-    private readonly files: ModuleFiles<F>,
+    files: ChainFiles<F>,
     /** `modulesAhead` counts the module files fetched ahead of the importer. */
-    private readonly counters: { modulesAhead: number },
+    counters: { modulesAhead: number },
     /** An extension module's first chunk, once fetched (the library prefetch follows its libraries). */
     private readonly onExtension: (file: F, path: string, head: Buffer) => void = () => {},
-  ) {}
+  ) {
+    super(files, (n) => (counters.modulesAhead += n));
+  }
 
   /**
    * `file` at `path` was just read from offset 0; `whole` is all of it if that read had it. A module
@@ -79,36 +51,19 @@ export class ModulePrefetch<F> {
    */
   noticeRead(file: F, path: string, whole?: Buffer): void {
     const interpreter = /\/python3\.(\d+)$/.exec(path);
-    if ((!interpreter && !isModule(path)) || this.seen.has(file)) return;
-    this.seen.add(file);
     if (interpreter) {
+      if (!this.firstTime(file)) return;
       this.noteTag(`cpython-3${interpreter[1]}`);
       this.fetch(this.find(INTERPRETER_START, ''));
-      return;
-    }
-    const size = this.files.size(file);
-    if (size > MAX_MODULE) return;
-    this.track(
-      (async () => {
-        const bytes = whole && whole.length === size ? whole : await this.files.bytes(file, 0, size);
-        this.follow(path, bytes);
-      })(),
-    );
+    } else if (isModule(path)) this.start({ file, path }, whole);
   }
 
-  /** Resolves once nothing is being fetched or followed (tests, and closing). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
-  }
-
-  private track(work: Promise<void>): void {
-    // A failed fetch is the reader's to see, when (and if) it reads that file.
-    const p = work.catch(() => {}).finally(() => this.running.delete(p));
-    this.running.add(p);
+  protected override onHead(f: Found<F>, head: Buffer): void {
+    this.onExtension(f.file, f.path, head);
   }
 
   /** Fetches what the module at `path` (its bytes) imports, and follows each module found. */
-  private follow(path: string, bytes: Buffer): void {
+  protected follow({ path }: Found<F>, bytes: Buffer): void {
     const pyc = path.endsWith('.pyc');
     const imports = pyc ? compiledImports(bytes) : importsOfSource(bytes.toString('latin1'));
     if (imports) this.fetch(this.find(imports, this.place(path)));
@@ -119,46 +74,6 @@ export class ModulePrefetch<F> {
     const found: Array<Found<F>> = [];
     for (const imp of imports.slice(0, MAX_NAMES)) this.resolve(imp, pkg, found);
     return found;
-  }
-
-  /** Fetches the files not fetched before, together, and follows each module among them. */
-  private fetch(found: ReadonlyArray<Found<F>>): void {
-    const wanted: Array<Found<F>> = [];
-    for (const f of found) {
-      if (this.seen.has(f.file) || this.seen.size >= MAX_FILES) continue;
-      this.seen.add(f.file);
-      wanted.push(f);
-    }
-    this.counters.modulesAhead += wanted.length;
-    this.queue.push(...wanted);
-    this.pump();
-  }
-
-  /**
-   * Sends what is queued as one batch, if fewer than BATCHES are on their way. Each parsed module
-   * finds a few files (numpy + pandas: 15 KiB a module, median); sent one module at a time they
-   * were ~260 requests that kept the link half idle waiting for round trips.
-   */
-  private pump(): void {
-    if (this.batches >= BATCHES || this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    this.batches++;
-    const ranges = batch.map((f) => ({ file: f.file, from: 0, to: f.extension ? this.files.firstChunkEnd(f.file) : Math.min(this.files.size(f.file), MAX_MODULE) }));
-    const loads = this.files.many(ranges).map((bytes, i) => {
-      const f = batch[i]!;
-      return bytes.then((b) => {
-        if (f.extension) this.onExtension(f.file, f.path, b);
-        else if (b.length === this.files.size(f.file)) this.follow(f.path, b);
-      });
-    });
-    for (const load of loads) this.track(load);
-    this.track(
-      Promise.allSettled(loads).then(() => {
-        this.batches--;
-        this.pump();
-      }),
-    );
   }
 
   /**
@@ -241,7 +156,7 @@ export class ModulePrefetch<F> {
       const part = parts[i]!;
       const init = this.packageInit(`${dir}/${part}`);
       if (init) {
-        found.push({ ...init, extension: false });
+        found.push(init);
         dir = `${dir}/${part}`;
         continue;
       }
@@ -262,10 +177,9 @@ export class ModulePrefetch<F> {
     const ext = this.extensionsIn(dir).get(name);
     if (ext !== undefined) {
       const file = this.files.resolve(`${dir}/${ext}`);
-      if (file !== undefined) return { file, path: `${dir}/${ext}`, extension: true };
+      if (file !== undefined) return { file, path: `${dir}/${ext}`, head: true };
     }
-    const m = this.compiledOrSource(dir, name);
-    return m && { ...m, extension: false };
+    return this.compiledOrSource(dir, name);
   }
 
   private compiledOrSource(dir: string, name: string): { file: F; path: string } | undefined {

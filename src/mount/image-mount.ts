@@ -122,6 +122,8 @@ export interface StatsReport {
     filesAhead: number;
     /** Python modules fetched ahead of the importer (the imports of modules being imported). */
     modulesAhead: number;
+    /** C and C++ headers fetched ahead of the compiler (the includes of sources and headers being read). */
+    headersAhead: number;
     /** Directories fetched at once, their files having missed one by one. */
     dirsAhead: number;
   };
@@ -273,7 +275,7 @@ export class ImageMount {
     let mergedTree: Tree | undefined;
     const fsFor = (layer: 'merged' | number) => {
       const tree = layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[layer]!, layer, opts.log);
-      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, modules: opts.prefetch, directories: opts.prefetch });
+      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, modules: opts.prefetch, includes: opts.prefetch, directories: opts.prefetch });
     };
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     lap('mountedMs');
@@ -388,6 +390,7 @@ export class ImageMount {
         verificationFailures: sum((l) => l.verificationFailures),
         filesAhead: this.metrics.filesAhead,
         modulesAhead: this.metrics.modulesAhead,
+        headersAhead: this.metrics.headersAhead,
         dirsAhead: this.metrics.dirsAhead,
       },
     };

@@ -39,7 +39,7 @@ export function image() {
   ];
 }
 
-export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number; scheduler?: Partial<SchedulerOptions>; libraries?: boolean; modules?: boolean; directories?: boolean } = {}) {
+export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; memoryBytes?: number; scheduler?: Partial<SchedulerOptions>; libraries?: boolean; modules?: boolean; includes?: boolean; directories?: boolean } = {}) {
   const dir = opts.cacheDir ?? (await mkdtemp(join(tmpdir(), 'starling-fs-')));
   const metrics = new MountMetrics();
   const cache = await ChunkCache.open({ dir, diskBytes: 1 << 30, memoryBytes: opts.memoryBytes ?? 64 << 20, counters: metrics.cache });
@@ -61,7 +61,7 @@ export async function setup(layers: BuiltLayer[], opts: { cacheDir?: string; mem
     (m) => logs.push(m),
   );
   const tree = buildMergedTree(indexes);
-  const fs = new LazyFs(tree, store, metrics, { libraries: opts.libraries, modules: opts.modules, directories: opts.directories });
+  const fs = new LazyFs(tree, store, metrics, { libraries: opts.libraries, modules: opts.modules, includes: opts.includes, directories: opts.directories });
   const readAll = async (p: string) => {
     const parts: Buffer[] = [];
     for (let off = 0; ; off += 128 * 1024) {
