@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { includesOf } from '../../src/fs/c-includes.js';
+import type { FsError } from '../../src/fs/errors.js';
 import { setup } from './helpers/fixture.js';
 import { buildLayer, noise, type SpecEntry } from './helpers/layer.js';
 
@@ -92,5 +93,25 @@ test('nothing is fetched ahead of the compiler for a read not at offset 0, for a
     assert.equal(off.layerMetrics[0]!.requests, 1, 'only the source itself');
   } finally {
     await off.cleanup();
+  }
+});
+
+test('a header fetched ahead whose chunk does not verify: the others still come, the compiler reading it gets EIO, never wrong bytes', { timeout: 60_000 }, async () => {
+  const layers = [buildLayer(image())];
+  const stdio = layers[0]!.toc.entries.find((e) => e.path === 'usr/include/stdio.h')!;
+  layers[0]!.bytes[stdio.chunks[0]!.start + 12] ^= 0xff;
+  const { fs, metrics, layerMetrics, cleanup } = await setup(layers);
+  try {
+    await fs.read('/src/hello.c', 0, 4096);
+    await fs.includes!.idle();
+    // stdio.h was sent for, but not followed: its own includes are not fetched.
+    assert.equal(metrics.headersAhead, 5, 'stdc-predef.h, stdio.h, hello.h, then stddef.h (gcc\'s) and the stddef.h it includes next');
+    assert.equal(layerMetrics[0]!.verificationFailures, 1);
+    const requests = layerMetrics[0]!.requests;
+    assert.equal((await fs.read('/src/hello.h', 0, 4096)).toString(), '#include <stddef.h>\n#include "missing-local.h"\n');
+    assert.equal(layerMetrics[0]!.requests, requests);
+    await assert.rejects(fs.read('/usr/include/stdio.h', 0, 4096), (e: FsError) => e.code === 'EIO');
+  } finally {
+    await cleanup();
   }
 });
