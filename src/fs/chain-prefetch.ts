@@ -23,7 +23,7 @@ export interface Found<F> {
   head?: boolean;
 }
 
-/** Bounds for a hostile or odd image: files followed per mount, and the size of one parsed. */
+/** Bounds for a hostile or odd image: files fetched and followed per mount, and the size of one parsed. */
 const MAX_FILES = 4096;
 const MAX_FOLLOWED = 4 << 20;
 /** Batches on their way at once (two: one crosses the link while the next one's request goes out). */
@@ -62,7 +62,8 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
 
   /** `w` was just read from offset 0 (`whole`: all of it, if that read had it): follows it, once. */
   protected start(w: W, whole?: Buffer): void {
-    if (!this.firstTime(w.file)) return;
+    // Past the bound nothing more is fetched, so nothing more is parsed (a tree walk reads every file).
+    if (this.seen.size >= MAX_FILES || !this.firstTime(w.file)) return;
     const size = this.files.size(w.file);
     if (size > MAX_FOLLOWED) return;
     this.track(
