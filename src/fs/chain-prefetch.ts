@@ -102,12 +102,13 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
     const batch = this.queue;
     this.queue = [];
     this.batches++;
-    const ranges = batch.map((f) => ({ file: f.file, from: 0, to: f.head ? this.files.firstChunkEnd(f.file) : Math.min(this.files.size(f.file), MAX_FOLLOWED) }));
+    const sizes = batch.map((f) => this.files.size(f.file));
+    const ranges = batch.map((f, i) => ({ file: f.file, from: 0, to: f.head ? this.files.firstChunkEnd(f.file) : Math.min(sizes[i]!, MAX_FOLLOWED) }));
     const loads = this.files.many(ranges).map((bytes, i) => {
       const f = batch[i]!;
       return bytes.then((b) => {
         if (f.head) this.onHead(f, b);
-        else if (b.length === this.files.size(f.file)) this.follow(f, b);
+        else if (b.length === sizes[i]) this.follow(f, b); // a file over MAX_FOLLOWED is fetched in part, not followed
       });
     });
     for (const load of loads) this.track(load);

@@ -27,7 +27,7 @@ export class IncludePrefetch<F> extends ChainPrefetch<F, Header<F>> {
   /** The system include directories, in gcc's order, for C and for C++ (found in the image once). */
   private dirs: { c: string[]; cxx: string[] } | undefined;
   /** What each include resolved to: headers of one library include the same ones (glibc's stdlib.h: ~90). */
-  private readonly resolved = new Map<string, string | undefined>();
+  private readonly resolved = new Map<string, Found<F> | undefined>();
 
   constructor(
     files: ChainFiles<F>,
@@ -55,26 +55,36 @@ export class IncludePrefetch<F> extends ChainPrefetch<F, Header<F>> {
     for (const inc of includesOf(bytes.toString('latin1'))) {
       // Only a quoted or #include_next name depends on where the including file is.
       const key = `${including.cxx}\0${inc.quoted || inc.next ? here : ''}\0${inc.next}\0${inc.name}`;
-      let path = this.resolved.get(key);
-      if (path === undefined && !this.resolved.has(key)) this.resolved.set(key, (path = this.resolveInclude(inc, here, including.cxx)));
-      const file = path === undefined ? undefined : this.files.resolve(path);
-      if (file !== undefined) found.push({ file, path: path!, cxx: including.cxx });
+      let header = this.resolved.get(key);
+      if (header === undefined && !this.resolved.has(key)) this.resolved.set(key, (header = this.resolveInclude(inc, here, including.cxx)));
+      if (header) found.push({ ...header, cxx: including.cxx });
     }
     this.fetch(found);
   }
 
-  /** The path gcc opens for `inc` in a file of the directory `here`, if the image has it. */
-  private resolveInclude(inc: Include, here: string, cxx: boolean): string | undefined {
-    if (inc.name.startsWith('/')) return inc.name;
-    if (inc.quoted && !inc.next && this.files.resolve(`${here}/${inc.name}`) !== undefined) return `${here}/${inc.name}`;
+  /** The file gcc opens for `inc` in a file of the directory `here`, if the image has it. */
+  private resolveInclude(inc: Include, here: string, cxx: boolean): Found<F> | undefined {
+    if (inc.name.startsWith('/')) return this.found(inc.name);
+    if (inc.quoted && !inc.next) {
+      const beside = this.found(`${here}/${inc.name}`);
+      if (beside) return beside;
+    }
     let dirs = this.systemDirs(cxx);
     if (inc.next) {
       // After the directory the including file is in (a header of gcc's or the C++ library's wrapping glibc's).
       const at = dirs.indexOf(here);
       dirs = at >= 0 ? dirs.slice(at + 1) : dirs;
     }
-    for (const d of dirs) if (this.files.resolve(`${d}/${inc.name}`) !== undefined) return `${d}/${inc.name}`;
+    for (const d of dirs) {
+      const header = this.found(`${d}/${inc.name}`);
+      if (header) return header;
+    }
     return undefined;
+  }
+
+  private found(path: string): Found<F> | undefined {
+    const file = this.files.resolve(path);
+    return file === undefined ? undefined : { file, path };
   }
 
   /** gcc's system include directories that the image has, in gcc's order (`gcc -v -E -`), every installed version. */

@@ -261,8 +261,9 @@ export class LazyFs {
     const data = assemble(chunks, datas, offset, end);
     if (parent && offset === 0) {
       this.libraries?.noticeHead(node, path, datas[0]!);
-      this.modules?.noticeRead(node, path, end === e.size ? data : undefined);
-      this.includes?.noticeRead(node, path, end === e.size ? data : undefined);
+      const whole = end === e.size ? data : undefined;
+      this.modules?.noticeRead(node, path, whole);
+      this.includes?.noticeRead(node, path, whole);
     }
     this.metrics.servedBytes += data.length;
     this.letGo(state, offset, end);
