@@ -299,7 +299,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
           `Starling at ${engine.version}.`,
           ...(linkWarning ? [linkWarning] : []),
           ...(samples.length < plan.length ? [`PARTIAL: ${samples.length} of ${plan.length} samples so far.`] : []),
-          "Starling's lazy modes mount with its default options (background fetch on, after a quiet period); lazy-no-bg adds --no-background-fetch.",
+          "Starling's lazy modes mount with its default options (background fetch on, after a quiet period) on a host that has mounted before: the spare daemon a mount leaves is there, started untimed (`starling spare`); lazy-first is the first mount on a host (no spare); lazy-no-bg adds --no-background-fetch.",
           ...(opts.modes.some((m) => m.startsWith('stargz')) ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy (stargz-optimised: as lazy-optimised): one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
           ...(opts.modes.some(isContainerdMode) ? [CONTAINERD_NOTE] : []),
           `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,

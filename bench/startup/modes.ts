@@ -24,6 +24,7 @@ export const MODE_FORM: Record<Mode, Form> = {
   full: 'gzip',
   skopeo: 'gzip',
   lazy: 'estargz',
+  'lazy-first': 'estargz',
   'lazy-no-bg': 'estargz',
   'lazy-optimised': 'estargz-opt',
   'lazy-profile': 'estargz',
@@ -218,6 +219,9 @@ async function skopeoPull(ctx: ModeContext): Promise<Prepared> {
  * harness times the pull alone; nothing for the other modes.
  */
 export async function stage(mode: Mode, ctx: ModeContext): Promise<Staged> {
+  // Starling's lazy modes mount on a host that has mounted before: the spare daemon the previous
+  // mount left is there (lazy-first: the first mount on a host, none).
+  if (mode.startsWith('lazy') && mode !== 'lazy-first') await starling(ctx.engine, ['spare'], { STARLING_RUN_DIR: join(ctx.work, 'run') });
   if (!isContainerdMode(mode)) return { pull: () => prepare(mode, ctx), cleanup: () => rm(ctx.work, { recursive: true, force: true }) };
   const staged = await stageContainerd(mode, { ...ctx, id: basename(ctx.work) });
   return { cleanup: staged.cleanup, pull: async () => ({ rootfs: '', ...(await staged.pull()) }) };

@@ -22,7 +22,9 @@ options:
   --images A,B       ${IMAGES.join(', ')} (default: all)
   --modes A,B        ${MODES.join(', ')} (default: ${DEFAULT_MODES.join(', ')})
                      full: \`starling pull\`; lazy, lazy-optimised (eStargz with the workload's
-                     files first), lazy-zstdchunked: \`starling mount\` with its default options;
+                     files first), lazy-zstdchunked: \`starling mount\` with its default options,
+                     the spare daemon a previous mount leaves ready (\`starling spare\`, untimed);
+                     lazy-first: lazy as the first mount on a host (no spare);
                      lazy-no-bg: lazy with --no-background-fetch; lazy-profile: lazy's unchanged
                      image with the workload's prefetch profile pushed next to it (OCI 1.1
                      referrer, in a repository of its own); lazy-gzip-index: lazy's mount of the

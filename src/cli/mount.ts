@@ -2,7 +2,8 @@
 // (this same program with --foreground) and returns once the daemon reports the mount usable.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { spawnMountDaemon, type DaemonReport, type SpareAssignment } from '../mount/spawn.js';
+import { claimSpare, serveAsSpare, startSpare } from '../mount/host-spare.js';
+import { ipcChannel, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
@@ -47,118 +48,136 @@ options:
   --foreground          serve in this process until SIGINT/SIGTERM or umount (a service manager
                         should start it as the background daemon is: node --max-semi-space-size=4,
                         MALLOC_MMAP_THRESHOLD_=8388608 in the environment)
-  --plain-http          talk http:// to the registry`;
+  --plain-http          talk http:// to the registry
+  --no-spare            neither hand this mount to the spare daemon a previous mount left (Node
+                        started, code loaded and warmed up, which saves ~0.4 s) nor leave one for
+                        the next mount; a spare exits after 10 minutes unused`;
 
 export const command: Command = {
   summary: 'mount an image lazily (FUSE): contents are fetched when read',
   usage,
   async run(argv) {
-    if (argv.length === 1 && argv[0] === '--spare' && process.send) return command.run(await spareAssignment());
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        platform: { type: 'string' },
-        'cache-dir': { type: 'string' },
-        'cache-size': { type: 'string' },
-        'memory-cache': { type: 'string' },
-        'no-prefetch': { type: 'boolean' },
-        'no-background-fetch': { type: 'boolean' },
-        'background-quiet': { type: 'string' },
-        'background-rate': { type: 'string' },
-        'prefetch-list': { type: 'string' },
-        profile: { type: 'string' },
-        mode: { type: 'string' },
-        upper: { type: 'string' },
-        'fuse-timeout': { type: 'string' },
-        foreground: { type: 'boolean' },
-        'plain-http': { type: 'boolean' },
-      },
-      usage,
-    );
-    if (positionals.length !== 2) throw new UserError(`expected REF and MOUNTPOINT\n\n${usage}`, 2);
-    const [ref, mnt] = positionals as [string, string];
-    const mode = values.mode ?? 'merged';
-    if (mode !== 'merged' && mode !== 'overlay' && mode !== 'layers') throw new UserError(`--mode: expected merged, overlay or layers, got ${JSON.stringify(mode)}`, 2);
-    if (mode === 'layers' && values.upper) throw new UserError('--upper: not with --mode layers (containerd stacks the layers)', 2);
-    let platform;
-    try {
-      platform = values.platform ? parsePlatform(values.platform) : undefined;
-    } catch (err) {
-      throw new UserError(`--platform: ${(err as Error).message}`, 2);
-    }
-    const cacheBytes = parseSize(values['cache-size'] ?? '10GiB', '--cache-size');
-    const memoryCacheBytes = parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache');
-    const fuseTimeoutMs = parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000;
-    const backgroundQuietMs = parseIntArg(values['background-quiet'] ?? '5', '--background-quiet', 0, 86_400) * 1000;
-    const backgroundRate = values['background-rate'] === undefined ? 0 : (parseIntArg(values['background-rate'], '--background-rate', 1, 1_000_000) * 1e6) / 8;
-    let prefetchList: string[] | undefined;
-    if (values['prefetch-list']) {
-      try {
-        prefetchList = (await readFile(values['prefetch-list'], 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-      } catch (err) {
-        throw new UserError(`--prefetch-list: ${(err as Error).message}`, 2);
-      }
-    }
-    const mountpoint = resolve(mnt);
-    if (!values.foreground) {
-      const { pid, log } = await spawnMountDaemon(argv, mountpoint).catch((err: Error) => {
-        throw new UserError(err.message);
+    if (argv.length === 1 && argv[0] === '--spare' && process.send) return mount(await spareAssignment(), ipcChannel());
+    if (argv.length === 2 && argv[0] === '--host-spare') {
+      // Listening first: a mount handed over before the code is loaded still skips starting Node.
+      const claim = await serveAsSpare(argv[1]!, async () => {
+        await Promise.all([import('../mount/daemon.js'), import('../mount/mount-image.js'), import('../fs/fuse.js')]);
+        await (await import('../mount/warm-up.js')).warmUpMounting();
       });
-      process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
-      return 0;
+      return mount([...claim.args, '--foreground'], claim.channel);
     }
-
-    const daemonChild = typeof process.send === 'function';
-    const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
-    const upper = values.upper ? resolve(values.upper) : undefined;
-    // The daemon starts in the caller's directory so that relative paths mean what they meant there;
-    // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
-    if (daemonChild) process.chdir('/');
-    const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
-    try {
-      // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
-      // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs. The manifest
-      // is asked for first, while the rest of the mount code compiles.
-      const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
-      const { openMountImage } = await import('../mount/mount-image.js');
-      const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
-      image.catch(() => {}); // awaited by the mount
-      const { runMountDaemon } = await import('../mount/daemon.js');
-      await runMountDaemon(
-        {
-          ...imageOpts,
-          image,
-          mountpoint,
-          cacheDir,
-          cacheBytes,
-          memoryCacheBytes,
-          prefetch: !values['no-prefetch'],
-          background: !values['no-background-fetch'],
-          backgroundQuietMs,
-          backgroundRate,
-          ...(prefetchList ? { prefetchList } : {}),
-          ...(values.profile !== undefined ? { profile: values.profile } : {}),
-          mode,
-          ...(upper ? { upper } : {}),
-          fuseTimeoutMs,
-          log,
-          ...(daemonChild ? { progress: (progress: MountProgress) => void (process.connected && process.send!({ progress } satisfies DaemonReport)) } : {}),
-        },
-        () => {
-          log(`mounted ${ref} (pid ${process.pid})`);
-          if (daemonChild) {
-            process.send!({ ready: true } satisfies DaemonReport);
-            process.disconnect();
-          }
-        },
-      );
-    } catch (err) {
-      if (daemonChild && process.connected) process.send!({ error: (err as Error).message } satisfies DaemonReport);
-      throw asUserError(err);
-    }
-    return 0;
+    return mount(argv, ipcChannel());
   },
 };
+
+/** `starling mount ARGV`; `channel` is how a daemon reports to whoever started it (none in a foreground run). */
+async function mount(argv: string[], channel: DaemonChannel | undefined): Promise<number> {
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      platform: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'cache-size': { type: 'string' },
+      'memory-cache': { type: 'string' },
+      'no-prefetch': { type: 'boolean' },
+      'no-background-fetch': { type: 'boolean' },
+      'background-quiet': { type: 'string' },
+      'background-rate': { type: 'string' },
+      'prefetch-list': { type: 'string' },
+      profile: { type: 'string' },
+      mode: { type: 'string' },
+      upper: { type: 'string' },
+      'fuse-timeout': { type: 'string' },
+      foreground: { type: 'boolean' },
+      'plain-http': { type: 'boolean' },
+      'no-spare': { type: 'boolean' },
+    },
+    usage,
+  );
+  if (positionals.length !== 2) throw new UserError(`expected REF and MOUNTPOINT\n\n${usage}`, 2);
+  const [ref, mnt] = positionals as [string, string];
+  const mode = values.mode ?? 'merged';
+  if (mode !== 'merged' && mode !== 'overlay' && mode !== 'layers') throw new UserError(`--mode: expected merged, overlay or layers, got ${JSON.stringify(mode)}`, 2);
+  if (mode === 'layers' && values.upper) throw new UserError('--upper: not with --mode layers (containerd stacks the layers)', 2);
+  let platform;
+  try {
+    platform = values.platform ? parsePlatform(values.platform) : undefined;
+  } catch (err) {
+    throw new UserError(`--platform: ${(err as Error).message}`, 2);
+  }
+  const cacheBytes = parseSize(values['cache-size'] ?? '10GiB', '--cache-size');
+  const memoryCacheBytes = parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache');
+  const fuseTimeoutMs = parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000;
+  const backgroundQuietMs = parseIntArg(values['background-quiet'] ?? '5', '--background-quiet', 0, 86_400) * 1000;
+  const backgroundRate = values['background-rate'] === undefined ? 0 : (parseIntArg(values['background-rate'], '--background-rate', 1, 1_000_000) * 1e6) / 8;
+  let prefetchList: string[] | undefined;
+  if (values['prefetch-list']) {
+    try {
+      prefetchList = (await readFile(values['prefetch-list'], 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    } catch (err) {
+      throw new UserError(`--prefetch-list: ${(err as Error).message}`, 2);
+    }
+  }
+  const mountpoint = resolve(mnt);
+  if (!values.foreground) {
+    const spare = !values['no-spare'];
+    const { pid, log } = await (async () => (spare ? await claimSpare(argv, mountpoint) : undefined) ?? (await spawnMountDaemon(argv, mountpoint)))().catch((err: Error) => {
+      throw new UserError(err.message);
+    });
+    process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
+    // A spare saves the next mount time; not having one costs nothing else.
+    if (spare) await startSpare().catch(() => {});
+    return 0;
+  }
+
+  const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
+  const upper = values.upper ? resolve(values.upper) : undefined;
+  // The daemon starts in the caller's directory so that relative paths mean what they meant there;
+  // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
+  if (channel) process.chdir('/');
+  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
+  try {
+    // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
+    // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs. The manifest
+    // is asked for first, while the rest of the mount code compiles.
+    const imageOpts = { ref, ...(platform ? { platform } : {}), ...(values['plain-http'] ? { plainHttp: true } : {}) };
+    const { openMountImage } = await import('../mount/mount-image.js');
+    const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
+    image.catch(() => {}); // awaited by the mount
+    const { runMountDaemon } = await import('../mount/daemon.js');
+    await runMountDaemon(
+      {
+        ...imageOpts,
+        image,
+        mountpoint,
+        cacheDir,
+        cacheBytes,
+        memoryCacheBytes,
+        prefetch: !values['no-prefetch'],
+        background: !values['no-background-fetch'],
+        backgroundQuietMs,
+        backgroundRate,
+        ...(prefetchList ? { prefetchList } : {}),
+        ...(values.profile !== undefined ? { profile: values.profile } : {}),
+        mode,
+        ...(upper ? { upper } : {}),
+        fuseTimeoutMs,
+        log,
+        ...(channel ? { progress: (progress: MountProgress) => channel.send({ progress }) } : {}),
+      },
+      () => {
+        log(`mounted ${ref} (pid ${process.pid})`);
+        channel?.send({ ready: true });
+        channel?.close();
+      },
+    );
+  } catch (err) {
+    channel?.send({ error: (err as Error).message });
+    channel?.close();
+    throw asUserError(err);
+  }
+  return 0;
+}
 
 /**
  * A spare daemon (mount/spawn.ts): loads the mount code now, then waits for the arguments of the

@@ -11,23 +11,52 @@ import type { MountProgress } from './image-mount.js';
 /** What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that stopped it. */
 export type DaemonReport = { ready: true } | { error: string } | { progress: MountProgress };
 
+/** How a daemon tells whoever started it how the mount goes: IPC for a child, a socket for the host's spare (host-spare.ts). */
+export interface DaemonChannel {
+  send(report: DaemonReport): void;
+  /** After the last report: lets the starter go. */
+  close(): void;
+}
+
+/** The IPC channel of a daemon started by daemonProcess, when this process is one. */
+export function ipcChannel(): DaemonChannel | undefined {
+  if (typeof process.send !== 'function') return undefined;
+  return {
+    send: (report) => void (process.connected && process.send!(report)),
+    close: () => void (process.connected && process.disconnect()),
+  };
+}
+
 /** The message that hands a spare daemon its mount: `starling mount`'s arguments. */
 export interface SpareAssignment {
   args: string[];
 }
 
-/** Runs this program again, detached, as `ARGV` with an IPC channel, its output appended to `log`; under `nice` when `niceness` is given. */
-async function daemonProcess(argv: string[], log: string, niceness?: number): Promise<ChildProcess> {
-  const logFile = await open(log, 'a');
-  // Keep the loader flags (tsx in tests), not the test runner's; the daemon moves to '/', so a bare
-  // `--import NAME` is resolved here first.
-  const execArgv = process.execArgv
-    .filter((a) => !a.startsWith('--test'))
+// --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
+// for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
+// mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
+const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
+
+/**
+ * The Node flags a daemon runs with besides DAEMON_NODE_FLAGS: this process's loader flags (tsx in
+ * tests), not the test runner's; the daemon moves to '/', so a bare `--import NAME` is resolved here first.
+ */
+export function daemonExecArgv(): string[] {
+  return process.execArgv
+    .filter((a) => !a.startsWith('--test') && !DAEMON_NODE_FLAGS.includes(a))
     .map((a, i, all) => (all[i - 1] === '--import' && !/^[./]|^file:/.test(a) ? import.meta.resolve(a) : a));
-  // --max-semi-space-size=4 (MiB; V8 grows it to 16 here): the young generation stays ~24 MiB smaller
-  // for a daemon whose short-lived objects are small (measured with a 100k-file image: RSS after
-  // mount 236 → 213 MiB, peak 387–411 → 369–370 MiB, read times unchanged).
-  const node = [process.execPath, ...execArgv, '--max-semi-space-size=4', process.argv[1]!, ...argv];
+}
+
+/**
+ * Runs this program again, detached, as `ARGV`, its output appended to `log`; with an IPC channel
+ * unless `ipc` is false (a daemon that outlives the process starting it); under `nice` when
+ * `niceness` is given.
+ */
+export async function daemonProcess(argv: string[], log: string, opts: { niceness?: number; ipc?: boolean } = {}): Promise<ChildProcess> {
+  const logFile = await open(log, 'a');
+  const { niceness, ipc = true } = opts;
+  const execArgv = daemonExecArgv();
+  const node = [process.execPath, ...execArgv, ...DAEMON_NODE_FLAGS, process.argv[1]!, ...argv];
   // nice(1) execs node in the same process, so every thread node starts inherits the niceness.
   const command = niceness === undefined ? node : ['nice', '-n', String(niceness), ...node];
   const child = spawn(command[0]!, command.slice(1), {
@@ -38,7 +67,7 @@ async function daemonProcess(argv: string[], log: string, niceness?: number): Pr
     // read (measured with a 100k-file image: peak RSS 331-350 -> 315-324 MiB).
     env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
     detached: true,
-    stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'],
+    stdio: ['ignore', logFile.fd, logFile.fd, ...(ipc ? (['ipc'] as const) : [])],
   });
   await logFile.close();
   return child;
@@ -69,10 +98,11 @@ export async function spawnMountDaemon(args: string[], mountpoint: string, onPro
   return awaitReady(await daemonProcess(['mount', ...args, '--foreground'], paths.log), paths.log, onProgress);
 }
 
-const SPARE_NICENESS = 10;
+/** A spare daemon loads at this niceness, so that it does not take a core from a container starting meanwhile. */
+export const SPARE_NICENESS = 10;
 
 /** Back to niceness 0, every thread (setpriority takes a thread id on Linux); needs root, as mounting does. */
-async function normalPriority(pid: number): Promise<void> {
+export async function normalPriority(pid: number): Promise<void> {
   const threads = await readdir(`/proc/${pid}/task`).catch(() => [String(pid)]);
   for (const tid of threads) {
     try {
@@ -100,7 +130,7 @@ export class SpareDaemon {
     const paths = mountPaths(mountpoint);
     await mkdir(paths.dir, { recursive: true });
     // Started while the previous image's container starts: it loads at low priority, not taking a core from it.
-    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log, SPARE_NICENESS), paths.log);
+    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log, { niceness: SPARE_NICENESS }), paths.log);
   }
 
   /** Hands it `starling mount`'s arguments (REF, this MOUNTPOINT, options) and waits until it is mounted. */

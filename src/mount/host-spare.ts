@@ -1,0 +1,279 @@
+// The host's spare mount daemon. After a mount, `starling mount` leaves one behind: Node started, the
+// mount code loaded and TOC parsing warmed up, at low priority. The next `starling mount` hands it
+// its arguments, directory and environment over a unix socket and it becomes that mount's daemon,
+// instead of a new process starting Node (~0.1 s here), loading the mount code (~0.2 s) and parsing
+// the TOCs on a cold JIT (about twice the warm time). One spare per run directory; it exits unused
+// after SPARE_IDLE_MS, when its socket is removed (its run directory deleted), or when the program on
+// disk is no longer the one it runs. Only the owner of the run directory can reach it (mode 0700).
+import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_RUN_DIR, mountPaths } from './control.js';
+import { daemonExecArgv, daemonProcess, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport, type ProgressListener } from './spawn.js';
+
+/** How long a spare waits for a mount before it exits. */
+export const SPARE_IDLE_MS = 10 * 60_000;
+/** How often a spare checks that its socket is still there. */
+const SOCKET_CHECK_MS = 1_000;
+/** How long `starling mount` waits for a spare to take or refuse a mount before starting a daemon itself. */
+const CLAIM_ANSWER_MS = 10_000;
+
+export function sparePaths(runDir = process.env.STARLING_RUN_DIR ?? DEFAULT_RUN_DIR): { dir: string; socket: string } {
+  const dir = join(runDir, 'spare');
+  return { dir, socket: join(dir, 'spare.sock') };
+}
+
+/** What a caller and the spare must share to be the same program (checked on every claim). */
+interface Program {
+  execPath: string;
+  node: string;
+  script: string;
+  execArgv: string[];
+}
+
+export type SpareRequest =
+  | { op: 'status' }
+  | { op: 'stop' }
+  | { op: 'mount'; program: Program; args: string[]; mountpoint: string; cwd: string; umask: number; env: Record<string, string> };
+
+export type SpareAnswer = { spare: number; warm: boolean } | { stopped: number } | { refused: string } | { accepted: number } | DaemonReport;
+
+async function thisProgram(): Promise<Program> {
+  return { execPath: process.execPath, node: process.version, script: await realpath(process.argv[1]!), execArgv: daemonExecArgv() };
+}
+
+/** A digest of the code this process runs from (modules' names, sizes, times; package.json): an upgrade changes it. */
+async function codeStamp(): Promise<string> {
+  const hash = createHash('sha256');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const files = (await readdir(root, { recursive: true })).filter((f) => /\.(js|ts|mjs|node)$/.test(f)).sort();
+  files.push('../package.json');
+  for (const f of files) {
+    const s = await stat(join(root, f)).catch(() => undefined);
+    hash.update(`${f}\0${s?.size}\0${s?.mtimeMs}\n`);
+  }
+  return hash.digest('hex');
+}
+
+/** Sends one request; calls `onAnswer` with every answer line until the spare closes the connection. */
+function converse(socket: string, req: SpareRequest, onAnswer: (a: SpareAnswer) => void): Socket {
+  const conn = createConnection(socket);
+  let buffered = '';
+  conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
+  conn.on('data', (d) => {
+    buffered += d.toString();
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      onAnswer(JSON.parse(line) as SpareAnswer);
+    }
+  });
+  return conn;
+}
+
+/** The spare's one answer to `status` or `stop`; undefined when none listens. */
+export function askSpare(req: { op: 'status' } | { op: 'stop' }, socket = sparePaths().socket): Promise<SpareAnswer | undefined> {
+  return new Promise((resolvePromise) => {
+    const conn = converse(socket, req, (a) => {
+      resolvePromise(a);
+      conn.end();
+    });
+    conn.setTimeout(CLAIM_ANSWER_MS, () => conn.destroy());
+    conn.on('error', () => resolvePromise(undefined));
+    conn.on('close', () => resolvePromise(undefined));
+  });
+}
+
+/**
+ * Hands `starling mount`'s arguments (REF, MOUNTPOINT, options) to the host's spare and waits until
+ * it has mounted. Undefined when there is no spare or it refuses (another version of the program,
+ * already taken): the caller starts a daemon itself. Rejects, as a daemon that fails does, once the
+ * spare has taken the mount.
+ */
+export function claimSpare(args: string[], mountpoint: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string } | undefined> {
+  const log = mountPaths(mountpoint).log;
+  return thisProgram().then(
+    (program) =>
+      new Promise((resolvePromise, reject) => {
+        const env = Object.fromEntries(Object.entries(process.env).filter((kv): kv is [string, string] => kv[1] !== undefined));
+        const req: SpareRequest = { op: 'mount', program, args, mountpoint, cwd: process.cwd(), umask: process.umask(), env };
+        let pid: number | undefined;
+        const conn = converse(sparePaths().socket, req, (a) => {
+          if ('accepted' in a) {
+            pid = a.accepted;
+            conn.setTimeout(0);
+          } else if ('progress' in a) onProgress?.(a.progress);
+          else if ('ready' in a) resolvePromise({ pid: pid!, log });
+          else if ('error' in a) reject(new Error(a.error));
+          else resolvePromise(undefined); // refused
+        });
+        // A spare that neither takes nor refuses in time is left to itself (it cannot take the mount
+        // after this: the connection it would answer on is gone).
+        conn.setTimeout(CLAIM_ANSWER_MS, () => conn.destroy());
+        conn.on('error', () => {});
+        conn.on('close', () => {
+          if (pid === undefined) resolvePromise(undefined);
+          else reject(new Error(`the mount daemon (pid ${pid}, the host's spare) exited before the mount was ready; see ${log}`));
+        });
+      }),
+  );
+}
+
+/**
+ * Leaves a spare for the next mount unless one answers: a detached `starling mount --host-spare`
+ * at low priority (two started at once: the second finds the first and exits).
+ */
+export async function startSpare(): Promise<void> {
+  const { dir, socket } = sparePaths();
+  if (await askSpare({ op: 'status' }, socket)) return;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  const log = join(dir, `spare-${Date.now()}-${process.pid}.log`);
+  const child = await daemonProcess(['mount', '--host-spare', log], log, { niceness: SPARE_NICENESS, ipc: false });
+  child.unref();
+}
+
+/** Starts a spare unless one answers, and waits up to `timeoutMs` until it is warmed up; its pid. */
+export async function warmSpare(timeoutMs: number): Promise<number> {
+  await startSpare();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answer = await askSpare({ op: 'status' });
+    if (answer && 'warm' in answer && answer.warm) return answer.spare;
+    if (Date.now() > deadline) throw new Error(`no warmed-up spare mount daemon on ${sparePaths().socket} after ${timeoutMs / 1000} s (its log is in ${sparePaths().dir})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A mount handed to the spare: `starling mount`'s arguments and the channel to report on. */
+export interface SpareClaim {
+  args: string[];
+  channel: DaemonChannel;
+}
+
+/**
+ * Serves as the host's spare: listens, runs `warmUp`, and resolves with the first mount it is handed
+ * once this process has taken the caller's directory, umask, environment and priority and moved
+ * `log` (its output) to the mount's log. Exits by itself when there is nothing to wait for.
+ */
+export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Promise<SpareClaim> {
+  const { dir, socket } = sparePaths();
+  const owned = await lstat(dir).catch(() => undefined);
+  // Whoever can connect can have a mount made with this process's rights: the directory must be ours alone.
+  if (!owned?.isDirectory() || owned.uid !== process.getuid!() || (owned.mode & 0o077) !== 0) return quit(log, `${dir} is not a directory of uid ${process.getuid!()} with mode 0700`);
+  const server = createServer();
+  if (!(await listen(server, socket))) return quit(log, `another spare answers on ${socket}, or it cannot be created`);
+  const inode = (await stat(socket)).ino;
+  const [program, stamp] = await Promise.all([thisProgram(), codeStamp()]);
+  let warm = false;
+  const leave = (why: string) => {
+    server.close();
+    rmSync(socket, { force: true });
+    quit(log, why);
+  };
+  const idle = setTimeout(() => leave(`not used for ${SPARE_IDLE_MS / 60_000} minutes`), SPARE_IDLE_MS);
+  const watch = setInterval(() => {
+    stat(socket).then(
+      (s) => s.ino !== inode && quit(log, `${socket} was replaced`),
+      () => quit(log, `${socket} was removed`),
+    );
+  }, SOCKET_CHECK_MS);
+  const onSignal = () => leave('stopped by a signal');
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
+  // Warmed while waiting; a mount handed over meanwhile runs on whatever is warm by then.
+  void warmUp().then(
+    () => (warm = true),
+    (err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`),
+  );
+
+  return new Promise((resolveClaim) => {
+    let taken = false;
+    server.on('connection', (conn) => {
+      let buffered = '';
+      const answer = (a: SpareAnswer) => conn.write(`${JSON.stringify(a)}\n`);
+      conn.on('error', () => {});
+      conn.on('data', async (d) => {
+        buffered += d.toString();
+        const nl = buffered.indexOf('\n');
+        if (nl < 0) return;
+        conn.removeAllListeners('data');
+        let req: SpareRequest;
+        try {
+          req = JSON.parse(buffered.slice(0, nl)) as SpareRequest;
+        } catch {
+          return conn.destroy();
+        }
+        if (req.op === 'status') return void conn.end(`${JSON.stringify({ spare: process.pid, warm } satisfies SpareAnswer)}\n`);
+        if (req.op === 'stop') {
+          conn.end(`${JSON.stringify({ stopped: process.pid } satisfies SpareAnswer)}\n`);
+          return leave('stopped');
+        }
+        if (req.op !== 'mount' || taken) return void conn.end(`${JSON.stringify({ refused: taken ? 'taken by another mount' : 'not a request' })}\n`);
+        const differs = JSON.stringify(req.program) !== JSON.stringify(program) ? 'another program' : (await codeStamp()) !== stamp ? 'its code changed on disk since it started' : undefined;
+        if (differs) {
+          conn.end(`${JSON.stringify({ refused: `the spare (pid ${process.pid}) runs ${differs}` })}\n`);
+          // Whatever ran this program when it started, a spare of other code serves nobody.
+          return leave(`refused a mount: ${differs}`);
+        }
+        if (taken) return void conn.end(`${JSON.stringify({ refused: 'taken by another mount' } satisfies SpareAnswer)}\n`);
+        if (conn.destroyed) return;
+        taken = true;
+        clearTimeout(idle);
+        clearInterval(watch);
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
+        server.close();
+        await rm(socket, { force: true });
+        await adopt(req, log);
+        answer({ accepted: process.pid });
+        conn.on('close', () => {});
+        resolveClaim({
+          args: req.args,
+          channel: {
+            send: (report) => void (conn.writable && answer(report)),
+            close: () => void conn.end(),
+          },
+        });
+      });
+    });
+  });
+}
+
+/** Listens on `socket`, taking it over from a spare that is gone; false when another spare answers there. */
+async function listen(server: Server, socket: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((r) => {
+      server.once('error', r);
+      server.listen(socket, () => r(undefined));
+    });
+    if (!err) return true;
+    if (err.code !== 'EADDRINUSE' || (await askSpare({ op: 'status' }, socket))) return false;
+    await rm(socket, { force: true });
+  }
+  return false;
+}
+
+/** Becomes the caller's process as far as a mount can tell: directory, umask, environment, priority; output to the mount's log. */
+async function adopt(req: Extract<SpareRequest, { op: 'mount' }>, log: string): Promise<void> {
+  process.chdir(req.cwd);
+  process.umask(req.umask);
+  for (const k of Object.keys(process.env)) if (!(k in req.env)) delete process.env[k];
+  Object.assign(process.env, req.env);
+  await normalPriority(process.pid);
+  const paths = mountPaths(req.mountpoint);
+  await mkdir(paths.dir, { recursive: true });
+  // stdout and stderr stay open on this file: renamed, it is the mount's log (an earlier one there is replaced).
+  await rename(log, paths.log).catch(() => {});
+}
+
+/**
+ * Exits, after saying why and removing the log of a spare that served nothing. Synchronously: the
+ * thread pool may be busy warming up, and a spare serves no reads that this could hold up.
+ */
+function quit(log: string, why: string): never {
+  process.stderr.write(`spare ${process.pid}: exits: ${why}\n`);
+  rmSync(log, { force: true });
+  process.exit(0);
+}

@@ -1,0 +1,185 @@
+// The host's spare mount daemon (src/mount/host-spare.ts) end to end: `starling mount` leaves one,
+// the next mount is served by it with the caller's directory and environment, another version of
+// the program is refused, and a spare goes away when asked, when its socket goes, or with --no-spare
+// around. Real Distribution and FUSE; reads from child processes; everything unmounted in `after`.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { mountPaths } from '../../src/mount/control.js';
+import { askSpare, sparePaths } from '../../src/mount/host-spare.js';
+import { detachAll } from '../../src/mount/stale.js';
+import { buildImage } from '../fixtures/image.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
+const TIMEOUT = { timeout: 180_000 };
+
+let registry: RunningRegistry;
+let work: string;
+let runDir: string;
+let ref: string;
+const mounted = new Set<string>();
+
+async function starling(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, ['--import', import.meta.resolve('tsx'), cli, ...args], { maxBuffer: 16 << 20, cwd: opts.cwd ?? work, env: { ...process.env, STARLING_RUN_DIR: runDir, ...opts.env } });
+}
+
+/** Mounts and returns the pid of the daemon serving the mount, as `starling mount` reports it. */
+async function mount(mnt: string, args: string[] = [], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
+  await mkdir(join(opts.cwd ?? work, mnt), { recursive: true });
+  mounted.add(join(opts.cwd ?? work, mnt));
+  const { stderr } = await starling(['mount', ref, mnt, '--cache-dir', join(work, 'cache'), '--no-background-fetch', ...args], opts);
+  const pid = /daemon pid (\d+)/.exec(stderr);
+  assert.ok(pid, stderr);
+  return Number(pid[1]);
+}
+
+async function umount(mnt: string): Promise<void> {
+  await starling(['umount', mnt]);
+  mounted.delete(mnt);
+}
+
+/** `starling spare`: starts one unless there is one, waits until it is warmed up; its pid. */
+async function readySpare(): Promise<number> {
+  const { stderr } = await starling(['spare']);
+  return Number(/pid (\d+)/.exec(stderr)![1]);
+}
+
+const status = () => askSpare({ op: 'status' }, sparePaths(runDir).socket);
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function gone(pid: number, ms = 10_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    if (!alive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'starling-spare-test-'));
+  runDir = join(work, 'run');
+  registry = await startRegistry();
+  const src = join(work, 'src');
+  await buildImage(src, { layers: [{ files: { 'etc/os-release': 'NAME=spare\n', 'usr/lib/one.txt': 'one\n'.repeat(1000) } }] }, 'v1');
+  ref = `docker://${registry.host}/test/spare:v1`;
+  await starling(['convert', `oci:${src}:v1`, ref, '--format', 'estargz']);
+});
+
+after(async () => {
+  for (const mnt of mounted) await starling(['umount', mnt, '--force']).catch(() => {});
+  await starling(['spare', '--stop']).catch(() => {});
+  await detachAll([], [runDir]).catch(() => {});
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+test('a mount leaves a warmed-up spare; the next mount is served by it and leaves a new one', TIMEOUT, async () => {
+  const first = await mount('mnt-a');
+  const spare = await readySpare();
+  assert.notEqual(spare, first, 'the spare is a process of its own');
+  const second = await mount('mnt-b');
+  assert.equal(second, spare, 'the second mount is served by the spare');
+  assert.equal((await run('cat', [join(work, 'mnt-b/etc/os-release')])).stdout, 'NAME=spare\n');
+  assert.equal((await run('cat', [join(work, 'mnt-b/usr/lib/one.txt')])).stdout, 'one\n'.repeat(1000));
+  const stats = JSON.parse((await starling(['stats', join(work, 'mnt-b'), '--json'])).stdout) as { pid: number };
+  assert.equal(stats.pid, spare);
+  assert.match(await readFile(mountPaths(join(work, 'mnt-b'), runDir).log, 'utf8'), /mounted docker:/, "the spare's output is the mount's log");
+  const next = await readySpare();
+  assert.ok(next !== spare && next !== first, 'a new spare for the mount after');
+  await umount(join(work, 'mnt-a'));
+  await umount(join(work, 'mnt-b'));
+  assert.ok(await gone(spare), 'the spare that became a daemon stopped with its mount');
+  assert.deepEqual(await status(), { spare: next, warm: true }, 'the new spare waits on');
+  const { stderr } = await starling(['spare', '--stop']);
+  assert.match(stderr, new RegExp(`stopped the spare \\(pid ${next}\\)`));
+  assert.ok(await gone(next));
+  assert.deepEqual(await readdir(sparePaths(runDir).dir), [], 'a spare that served nothing leaves neither socket nor log');
+});
+
+test("the spare mounts with the caller's directory and environment", TIMEOUT, async () => {
+  const spare = await readySpare();
+  const cwd = join(work, 'caller');
+  const envCache = join(work, 'env-cache');
+  await mkdir(cwd, { recursive: true });
+  // No --cache-dir: STARLING_CACHE_DIR of the caller, not of the spare; MOUNTPOINT relative to the caller's directory.
+  await mkdir(join(cwd, 'rel'), { recursive: true });
+  mounted.add(join(cwd, 'rel'));
+  const { stderr } = await starling(['mount', ref, 'rel', '--no-background-fetch'], { cwd, env: { STARLING_CACHE_DIR: envCache } });
+  assert.match(stderr, new RegExp(`mounted at ${join(cwd, 'rel')} \\(daemon pid ${spare};`));
+  assert.equal((await run('cat', [join(cwd, 'rel/usr/lib/one.txt')])).stdout, 'one\n'.repeat(1000));
+  assert.ok((await readdir(envCache)).includes('chunks'), "the chunks went to the caller's STARLING_CACHE_DIR");
+  assert.equal(await readlink(`/proc/${spare}/cwd`), '/', 'then it left it');
+  assert.equal(await readFile(`/proc/${spare}/stat`, 'utf8').then((s) => Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[16])), 0, 'back to niceness 0');
+  await umount(join(cwd, 'rel'));
+  await starling(['spare', '--stop']);
+});
+
+test('--no-spare neither uses the spare nor leaves one', TIMEOUT, async () => {
+  const spare = await readySpare();
+  const pid = await mount('mnt-no-spare', ['--no-spare']);
+  assert.notEqual(pid, spare);
+  assert.deepEqual(await status(), { spare, warm: true }, 'the spare was left alone');
+  await starling(['spare', '--stop']);
+  assert.ok(await gone(spare));
+  await umount(join(work, 'mnt-no-spare'));
+  await mount('mnt-no-spare-2', ['--no-spare']);
+  assert.equal(await status(), undefined, 'none left behind');
+  await umount(join(work, 'mnt-no-spare-2'));
+});
+
+test('a spare of another program (other Node flags) refuses the mount and exits; the mount starts its own daemon', TIMEOUT, async () => {
+  await mkdir(sparePaths(runDir).dir, { recursive: true, mode: 0o700 });
+  const log = join(sparePaths(runDir).dir, 'by-hand.log');
+  const other = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), '--no-warnings', cli, 'mount', '--host-spare', log], { env: { ...process.env, STARLING_RUN_DIR: runDir }, stdio: 'ignore', detached: true });
+  other.unref();
+  for (let i = 0; !(await status()); i++) {
+    assert.ok(i < 600, 'the hand-started spare listens');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const pid = await mount('mnt-other');
+  assert.notEqual(pid, other.pid);
+  assert.ok(await gone(other.pid!), 'the refusing spare exits');
+  assert.equal((await run('cat', [join(work, 'mnt-other/etc/os-release')])).stdout, 'NAME=spare\n');
+  await umount(join(work, 'mnt-other'));
+  await starling(['spare', '--stop']);
+});
+
+test('a spare whose socket is removed exits', TIMEOUT, async () => {
+  const spare = await readySpare();
+  await rm(sparePaths(runDir).socket);
+  assert.ok(await gone(spare, 5_000));
+});
+
+test('two mounts at once: one is served by the spare, the other by a daemon of its own', TIMEOUT, async () => {
+  const spare = await readySpare();
+  const pids = await Promise.all([mount('mnt-x'), mount('mnt-y')]);
+  assert.equal(pids.filter((p) => p === spare).length, 1, `pids ${pids}, spare ${spare}`);
+  assert.notEqual(pids[0], pids[1]);
+  for (const m of ['mnt-x', 'mnt-y']) assert.equal((await run('cat', [join(work, m, 'etc/os-release')])).stdout, 'NAME=spare\n');
+  await umount(join(work, 'mnt-x'));
+  await umount(join(work, 'mnt-y'));
+  await starling(['spare', '--stop']);
+});
+
+test('a mount the spare cannot make fails with its reason and leaves nothing mounted', TIMEOUT, async () => {
+  const spare = await readySpare();
+  const mnt = join(work, 'mnt-missing');
+  await mkdir(mnt, { recursive: true });
+  await assert.rejects(starling(['mount', `docker://${registry.host}/test/missing:v1`, mnt]), (err: { stderr: string }) => /missing/.test(err.stderr));
+  assert.ok(await gone(spare), 'the spare that took the mount exited with it');
+  assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(mnt));
+});
