@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RUN_DIR, mountPaths } from './control.js';
@@ -16,6 +17,8 @@ import { daemonExecArgv, daemonProcess, normalPriority, SPARE_NICENESS, type Dae
 
 /** How long a spare waits for a mount before it exits. */
 export const SPARE_IDLE_MS = 10 * 60_000;
+/** A spare loads and warms up once the machine is idle, or after this long anyway. */
+const SPARE_LOAD_AFTER_MS = 60_000;
 /** How often a spare checks that its socket is still there. */
 const SOCKET_CHECK_MS = 1_000;
 /** How long `starling mount` waits for a spare to take or refuse a mount before starting a daemon itself. */
@@ -183,8 +186,9 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
   }, SOCKET_CHECK_MS);
   const onSignal = () => leave('stopped by a signal');
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
-  // Warmed while waiting; a mount handed over meanwhile runs on whatever is warm by then.
-  void warmUp().then(
+  // Loaded and warmed up while waiting, once the machine is idle (a container that has just started
+  // is not slowed); a mount handed over meanwhile loads what it needs itself.
+  void machineIdle().then(warmUp).then(
     () => (warm = true),
     (err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`),
   );
@@ -239,6 +243,21 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
       });
     });
   });
+}
+
+/**
+ * Resolves once every core has been at least 90 % idle for a second (sampled every 0.5 s), or after
+ * SPARE_LOAD_AFTER_MS at the latest: loading and warming up takes ~1.3 s of CPU.
+ */
+async function machineIdle(): Promise<void> {
+  const times = () => cpus().reduce((t, c) => ({ idle: t.idle + c.times.idle, all: t.all + c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq }), { idle: 0, all: 0 });
+  let before = times();
+  for (let quiet = 0, waited = 0; quiet < 2 && waited < SPARE_LOAD_AFTER_MS; waited += 500) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = times();
+    quiet = now.idle - before.idle >= 0.9 * (now.all - before.all) ? quiet + 1 : 0;
+    before = now;
+  }
 }
 
 /** Listens on `socket`, taking it over from a spare that is gone; false when another spare answers there. */
