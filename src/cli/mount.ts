@@ -121,12 +121,16 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   const mountpoint = resolve(mnt);
   if (!values.foreground) {
     const spare = !values['no-spare'];
-    const { pid, log } = await (async () => (spare ? await claimSpare(argv, mountpoint) : undefined) ?? (await spawnMountDaemon(argv, mountpoint)))().catch((err: Error) => {
-      throw new UserError(err.message);
-    });
-    process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
-    // A spare saves the next mount time; not having one costs nothing else.
-    if (spare) await startSpare().catch(() => {});
+    try {
+      // A spare that takes the mount leaves the next spare itself.
+      const claimed = spare ? await claimSpare(argv, mountpoint) : undefined;
+      const { pid, log } = claimed ?? (await spawnMountDaemon(argv, mountpoint));
+      process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
+      // A spare saves the next mount time; not having one costs nothing else.
+      if (spare && !claimed) await startSpare().catch(() => {});
+    } catch (err) {
+      throw new UserError((err as Error).message);
+    }
     return 0;
   }
 

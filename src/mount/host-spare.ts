@@ -5,9 +5,8 @@
 // the TOCs on a cold JIT (about twice the warm time). One spare per run directory; it exits unused
 // after SPARE_IDLE_MS, when its socket is removed (its run directory deleted), or when the program on
 // disk is no longer the one it runs. Only the owner of the run directory can reach it (mode 0700).
-import { createHash } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { rmSync, watch } from 'node:fs';
+import { chmod, lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -48,17 +47,12 @@ async function thisProgram(): Promise<Program> {
   return { execPath: process.execPath, node: process.version, script: await realpath(process.argv[1]!), execArgv: daemonExecArgv() };
 }
 
-/** A digest of the code this process runs from (modules' names, sizes, times; package.json): an upgrade changes it. */
-async function codeStamp(): Promise<string> {
-  const hash = createHash('sha256');
+/** Calls `onChange` once the code this process runs from changes on disk (an upgrade, a rebuild). */
+function watchCode(onChange: (why: string) => void): void {
   const root = fileURLToPath(new URL('..', import.meta.url));
-  const files = (await readdir(root, { recursive: true })).filter((f) => /\.(js|ts|mjs|node)$/.test(f)).sort();
-  files.push('../package.json');
-  for (const f of files) {
-    const s = await stat(join(root, f)).catch(() => undefined);
-    hash.update(`${f}\0${s?.size}\0${s?.mtimeMs}\n`);
+  for (const [path, recursive] of [[root, true], [join(root, '../package.json'), false]] as const) {
+    watch(path, { recursive, persistent: false }, (_event, file) => onChange(`${join(path, recursive ? String(file) : '')} changed`)).on('error', (err) => onChange(`cannot watch ${path}: ${err.message}`));
   }
-  return hash.digest('hex');
 }
 
 /** Sends one request; calls `onAnswer` with every answer line until the spare closes the connection. */
@@ -170,7 +164,7 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
   const server = createServer();
   if (!(await listen(server, socket))) return quit(log, `another spare answers on ${socket}, or it cannot be created`);
   const inode = (await stat(socket)).ino;
-  const [program, stamp] = await Promise.all([thisProgram(), codeStamp()]);
+  const program = await thisProgram();
   let warm = false;
   const leave = (why: string) => {
     server.close();
@@ -178,13 +172,15 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
     quit(log, why);
   };
   const idle = setTimeout(() => leave(`not used for ${SPARE_IDLE_MS / 60_000} minutes`), SPARE_IDLE_MS);
-  const watch = setInterval(() => {
+  const socketCheck = setInterval(() => {
     stat(socket).then(
       (s) => s.ino !== inode && quit(log, `${socket} was replaced`),
       () => quit(log, `${socket} was removed`),
     );
   }, SOCKET_CHECK_MS);
   const onSignal = () => leave('stopped by a signal');
+  // Code that changed under it would mix with what it has loaded.
+  watchCode((why) => !taken && leave(why));
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
   // Loaded and warmed up while waiting, once the machine is idle (a container that has just started
   // is not slowed); a mount handed over meanwhile loads what it needs itself.
@@ -193,8 +189,8 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
     (err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`),
   );
 
+  let taken = false;
   return new Promise((resolveClaim) => {
-    let taken = false;
     server.on('connection', (conn) => {
       let buffered = '';
       const answer = (a: SpareAnswer) => conn.write(`${JSON.stringify(a)}\n`);
@@ -216,17 +212,14 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
           return leave('stopped');
         }
         if (req.op !== 'mount' || taken) return void conn.end(`${JSON.stringify({ refused: taken ? 'taken by another mount' : 'not a request' })}\n`);
-        const differs = JSON.stringify(req.program) !== JSON.stringify(program) ? 'another program' : (await codeStamp()) !== stamp ? 'its code changed on disk since it started' : undefined;
-        if (differs) {
-          conn.end(`${JSON.stringify({ refused: `the spare (pid ${process.pid}) runs ${differs}` })}\n`);
-          // Whatever ran this program when it started, a spare of other code serves nobody.
-          return leave(`refused a mount: ${differs}`);
+        if (JSON.stringify(req.program) !== JSON.stringify(program)) {
+          conn.end(`${JSON.stringify({ refused: `the spare (pid ${process.pid}) runs another program` } satisfies SpareAnswer)}\n`);
+          // A spare started by another program (another Node, other flags) serves nobody here.
+          return leave('refused a mount of another program');
         }
-        if (taken) return void conn.end(`${JSON.stringify({ refused: 'taken by another mount' } satisfies SpareAnswer)}\n`);
-        if (conn.destroyed) return;
         taken = true;
         clearTimeout(idle);
-        clearInterval(watch);
+        clearInterval(socketCheck);
         for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
         server.close();
         await rm(socket, { force: true });
@@ -237,7 +230,12 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
           args: req.args,
           channel: {
             send: (report) => void (conn.writable && answer(report)),
-            close: () => void conn.end(),
+            close: () => {
+              conn.end();
+              // The next spare, started here once the caller has its answer rather than by the
+              // caller, whose exit it would delay (~30 ms).
+              void startSpare().catch((err: Error) => process.stderr.write(`cannot leave a spare: ${err.message}\n`));
+            },
           },
         });
       });

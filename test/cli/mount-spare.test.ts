@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +162,19 @@ test('a spare whose socket is removed exits', TIMEOUT, async () => {
   const spare = await readySpare();
   await rm(sparePaths(runDir).socket);
   assert.ok(await gone(spare, 5_000));
+});
+
+test('a spare whose program changes on disk (package.json touched, as an upgrade does) exits', TIMEOUT, async () => {
+  const spare = await readySpare();
+  const pkg = fileURLToPath(new URL('../../package.json', import.meta.url));
+  const { atime, mtime } = await stat(pkg);
+  try {
+    await utimes(pkg, atime, new Date(mtime.getTime() + 1000));
+    assert.ok(await gone(spare, 5_000));
+  } finally {
+    await utimes(pkg, atime, mtime);
+  }
+  assert.equal(await status(), undefined);
 });
 
 test('two mounts at once: one is served by the spare, the other by a daemon of its own', TIMEOUT, async () => {
