@@ -37,7 +37,8 @@ interface Program {
 }
 
 export type SpareRequest =
-  | { op: 'status' }
+  /** `warmNow`: load and warm up now rather than when the machine is idle. */
+  | { op: 'status'; warmNow?: boolean }
   | { op: 'stop' }
   | { op: 'mount'; program: Program; args: string[]; mountpoint: string; cwd: string; umask: number; env: Record<string, string> };
 
@@ -72,7 +73,7 @@ function converse(socket: string, req: SpareRequest, onAnswer: (a: SpareAnswer) 
 }
 
 /** The spare's one answer to `status` or `stop`; undefined when none listens. */
-export function askSpare(req: { op: 'status' } | { op: 'stop' }, socket = sparePaths().socket): Promise<SpareAnswer | undefined> {
+export function askSpare(req: Extract<SpareRequest, { op: 'status' | 'stop' }>, socket = sparePaths().socket): Promise<SpareAnswer | undefined> {
   return new Promise((resolvePromise) => {
     const conn = converse(socket, req, (a) => {
       resolvePromise(a);
@@ -133,12 +134,12 @@ export async function startSpare(): Promise<void> {
   child.unref();
 }
 
-/** Starts a spare unless one answers, and waits up to `timeoutMs` until it is warmed up; its pid. */
+/** Starts a spare unless one answers, and waits up to `timeoutMs` until it is warmed up (now, busy machine or not); its pid. */
 export async function warmSpare(timeoutMs: number): Promise<number> {
   await startSpare();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const answer = await askSpare({ op: 'status' });
+    const answer = await askSpare({ op: 'status', warmNow: true });
     if (answer && 'warm' in answer && answer.warm) return answer.spare;
     if (Date.now() > deadline) throw new Error(`no warmed-up spare mount daemon on ${sparePaths().socket} after ${timeoutMs / 1000} s (its log is in ${sparePaths().dir})`);
     await new Promise((r) => setTimeout(r, 100));
@@ -184,7 +185,10 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
   // Loaded and warmed up while waiting, once the machine is idle (a container that has just started
   // is not slowed); a mount handed over meanwhile loads what it needs itself.
-  void machineIdle().then(warmUp).then(
+  let warmNow!: () => void;
+  const warmUpStarts = new Promise<void>((r) => (warmNow = r));
+  void machineIdle().then(warmNow);
+  void warmUpStarts.then(warmUp).then(
     () => (warm = true),
     (err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`),
   );
@@ -206,6 +210,7 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
         } catch {
           return conn.destroy();
         }
+        if (req.op === 'status' && req.warmNow) warmNow();
         if (req.op === 'status') return void conn.end(`${JSON.stringify({ spare: process.pid, warm } satisfies SpareAnswer)}\n`);
         if (req.op === 'stop') {
           conn.end(`${JSON.stringify({ stopped: process.pid } satisfies SpareAnswer)}\n`);
