@@ -8,7 +8,7 @@ const usage = `usage: starling spare [--stop] [--timeout SECS]
 
 Starts the spare mount daemon unless one is running, and returns once it is warmed up: the next
 'starling mount' hands it the mount instead of starting a daemon (Node, the mount code and a warm
-JIT are ready: ~0.4 s less per mount). 'starling mount' leaves one after every mount anyway (not
+JIT are ready: ~0.35 s less per mount). 'starling mount' leaves one after every mount anyway (not
 with --no-spare); a spare exits after 10 minutes unused.
 
 options:
