@@ -122,12 +122,12 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   if (!values.foreground) {
     const spare = !values['no-spare'];
     try {
-      // A spare that takes the mount leaves the next spare itself.
-      const claimed = spare ? await claimSpare(argv, mountpoint) : undefined;
-      const { pid, log } = claimed ?? (await spawnMountDaemon(argv, mountpoint));
+      const { pid, log } = (spare ? await claimSpare(argv, mountpoint) : undefined) ?? (await spawnMountDaemon(argv, mountpoint));
       process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
-      // A spare saves the next mount time; not having one costs nothing else.
-      if (spare && !claimed) await startSpare().catch(() => {});
+      // A spare saves the next mount time; not having one costs nothing else. Started here, not by
+      // the daemon: a daemon's children inherit its /dev/fuse descriptor (libfuse 2 opens it without
+      // O_CLOEXEC), which would keep the mount's connection up after the daemon dies, its readers hanging.
+      if (spare) await startSpare().catch(() => {});
     } catch (err) {
       throw new UserError((err as Error).message);
     }

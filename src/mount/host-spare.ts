@@ -235,12 +235,7 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
           args: req.args,
           channel: {
             send: (report) => void (conn.writable && answer(report)),
-            close: () => {
-              conn.end();
-              // The next spare, started here once the caller has its answer rather than by the
-              // caller, whose exit it would delay (~30 ms).
-              void startSpare().catch((err: Error) => process.stderr.write(`cannot leave a spare: ${err.message}\n`));
-            },
+            close: () => void conn.end(),
           },
         });
       });

@@ -110,6 +110,20 @@ test('a mount leaves a warmed-up spare; the next mount is served by it and leave
   assert.deepEqual(await readdir(sparePaths(runDir).dir), [], 'a spare that served nothing leaves neither socket nor log');
 });
 
+test('a daemon that came from a spare dies (SIGKILL): its mount fails its readers at once (no process holds the mount\'s connection)', TIMEOUT, async () => {
+  await readySpare();
+  const mnt = join(work, 'mnt-killed');
+  const pid = await mount('mnt-killed');
+  const next = await readySpare(); // the spare the mount left, started meanwhile
+  assert.notEqual(next, pid);
+  process.kill(pid, 'SIGKILL');
+  assert.ok(await gone(pid));
+  await assert.rejects(run('stat', [join(mnt, 'etc/os-release')], { timeout: 10_000 }), /Transport endpoint is not connected/);
+  await starling(['umount', '--force', mnt]);
+  mounted.delete(mnt);
+  await starling(['spare', '--stop']);
+});
+
 test("the spare mounts with the caller's directory and environment", TIMEOUT, async () => {
   const spare = await readySpare();
   const cwd = join(work, 'caller');
