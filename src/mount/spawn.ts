@@ -3,7 +3,7 @@
 // `starling mount` and by the containerd snapshotter, whose lazy layers live in such daemons so that
 // restarting the service never touches a running container's mounts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { mountPaths } from './control.js';
 import type { MountProgress } from './image-mount.js';
@@ -142,8 +142,10 @@ export class SpareDaemon {
     return ready;
   }
 
-  discard(): void {
+  /** Kills it and removes its run directory (only its log: it never mounted). */
+  async discard(): Promise<void> {
     this.child.kill('SIGKILL');
     this.child.unref();
+    await rm(mountPaths(this.mountpoint).dir, { recursive: true, force: true });
   }
 }

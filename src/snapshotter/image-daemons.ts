@@ -269,7 +269,7 @@ export class ImageDaemons implements RemoteLayers {
     const spare = await this.spare;
     this.spare = undefined;
     if (!spare) return;
-    spare.discard();
+    await spare.discard();
     await this.removeDir(dirname(spare.mountpoint));
   }
 

@@ -79,6 +79,8 @@ before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-snapshots-'));
   root = join(work, 'root');
   socket = join(work, 'snapshots.sock');
+  // The image daemons' run directories (a spare's included) go here, not to /run/starling.
+  process.env.STARLING_RUN_DIR = join(work, 'run');
   await start();
 });
 
@@ -179,6 +181,7 @@ test('Remove drops the metadata at once and Cleanup the directories no snapshot 
 test('metadata survives a restart unchanged; a second service on the same root is refused', { timeout: 30_000 }, async () => {
   const before = await list();
   await stop();
+  assert.deepEqual(await readdir(join(work, 'run')).catch(() => []), [], "closing removes its spare daemon's run directory");
   await start();
   await assert.rejects(Snapshotter.open(root), /in use by another snapshotter service/, 'also before the first write');
   assert.deepEqual(await list(), before);
