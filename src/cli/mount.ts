@@ -60,9 +60,9 @@ export const command: Command = {
     if (argv.length === 1 && argv[0] === '--spare' && process.send) return mount(await spareAssignment(), ipcChannel());
     if (argv.length === 2 && argv[0] === '--host-spare') {
       // Listening first: a mount handed over before the code is loaded still skips starting Node.
-      const claim = await serveAsSpare(argv[1]!, async () => {
+      const claim = await serveAsSpare(argv[1]!, async (taken) => {
         await Promise.all([import('../mount/daemon.js'), import('../mount/mount-image.js'), import('../fs/fuse.js')]);
-        await (await import('../mount/warm-up.js')).warmUpMounting();
+        await (await import('../mount/warm-up.js')).warmUpMounting(taken);
       });
       return mount([...claim.args, '--foreground'], claim.channel);
     }

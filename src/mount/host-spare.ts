@@ -157,7 +157,7 @@ export interface SpareClaim {
  * once this process has taken the caller's directory, umask, environment and priority and moved
  * `log` (its output) to the mount's log. Exits by itself when there is nothing to wait for.
  */
-export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Promise<SpareClaim> {
+export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) => Promise<void>): Promise<SpareClaim> {
   const { dir, socket } = sparePaths();
   const owned = await lstat(dir).catch(() => undefined);
   // Whoever can connect can have a mount made with this process's rights: the directory must be ours alone.
@@ -167,6 +167,7 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
   const inode = (await stat(socket)).ino;
   const program = await thisProgram();
   let warm = false;
+  let taken = false;
   const leave = (why: string) => {
     server.close();
     rmSync(socket, { force: true });
@@ -187,13 +188,14 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
   // is not slowed); a mount handed over meanwhile loads what it needs itself.
   let warmNow!: () => void;
   const warmUpStarts = new Promise<void>((r) => (warmNow = r));
-  void machineIdle().then(warmNow);
-  void warmUpStarts.then(warmUp).then(
+  // Once taken, this process is a mount's daemon: no warm-up starts (one under way stops at its next
+  // round), and nothing of the spare's keeps it alive.
+  void machineIdle(() => taken).then(warmNow);
+  void warmUpStarts.then(() => (taken ? undefined : warmUp(() => taken))).then(
     () => (warm = true),
     (err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`),
   );
 
-  let taken = false;
   return new Promise((resolveClaim) => {
     server.on('connection', (conn) => {
       let buffered = '';
@@ -245,13 +247,14 @@ export async function serveAsSpare(log: string, warmUp: () => Promise<void>): Pr
 
 /**
  * Resolves once every core has been at least 90 % idle for a second (sampled every 0.5 s), or after
- * SPARE_LOAD_AFTER_MS at the latest: loading and warming up takes ~1.3 s of CPU.
+ * SPARE_LOAD_AFTER_MS at the latest, or once `taken`: loading and warming up takes ~1 s of CPU.
  */
-async function machineIdle(): Promise<void> {
+async function machineIdle(taken: () => boolean): Promise<void> {
   const times = () => cpus().reduce((t, c) => ({ idle: t.idle + c.times.idle, all: t.all + c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq }), { idle: 0, all: 0 });
   let before = times();
   for (let quiet = 0, waited = 0; quiet < 2 && waited < SPARE_LOAD_AFTER_MS; waited += 500) {
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 500).unref());
+    if (taken()) return;
     const now = times();
     quiet = now.idle - before.idle >= 0.9 * (now.all - before.all) ? quiet + 1 : 0;
     before = now;

@@ -45,11 +45,14 @@ async function written(write: (tar: Readable, out: Writable) => Promise<LayerWri
   return { blob: Buffer.concat(parts), result };
 }
 
-/** Writes the synthetic layer as eStargz and as zstd:chunked, then opens, indexes and merges both ROUNDS times. */
-export async function warmUpMounting(): Promise<void> {
+/**
+ * Writes the synthetic layer as eStargz and as zstd:chunked, then opens, indexes and merges both
+ * ROUNDS times; stops between rounds once `stop()` says so (the spare was handed a mount).
+ */
+export async function warmUpMounting(stop: () => boolean): Promise<void> {
   // Level 1: the writers spend ~1 ms a member at their default levels, and only the parsing is to be warmed.
   const layers = [await written((t, o) => writeEstargz(t, o, { level: 1 })), await written((t, o) => writeZstdChunked(t, o, { level: 1 }))];
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < ROUNDS && !stop(); round++) {
     const indexes = [];
     for (const { blob, result } of layers) {
       const desc = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: result.annotations };
