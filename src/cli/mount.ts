@@ -1,7 +1,9 @@
 // `starling mount REF MOUNTPOINT`: lazy mount. Without --foreground it starts a detached daemon
 // (this same program with --foreground) and returns once the daemon reports the mount usable.
+import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { mountPaths } from '../mount/control.js';
 import { claimSpare, serveAsSpare, startSpare } from '../mount/host-spare.js';
 import { ipcChannel, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
@@ -57,7 +59,7 @@ export const command: Command = {
   summary: 'mount an image lazily (FUSE): contents are fetched when read',
   usage,
   async run(argv) {
-    if (argv.length === 1 && argv[0] === '--spare' && process.send) return mount(await spareAssignment(), ipcChannel());
+    if (argv.length === 2 && argv[0] === '--spare' && process.send) return mount(await spareAssignment(argv[1]!), ipcChannel());
     if (argv.length === 2 && argv[0] === '--host-spare') {
       // Listening first: a mount handed over before the code is loaded still skips starting Node.
       const claim = await serveAsSpare(argv[1]!, async (taken) => {
@@ -187,8 +189,15 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
  * A spare daemon (mount/spawn.ts): loads the mount code now, then waits for the arguments of the
  * mount it will serve; exits if its parent goes away first.
  */
-async function spareAssignment(): Promise<string[]> {
-  process.once('disconnect', () => process.exit(0));
+async function spareAssignment(mountpoint: string): Promise<string[]> {
+  // Its run directory holds only its log: gone with it, even when the process that started it was killed.
+  const orphaned = () => {
+    rmSync(mountPaths(mountpoint).dir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.once('disconnect', orphaned);
+  // A parent gone while this process was starting is not reported again.
+  if (!process.connected) orphaned();
   await Promise.all([import('../mount/daemon.js'), import('../fs/fuse.js')]);
   const { args } = await new Promise<SpareAssignment>((r) => process.once('message', r));
   process.removeAllListeners('disconnect');

@@ -130,7 +130,7 @@ export class SpareDaemon {
     const paths = mountPaths(mountpoint);
     await mkdir(paths.dir, { recursive: true });
     // Started while the previous image's container starts: it loads at low priority, not taking a core from it.
-    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare'], paths.log, { niceness: SPARE_NICENESS }), paths.log);
+    return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare', mountpoint], paths.log, { niceness: SPARE_NICENESS }), paths.log);
   }
 
   /** Hands it `starling mount`'s arguments (REF, this MOUNTPOINT, options) and waits until it is mounted. */

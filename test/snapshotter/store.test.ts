@@ -1,7 +1,7 @@
 // Crash safety of the snapshotter's metadata: a process making snapshots as fast as it can is
 // killed with SIGKILL; everything it was answered survives, every snapshot still has its
 // directory, and Cleanup removes only what the interrupted call left behind.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,12 +12,6 @@ import { fileURLToPath } from 'node:url';
 import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
 
 const CHURN = fileURLToPath(new URL('./helpers/churn.ts', import.meta.url));
-
-// The run directories of the snapshotter's spare daemons go here, not to /run/starling: a churn
-// process killed with -9 cannot remove its own.
-const runDir = await mkdtemp(join(tmpdir(), 'starling-store-run-'));
-process.env.STARLING_RUN_DIR = runDir;
-after(() => rm(runDir, { recursive: true, force: true }));
 
 test('kill -9 in the middle of Prepares and Commits loses nothing that was answered', { timeout: 60_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'starling-crash-'));
