@@ -31,6 +31,7 @@ import { realTar } from '../fixtures/real-tar.js';
 import { writeFilesTar } from '../fixtures/image.js';
 import { gnuGzip, goGzip, pigz, prng, variedData } from '../format/gzipindex/helpers.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -131,6 +132,7 @@ function fileInSpan(index: GzipIndex, pred: (span: number) => boolean): { path: 
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-gzidx-mount-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   registry = await startRegistry();
   ref = `docker://${registry.host}/gzidx/app:1`;
   const small = join(work, 'small.tar');

@@ -15,6 +15,7 @@ import { askSpare, sparePaths } from '../../src/mount/host-spare.js';
 import { detachAll } from '../../src/mount/stale.js';
 import { buildImage } from '../fixtures/image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
@@ -71,6 +72,7 @@ async function gone(pid: number, ms = 10_000): Promise<boolean> {
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-spare-test-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   runDir = join(work, 'run');
   registry = await startRegistry();
   const src = join(work, 'src');

@@ -23,6 +23,7 @@ import { buildImage } from '../fixtures/image.js';
 import { realTar } from '../fixtures/real-tar.js';
 import { pushMixed } from '../helpers/mixed-image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -109,6 +110,7 @@ async function openCost(desc: Descriptor): Promise<number> {
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-mount-test-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   registry = await startRegistry();
   const src = join(work, 'src');
   await buildImage(

@@ -28,6 +28,7 @@ import { buildImage } from '../fixtures/image.js';
 import { buildReader } from '../fixtures/reader.js';
 import { startReferrersProxy, type ReferrersProxy } from '../helpers/referrers-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
@@ -135,6 +136,7 @@ async function cachedChunksOnceAtLeast(cache: string, n: number): Promise<Set<st
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-profile-test-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   registry = await startRegistry();
   proxy = await startReferrersProxy(registry.url);
   const reader = await buildReader(work);

@@ -25,6 +25,7 @@ import type { TocEntry } from '../../src/format/toc.js';
 import { CORPUS_DIR } from '../fuzz/targets.js';
 import { estargzBlob, zstdChunkedBlob } from './blobs.js';
 import { childDigest, CLI, run } from './mount-env.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 let work: string;
 let extracted: string;
@@ -63,6 +64,7 @@ const hostile = (entries: TocEntry[]): TocEntry[] => [...entries, { name: '../es
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-hostile-mount-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   extracted = join(work, 'extracted');
   await mkdir(extracted);
   await run('tar', ['-xf', join(CORPUS_DIR, 'small-pax.tar'), '-C', extracted]);

@@ -15,6 +15,7 @@ import { noise } from '../fs/helpers/layer.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 export const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -62,6 +63,7 @@ export function testFiles(count: number, size: number, seed = 11): Record<string
 
 export async function startMountEnv(opts: MountEnvOptions): Promise<MountEnv> {
   const work = await mkdtemp(join(tmpdir(), 'starling-hardening-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   const runDir = join(work, 'run');
   const mounted = new Set<string>();
   let registry: RunningRegistry | undefined;

@@ -1,10 +1,12 @@
 // Starts a real CNCF Distribution registry (Debian `docker-registry`) on 127.0.0.1 for a test,
 // with its own storage directory and, optionally, htpasswd or token auth. Stopped by `stop()`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { undoOnSignal } from './signal-cleanup.js';
 
 export interface RegistryOptions {
   /** `htpasswd` file contents (bcrypt entries) to turn on Basic auth. */
@@ -70,6 +72,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  const undo = undoOnSignal(() => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const url = `http://127.0.0.1:${port}`;
@@ -94,6 +100,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     url,
     dir,
     async stop() {
+      undo.forget();
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');

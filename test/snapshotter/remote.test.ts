@@ -26,6 +26,7 @@ import { getImage, pushBadToc, pushMixed } from '../helpers/mixed-image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { busyboxTar } from './helpers/busybox.js';
 import { snapshotRows, snapshotRowsAfterRestart, startService, type RunningService } from './helpers/service.js';
+import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
@@ -102,6 +103,7 @@ async function removeImage(tag: string): Promise<void> {
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'starling-remote-'));
+  cleanupOnSignal(work); // after() does not run on a signal
   env = { ...process.env, STARLING_RUN_DIR: join(work, 'run') };
   // busybox, a layer with one file, a layer of more files.
   const busybox = await busyboxTar(work);
