@@ -2,7 +2,7 @@
 // holding the control socket and the daemon's private mounts, and a one-line JSON protocol over
 // that socket: {"op":"stats"} → the stats report, {"op":"stop"} → unmount and exit.
 import { createHash } from 'node:crypto';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export const DEFAULT_RUN_DIR = '/run/starling';
@@ -25,8 +25,11 @@ export type ControlRequest = { op: 'stats' } | { op: 'stop' };
 
 export class ControlUnreachable extends Error {}
 
-/** Sends one request and resolves with the daemon's JSON answer. */
-export function control(socket: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
+/**
+ * Sends one request and resolves with the JSON answer the other side ends the connection with: a
+ * daemon's (ControlRequest), or the host spare's (host-spare.ts).
+ */
+export function control<R extends object = ControlRequest>(socket: string, req: R, timeoutMs = 10_000): Promise<unknown> {
   return new Promise((resolvePromise, reject) => {
     const conn = createConnection(socket);
     let data = '';
@@ -68,28 +71,36 @@ export function controlGone(socket: string): Promise<boolean> {
   });
 }
 
+/** Calls `handle` once with the first line a client sends, parsed (undefined if it is not JSON). */
+export function onRequest(conn: Socket, handle: (req: unknown) => void): void {
+  let buf = '';
+  conn.on('error', () => {});
+  conn.on('data', function onData(d: Buffer) {
+    buf += d.toString();
+    const nl = buf.indexOf('\n');
+    if (nl < 0) return;
+    conn.off('data', onData);
+    let req: unknown;
+    try {
+      req = JSON.parse(buf.slice(0, nl));
+    } catch {
+      req = undefined;
+    }
+    handle(req);
+  });
+}
+
 /** Serves control requests; `handle` answers a request (a thrown error becomes {"error"}). */
 export async function serveControl(socket: string, handle: (req: ControlRequest) => Promise<unknown>): Promise<Server> {
-  const server = createServer((conn) => {
-    let buf = '';
-    conn.on('data', (d) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      let req: ControlRequest;
-      try {
-        req = JSON.parse(buf.slice(0, nl)) as ControlRequest;
-      } catch {
-        conn.end(`${JSON.stringify({ error: 'bad request' })}\n`);
-        return;
-      }
-      handle(req).then(
+  const server = createServer((conn) =>
+    onRequest(conn, (req) => {
+      if (req === undefined) return void conn.end(`${JSON.stringify({ error: 'bad request' })}\n`);
+      handle(req as ControlRequest).then(
         (answer) => conn.end(`${JSON.stringify(answer)}\n`),
         (err: Error) => conn.end(`${JSON.stringify({ error: err.message })}\n`),
       );
-    });
-    conn.on('error', () => {});
-  });
+    }),
+  );
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
     server.listen(socket, () => res());

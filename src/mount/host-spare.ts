@@ -7,11 +7,12 @@
 // disk is no longer the one it runs. Only the owner of the run directory can reach it (mode 0700).
 import { rmSync, watch } from 'node:fs';
 import { chmod, lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server } from 'node:net';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_RUN_DIR, mountPaths } from './control.js';
+import { control, DEFAULT_RUN_DIR, mountPaths, onRequest } from './control.js';
 import { daemonExecArgv, daemonProcess, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport, type ProgressListener } from './spawn.js';
 
 /** How long a spare waits for a mount before it exits. */
@@ -56,33 +57,12 @@ function watchCode(onChange: (why: string) => void): void {
   }
 }
 
-/** Sends one request; calls `onAnswer` with every answer line until the spare closes the connection. */
-function converse(socket: string, req: SpareRequest, onAnswer: (a: SpareAnswer) => void): Socket {
-  const conn = createConnection(socket);
-  let buffered = '';
-  conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
-  conn.on('data', (d) => {
-    buffered += d.toString();
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      onAnswer(JSON.parse(line) as SpareAnswer);
-    }
-  });
-  return conn;
-}
-
-/** The spare's one answer to `status` or `stop`; undefined when none listens. */
+/** The spare's one answer to `status` or `stop`; undefined when none answers. */
 export function askSpare(req: Extract<SpareRequest, { op: 'status' | 'stop' }>, socket = sparePaths().socket): Promise<SpareAnswer | undefined> {
-  return new Promise((resolvePromise) => {
-    const conn = converse(socket, req, (a) => {
-      resolvePromise(a);
-      conn.end();
-    });
-    conn.setTimeout(CLAIM_ANSWER_MS, () => conn.destroy());
-    conn.on('error', () => resolvePromise(undefined));
-    conn.on('close', () => resolvePromise(undefined));
-  });
+  return control(socket, req, CLAIM_ANSWER_MS).then(
+    (a) => a as SpareAnswer,
+    () => undefined,
+  );
 }
 
 /**
@@ -99,7 +79,10 @@ export function claimSpare(args: string[], mountpoint: string, onProgress?: Prog
         const env = Object.fromEntries(Object.entries(process.env).filter((kv): kv is [string, string] => kv[1] !== undefined));
         const req: SpareRequest = { op: 'mount', program, args, mountpoint, cwd: process.cwd(), umask: process.umask(), env };
         let pid: number | undefined;
-        const conn = converse(sparePaths().socket, req, (a) => {
+        const conn = createConnection(sparePaths().socket).on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
+        // Errors are the connection's: the 'close' below decides.
+        createInterface({ input: conn }).on('error', () => {}).on('line', (line) => {
+          const a = JSON.parse(line) as SpareAnswer;
           if ('accepted' in a) {
             pid = a.accepted;
             conn.setTimeout(0);
@@ -197,21 +180,11 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
   );
 
   return new Promise((resolveClaim) => {
-    server.on('connection', (conn) => {
-      let buffered = '';
-      const answer = (a: SpareAnswer) => conn.write(`${JSON.stringify(a)}\n`);
-      conn.on('error', () => {});
-      conn.on('data', async (d) => {
-        buffered += d.toString();
-        const nl = buffered.indexOf('\n');
-        if (nl < 0) return;
-        conn.removeAllListeners('data');
-        let req: SpareRequest;
-        try {
-          req = JSON.parse(buffered.slice(0, nl)) as SpareRequest;
-        } catch {
-          return conn.destroy();
-        }
+    server.on('connection', (conn) =>
+      onRequest(conn, async (parsed) => {
+        if (parsed === undefined) return void conn.destroy();
+        const req = parsed as SpareRequest;
+        const answer = (a: SpareAnswer) => conn.write(`${JSON.stringify(a)}\n`);
         if (req.op === 'status' && req.warmNow) warmNow();
         if (req.op === 'status') return void conn.end(`${JSON.stringify({ spare: process.pid, warm } satisfies SpareAnswer)}\n`);
         if (req.op === 'stop') {
@@ -232,7 +205,6 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
         await rm(socket, { force: true });
         await adopt(req, log);
         answer({ accepted: process.pid });
-        conn.on('close', () => {});
         resolveClaim({
           args: req.args,
           channel: {
@@ -240,8 +212,8 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
             close: () => void conn.end(),
           },
         });
-      });
-    });
+      }),
+    );
   });
 }
 

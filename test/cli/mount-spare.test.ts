@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, utimes } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -172,6 +172,34 @@ test('a spare of another program (other Node flags) refuses the mount and exits;
   assert.equal((await run('cat', [join(work, 'mnt-other/etc/os-release')])).stdout, 'NAME=spare\n');
   await umount(join(work, 'mnt-other'));
   await starling(['spare', '--stop']);
+});
+
+test('a spare killed with -9 leaves its socket: the next mount starts its own daemon, and the spare it leaves takes the socket over', TIMEOUT, async () => {
+  const spare = await readySpare();
+  process.kill(spare, 'SIGKILL');
+  assert.ok(await gone(spare));
+  assert.ok((await readdir(sparePaths(runDir).dir)).includes('spare.sock'), 'the dead spare left its socket');
+  const pid = await mount('mnt-after-kill');
+  assert.notEqual(pid, spare);
+  assert.equal((await run('cat', [join(work, 'mnt-after-kill/etc/os-release')])).stdout, 'NAME=spare\n');
+  const next = await readySpare();
+  assert.ok(next !== spare && next !== pid);
+  assert.deepEqual(await status(), { spare: next, warm: true });
+  await umount(join(work, 'mnt-after-kill'));
+  await starling(['spare', '--stop']);
+});
+
+test('a spare directory others can enter is refused: the spare exits without listening', TIMEOUT, async () => {
+  const { dir } = sparePaths(runDir);
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o755);
+  const log = join(dir, 'open.log');
+  const spare = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'mount', '--host-spare', log], { env: { ...process.env, STARLING_RUN_DIR: runDir }, stdio: 'ignore' });
+  const code = await new Promise((r) => spare.once('exit', r));
+  assert.equal(code, 0);
+  assert.equal(await status(), undefined);
+  assert.ok(!(await readdir(dir)).includes('spare.sock'));
+  await chmod(dir, 0o700);
 });
 
 test('a spare whose socket is removed exits', TIMEOUT, async () => {
