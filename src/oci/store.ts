@@ -15,6 +15,8 @@ export interface ImageSource {
   openBlobStream(desc: Descriptor): Promise<Readable>;
   /** Random access to a blob, for lazy reads. */
   openBlobSource(desc: Descriptor): Promise<BlobSource>;
+  /** Readies `connections` connections for requests about to be sent at once (a source over a network). */
+  preconnect?(connections: number): void;
   close(): Promise<void>;
 }
 

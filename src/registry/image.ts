@@ -117,6 +117,10 @@ export class RegistryImageSource implements ImageSource {
     return blob;
   }
 
+  preconnect(connections: number): void {
+    this.client.preconnect(connections);
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }
