@@ -12,8 +12,6 @@ import type { ImageFiles } from './library-prefetch.js';
 export interface ChainFiles<F> extends ImageFiles<F> {
   /** The names in the directory at `path` (symlinks followed), or undefined if it is none. */
   names(path: string): Iterable<string> | undefined;
-  /** Bytes [from, to) of each file, fetched together at speculative priority (one request per run of nearby chunks). */
-  many(ranges: ReadonlyArray<{ file: F; from: number; to: number }>): Array<Promise<Buffer>>;
 }
 
 /** A file found for the chain: read whole and followed, or (`head`) its first chunk handed on. */

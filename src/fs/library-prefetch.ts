@@ -17,10 +17,27 @@ export interface ImageFiles<F> {
   firstChunkEnd(file: F): number;
   /** The file's bytes [from, to), at read-ahead priority. */
   bytes(file: F, from: number, to: number): Promise<Buffer>;
+  /** Bytes [from, to) of each file, fetched together at speculative priority (one request per run of nearby chunks). */
+  many(ranges: ReadonlyArray<{ file: F; from: number; to: number }>): Array<Promise<Buffer>>;
 }
 
 /** The loader's cache of library paths: read by every dynamically linked program start. */
 const LD_SO_CACHE = '/etc/ld.so.cache';
+/** The C library that `glibcStartFiles` go with. */
+const GLIBC = 'libc.so.6';
+/**
+ * Files glibc reads as many programs start, each a miss of its own otherwise: the NSS configuration
+ * and databases (getpwuid, getgrgid: shells, `id`, Python's site), the C.UTF-8 locale's character
+ * data (the locale images set in LANG, and the one Python coerces the C locale to) and the gconv
+ * modules cache (setlocale and iconv with a UTF-8 locale). Python's start read the four it uses one
+ * by one, a round trip each after libc was in. Small, so a wrong guess costs little.
+ */
+function glibcStartFiles(machine: number): string[] {
+  const triplet = multiarchTriplet(machine);
+  return ['/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/usr/lib/locale/C.utf8/LC_CTYPE', ...(triplet ? [`/usr/lib/${triplet}/gconv/gconv-modules.cache`] : [])];
+}
+/** A start file larger than this (uncompressed) is left to its reader. */
+const START_FILE_MAX = 1 << 20;
 /** Bounds for a hostile or odd image: libraries followed per mount, and depth of the chain. */
 const MAX_FILES = 512;
 const MAX_DEPTH = 8;
@@ -42,6 +59,7 @@ export class LibraryPrefetch<F> {
   private readonly seen = new Set<F>();
   private readonly running = new Set<Promise<void>>();
   private ldCacheFetched = false;
+  private glibcStartFetched = false;
 
   constructor(
     private readonly files: ImageFiles<F>,
@@ -94,6 +112,7 @@ export class LibraryPrefetch<F> {
           const file = this.files.resolve(`${dir}/${name}`);
           if (file === undefined) continue;
           found.push({ file, path: `${dir}/${name}` });
+          if (name === GLIBC) this.fetchGlibcStartFiles(elf.machine);
           break;
         }
       }
@@ -103,6 +122,21 @@ export class LibraryPrefetch<F> {
       }
     }
     for (const f of found) this.fetchAhead(f.file, f.path, depth, true);
+  }
+
+  /** Fetches the `glibcStartFiles` the image has, together (once per mount). */
+  private fetchGlibcStartFiles(machine: number): void {
+    if (this.glibcStartFetched) return;
+    this.glibcStartFetched = true;
+    const ranges = [];
+    for (const path of glibcStartFiles(machine)) {
+      const file = this.files.resolve(path);
+      if (file === undefined || this.seen.has(file) || this.files.size(file) > START_FILE_MAX) continue;
+      this.seen.add(file);
+      ranges.push({ file, from: 0, to: this.files.size(file) });
+    }
+    this.counters.filesAhead += ranges.length;
+    for (const fetched of this.files.many(ranges)) this.track(fetched.then(() => {}));
   }
 
   /** Fetches the first chunk of `file` (at `path`) and, for a library, follows what it needs. */

@@ -81,6 +81,54 @@ test('a program read from offset 0: its interpreter, its libraries and theirs (r
   }
 });
 
+test("glibc's start-up files the image has (NSS configuration and databases, the C.UTF-8 locale's LC_CTYPE, the gconv cache) are fetched ahead with libc, together and once; one over 1 MiB is not", { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const start = {
+    '/etc/nsswitch.conf': 'passwd: files\ngroup: files\n',
+    '/etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n',
+    '/etc/group': 'root:x:0:\n',
+    '/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache': noise(30_000, 7),
+  };
+  const lcCtype = noise((1 << 20) + 1, 8); // too large to guess at
+  const layer = buildLayer([
+    ...(await image(built)),
+    { path: 'etc/nsswitch.conf', content: start['/etc/nsswitch.conf'] },
+    { path: 'etc/passwd', content: start['/etc/passwd'] },
+    { path: 'etc/group', content: start['/etc/group'] },
+    { path: 'pad-start', content: noise(1 << 20, 9) },
+    { path: 'usr/lib/x86_64-linux-gnu/gconv' },
+    { path: 'usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache', content: start['/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache'] },
+    { path: 'usr/lib/locale' },
+    { path: 'usr/lib/locale/C.utf8' },
+    { path: 'usr/lib/locale/C.utf8/LC_CTYPE', content: lcCtype },
+  ]);
+  const rec = recording(layer.blob);
+  const { fs, metrics, cleanup } = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    await fs.read('/app/bin/prog', 0, 4096);
+    await fs.libraries!.idle();
+    // The five of the first test, and the four start files of a size to guess at.
+    assert.equal(metrics.filesAhead, 9);
+    // The three of /etc, next to one another in the blob, came in one request.
+    const chunk = (path: string) => layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks[0]!;
+    const readsOf = (path: string) => rec.seen.filter((r) => r.offset < chunk(path).end && r.offset + r.length > chunk(path).start);
+    const etc = ['/etc/nsswitch.conf', '/etc/passwd', '/etc/group'].map(readsOf);
+    assert.deepEqual(etc.map((reads) => reads.length), [1, 1, 1]);
+    assert.equal(new Set(etc.map((reads) => reads[0])).size, 1);
+    const before = rec.seen.length;
+    for (const [path, content] of Object.entries(start)) assert.deepEqual(await fs.read(path, 0, 1 << 16), Buffer.from(content).subarray(0, 1 << 16), path);
+    assert.deepEqual(rec.seen.slice(before), [], 'the start files were all there when read');
+    await fs.read('/usr/lib/locale/C.utf8/LC_CTYPE', 0, 4096);
+    assert.ok(rec.seen.length > before, 'the oversized one is fetched when read');
+    await fs.read('/app/lib/libfoo.so', 0, 4096); // another program start: nothing more ahead
+    await fs.libraries!.idle();
+    assert.equal(metrics.filesAhead, 9);
+  } finally {
+    await cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
+
 test('no library is fetched ahead for a file that is not an ELF program, for a read not at offset 0, or with the prefetch turned off', { timeout: 60_000 }, async () => {
   const built = await buildPrograms();
   const layer = buildLayer(await image(built));
