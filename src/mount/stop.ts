@@ -45,7 +45,8 @@ async function daemonInfo(file: string): Promise<{ pid?: number }> {
   return (await readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { pid?: number };
 }
 
-function running(pid: number): boolean {
+/** Whether a process with this pid exists (one of ours: signal 0 is allowed). */
+export function running(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

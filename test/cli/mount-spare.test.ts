@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { mountPaths } from '../../src/mount/control.js';
 import { askSpare, sparePaths } from '../../src/mount/host-spare.js';
 import { detachAll } from '../../src/mount/stale.js';
+import { running as alive } from '../../src/mount/stop.js';
 import { buildImage } from '../fixtures/image.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
@@ -53,14 +54,6 @@ async function readySpare(): Promise<number> {
 }
 
 const status = () => askSpare({ op: 'status' }, sparePaths(runDir).socket);
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function gone(pid: number, ms = 10_000): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; ) {

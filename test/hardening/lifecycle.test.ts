@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StatsReport } from '../../src/mount/image-mount.js';
 import { isMountpoint } from '../../src/mount/stale.js';
+import { running as alive } from '../../src/mount/stop.js';
 import { childDigest, run, spawnChild, startMountEnv, testFiles, type MountEnv } from './mount-env.js';
 import { sha256 } from '../../src/oci/digest.js';
 
@@ -32,14 +33,6 @@ async function mountImage(mnt: string, cache = join(env.work, `cache-${mnt.split
   await env.mount(env.ref('img'), mnt, '--cache-dir', cache, '--no-prefetch', '--no-background-fetch', '--fuse-timeout', '20');
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;

@@ -9,17 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listMounts } from '../../src/mount/stale.js';
+import { running as alive } from '../../src/mount/stop.js';
 
 const FIXTURE = fileURLToPath(new URL('./signal-fixture.ts', import.meta.url));
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Pids of processes whose command line names `text`. */
 async function processesNaming(text: string): Promise<number[]> {
