@@ -82,7 +82,9 @@ export function claimSpare(args: string[], mountpoint: string, onProgress?: Prog
         const conn = createConnection(sparePaths().socket).on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
         // Errors are the connection's: the 'close' below decides.
         createInterface({ input: conn }).on('error', () => {}).on('line', (line) => {
-          const a = JSON.parse(line) as SpareAnswer;
+          const a = spareAnswer(line);
+          // Not an answer: the connection ends, and 'close' below decides as for a spare that went away.
+          if (!a) return void conn.destroy();
           if ('accepted' in a) {
             pid = a.accepted;
             conn.setTimeout(0);
@@ -101,6 +103,16 @@ export function claimSpare(args: string[], mountpoint: string, onProgress?: Prog
         });
       }),
   );
+}
+
+/** A line from the spare as an answer; undefined if it is not a JSON object. */
+function spareAnswer(line: string): SpareAnswer | undefined {
+  try {
+    const a: unknown = JSON.parse(line);
+    return typeof a === 'object' && a !== null ? (a as SpareAnswer) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

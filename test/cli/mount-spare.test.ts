@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -180,6 +181,23 @@ test('a spare killed with -9 leaves its socket: the next mount starts its own da
   assert.deepEqual(await status(), { spare: next, warm: true });
   await umount(join(work, 'mnt-after-kill'));
   await starling(['spare', '--stop']);
+});
+
+test('a spare socket answering what is not JSON: the mount starts its own daemon', TIMEOUT, async () => {
+  const { dir, socket } = sparePaths(runDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await rm(socket, { force: true });
+  const impostor = createServer((conn) => conn.once('data', () => conn.write('not json\n')));
+  await new Promise<void>((r) => impostor.listen(socket, r));
+  try {
+    const pid = await mount('mnt-impostor');
+    assert.ok(alive(pid));
+    assert.equal((await run('cat', [join(work, 'mnt-impostor/etc/os-release')])).stdout, 'NAME=spare\n');
+    await umount(join(work, 'mnt-impostor'));
+  } finally {
+    impostor.close();
+    await starling(['spare', '--stop']); // the spare that mount left takes the socket over
+  }
 });
 
 test('a spare directory others can enter is refused: the spare exits without listening', TIMEOUT, async () => {
