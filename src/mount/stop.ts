@@ -41,7 +41,7 @@ export async function stopMountDaemon(mountpoint: string, opts: { force: boolean
 }
 
 /** The daemon's daemon.json; empty when missing, or cut short by a daemon that died while writing it (then there is no pid). */
-async function daemonInfo(file: string): Promise<{ pid?: number }> {
+export async function daemonInfo(file: string): Promise<{ pid?: number }> {
   return (await readFile(file, 'utf8').then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { pid?: number };
 }
 

@@ -4,10 +4,11 @@
 // takes the signal from the test runner (whose handler exits at once), kills the mount daemons of
 // each registered work directory, detaches every Starling mount below it, removes it, runs the other
 // undo steps (a registry's kill), and exits as the signal would have.
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { detachAll, listMounts } from '../../src/mount/stale.js';
+import { daemonInfo } from '../../src/mount/stop.js';
 
 const workDirs = new Set<string>();
 const undos = new Set<() => void>();
@@ -39,8 +40,8 @@ async function onSignal(sig: (typeof SIGNALS)[number]): Promise<void> {
   for (const work of workDirs) {
     const run = join(work, 'run');
     for (const id of await readdir(run).catch(() => [])) {
-      const info = await readFile(join(run, id, 'daemon.json'), 'utf8').catch(() => undefined);
-      if (info) killQuietly((JSON.parse(info) as { pid: number }).pid);
+      const { pid } = await daemonInfo(join(run, id, 'daemon.json'));
+      if (pid !== undefined) killQuietly(pid);
     }
     await detachAll([], [work]).catch(() => []);
     // Never through a mount still inside it. The spare's socket goes with the directory, and the spare with its socket.
