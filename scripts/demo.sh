@@ -15,7 +15,7 @@ WORK=$(mktemp -d /tmp/starling-demo.XXXXXX)
 export STARLING_RUN_DIR=$WORK/run
 REGISTRY_PID=
 MNT=$WORK/rootfs
-starling() { node "$ROOT/bin/starling.js" "$@"; }
+starling() { "$ROOT/bin/starling" "$@"; }
 
 cleanup() {
   set +e

@@ -1,7 +1,7 @@
 // The Starling the benchmark measures. In a checkout: the committed src/ (git HEAD, not whatever is
 // being edited in the working tree) compiled once into a snapshot directory, so nothing changes
-// during a run and no TypeScript is compiled inside a timed phase; started as
-// `node <dir>/starling.mjs …`. In an installed package (no sources): the package's own CLI.
+// during a run and no TypeScript is compiled inside a timed phase; started as users start it, by
+// its `bin/starling`. In an installed package (no sources): the package's own command.
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -40,9 +40,9 @@ async function convertKey(root: string): Promise<string> {
 export async function buildEngine(packageRoot: string, dir: string, reuse = false): Promise<Engine> {
   if (!(await exists(join(packageRoot, 'src/cli/main.ts')))) {
     const { name, version } = JSON.parse(await readFile(join(packageRoot, 'package.json'), 'utf8')) as { name: string; version: string };
-    return { argv: [process.execPath, join(packageRoot, 'bin/starling.js')], version: `package ${name}@${version}`, convertKey: await convertKey(packageRoot) };
+    return { argv: [join(packageRoot, 'bin/starling')], version: `package ${name}@${version}`, convertKey: await convertKey(packageRoot) };
   }
-  const launcher = join(dir, 'starling.mjs');
+  const launcher = join(dir, 'bin/starling');
   if (!(reuse && (await exists(launcher)))) await compile(packageRoot, dir);
   // The native addon (native/build/, made by `npm ci`, not versioned) beside dist/ as in the
   // package: dist/format/native.js loads ../../native/build/Release/. A snapshot
@@ -52,7 +52,7 @@ export async function buildEngine(packageRoot: string, dir: string, reuse = fals
     await symlink(join(packageRoot, 'native'), join(dir, 'native'));
   }
   const commit = (await readFile(join(dir, 'COMMIT'), 'utf8')).trim();
-  return { argv: [process.execPath, launcher], version: `commit ${commit.slice(0, 12)}`, convertKey: await convertKey(dir) };
+  return { argv: [launcher], version: `commit ${commit.slice(0, 12)}`, convertKey: await convertKey(dir) };
 }
 
 async function compile(repoRoot: string, dir: string): Promise<void> {
@@ -61,9 +61,12 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   await mkdir(source, { recursive: true });
   const commit = (await runTool('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).trim();
   const archive = join(dir, 'source.tar');
-  await runTool('git', ['-C', repoRoot, 'archive', '--format=tar', '-o', archive, commit, 'src', 'tsconfig.json']);
+  await runTool('git', ['-C', repoRoot, 'archive', '--format=tar', '-o', archive, commit, 'src', 'tsconfig.json', 'bin']);
   await runTool('tar', ['-xf', archive, '-C', source]);
   await rm(archive);
+  // The commands as committed, beside dist/ as in the package (bin/starling.js imports ../dist/):
+  // copied, not linked, since Node resolves a script's imports from its real path.
+  await runTool('cp', ['-r', join(source, 'bin'), join(dir, 'bin')]);
   // Files the compiled code reads from the package at run time, next to dist/ as in the package
   // (the snapshotter's .proto files, src/snapshotter/ seen from dist/snapshotter/).
   await symlink(join(source, 'src'), join(dir, 'src'));
@@ -78,8 +81,6 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
     (err: Error) => err.message,
   );
   if (!(await exists(join(dir, 'dist/cli/main.js')))) throw new Error(`could not compile Starling for the benchmark: ${tscErrors}`);
-  const launcher = join(dir, 'starling.mjs');
-  await writeFile(launcher, "import { main } from './dist/cli/main.js';\nmain(process.argv.slice(2)).then((code) => { process.exitCode = code; });\n");
   await writeFile(join(dir, 'COMMIT'), `${commit}\n`);
 }
 

@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import type { buildConnector as BuildConnector } from 'undici';
+import { extraCaContext } from './extra-ca.js';
 
 const require = createRequire(import.meta.url);
 // Internal path of the undici that package-lock pins, as in http.ts.
@@ -16,14 +17,23 @@ const buildConnector = require('undici/lib/core/connect.js') as typeof BuildConn
 const UNUSED_MS = 10_000;
 
 export class Preconnector {
-  private readonly dial: BuildConnector.connector;
+  private plain?: BuildConnector.connector;
+  private tls?: BuildConnector.connector;
   /** Sockets dialled ahead, by origin, each settling once its handshake is done. */
   private readonly ready = new Map<string, Array<Promise<Socket>>>();
   private closed = false;
 
-  constructor(options: BuildConnector.BuildOptions) {
-    this.dial = buildConnector(options);
-  }
+  constructor(private readonly options: BuildConnector.BuildOptions) {}
+
+  /** Dials a new socket; the TLS trust (and the extra CAs' file) is looked at on the first https dial only. */
+  private readonly dial: BuildConnector.connector = (opts, callback) => {
+    if (opts.protocol !== 'https:') return (this.plain ??= buildConnector(this.options))(opts, callback);
+    if (!this.tls) {
+      const secureContext = extraCaContext();
+      this.tls = buildConnector(secureContext ? { ...this.options, secureContext } : this.options);
+    }
+    return this.tls(opts, callback);
+  };
 
   /** undici's `connect` option: a socket dialled ahead for the origin if one is left, else a new one. */
   readonly connect: BuildConnector.connector = (opts, callback) => {

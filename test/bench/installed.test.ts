@@ -91,7 +91,7 @@ test('starling bench runs its compiled harness from an installed package, withou
     const probed = await capture(process.execPath, [probe], app);
     assert.equal(probed.code, 0, probed.stderr);
     const result = JSON.parse(probed.stdout) as { argv: string[]; version: string; convertHelp: string; counters: { getRequests: number } };
-    assert.deepEqual(result.argv, [process.execPath, join(pkg, 'bin/starling.js')]);
+    assert.deepEqual(result.argv, [join(pkg, 'bin/starling')]);
     assert.match(result.version, /^package starling@\d+\.\d+\.\d+/);
     assert.match(result.convertHelp, /estargz/);
     assert.equal(result.counters.getRequests, 0);

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,8 @@ export interface RegistryOptions {
   htpasswd?: string;
   /** Token auth: the issuer's realm URL, service, issuer name and the PEM cert bundle of its key. */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** Serve HTTPS with this certificate and key (PEM files); `ca` (PEM) is what the readiness probe trusts. */
+  tls?: { certificate: string; key: string; ca: string };
 }
 
 export interface RunningRegistry {
@@ -31,6 +34,17 @@ export async function freePort(): Promise<number> {
       const port = (srv.address() as { port: number }).port;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+/** The status of a GET over HTTPS trusting `ca` (fetch takes no CA of its own). */
+function httpsStatus(url: string, ca: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { ca }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', reject);
   });
 }
 
@@ -65,6 +79,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
     '    enabled: true',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...(opts.tls ? ['  tls:', `    certificate: ${opts.tls.certificate}`, `    key: ${opts.tls.key}`] : []),
     ...auth,
     '',
   ].join('\n');
@@ -78,14 +93,13 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
   });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${stderr}`);
     try {
-      const res = await fetch(`${url}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) break;
+      const status = opts.tls ? await httpsStatus(`${url}/v2/`, opts.tls.ca) : await fetch(`${url}/v2/`).then(async (res) => (await res.arrayBuffer(), res.status));
+      if (status === 200 || status === 401) break;
     } catch {
       /* not listening yet */
     }
