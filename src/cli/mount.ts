@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { mountPaths } from '../mount/control.js';
-import { claimSpare, serveAsSpare, startSpare } from '../mount/host-spare.js';
+import { claimSpare, serveAsSpare, spareAfterExit } from '../mount/host-spare.js';
 import { ipcChannel, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
 import { parsePlatform } from '../oci/platform.js';
@@ -123,14 +123,20 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   const mountpoint = resolve(mnt);
   if (!values.foreground) {
     const spare = !values['no-spare'];
+    // A spare saves the next mount time; not having one costs nothing else. Made by this process, not
+    // by the daemon: a daemon's children inherit its /dev/fuse descriptor (libfuse 2 opens it without
+    // O_CLOEXEC), which would keep the mount's connection up after the daemon dies, its readers
+    // hanging. Made at the daemon's first report (the spare this mount claimed has let its socket go
+    // by then), while this process only waits; it starts once this process has exited.
+    let next: Promise<{ cancel(): void } | undefined> | undefined;
+    const leaveSpare = () => (next ??= spareAfterExit().catch(() => undefined));
+    const onProgress = spare ? () => void leaveSpare() : undefined;
     try {
-      const { pid, log } = (spare ? await claimSpare(argv, mountpoint) : undefined) ?? (await spawnMountDaemon(argv, mountpoint));
+      const { pid, log } = (spare ? await claimSpare(argv, mountpoint, onProgress) : undefined) ?? (await spawnMountDaemon(argv, mountpoint, onProgress));
       process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
-      // A spare saves the next mount time; not having one costs nothing else. Started here, not by
-      // the daemon: a daemon's children inherit its /dev/fuse descriptor (libfuse 2 opens it without
-      // O_CLOEXEC), which would keep the mount's connection up after the daemon dies, its readers hanging.
-      if (spare) await startSpare().catch(() => {});
+      if (spare) await leaveSpare();
     } catch (err) {
+      (await next)?.cancel(); // no spare after a mount that failed
       throw new UserError((err as Error).message);
     }
     return 0;

@@ -5,6 +5,7 @@
 // the TOCs on a cold JIT (about twice the warm time). One spare per run directory; it exits unused
 // after SPARE_IDLE_MS, when its socket is removed (its run directory deleted), or when the program on
 // disk is no longer the one it runs. Only the owner of the run directory can reach it (mode 0700).
+import type { ChildProcess } from 'node:child_process';
 import { rmSync, watch } from 'node:fs';
 import { chmod, lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
@@ -119,14 +120,34 @@ function spareAnswer(line: string): SpareAnswer | undefined {
  * Leaves a spare for the next mount unless one answers: a detached `starling mount --host-spare`
  * at low priority (two started at once: the second finds the first and exits).
  */
-export async function startSpare(): Promise<void> {
-  const { dir, socket } = sparePaths();
-  if (await askSpare({ op: 'status' }, socket)) return;
+async function startSpare(): Promise<void> {
+  if (await askSpare({ op: 'status' }, sparePaths().socket)) return;
+  (await spareProcess(false)).child.unref();
+}
+
+/**
+ * A spare that starts once this process has exited: made while a mount is under way, so that the
+ * caller of `starling mount` does not wait for it after the mount is ready (~30 ms). Whether one
+ * answers is not asked (the one this mount claimed may not have let its socket go yet); of two, the
+ * second exits at once. `cancel` kills it before it starts.
+ */
+export async function spareAfterExit(): Promise<{ cancel(): void }> {
+  const { child, log } = await spareProcess(true);
+  child.unref();
+  return {
+    cancel() {
+      child.kill('SIGKILL');
+      rmSync(log, { force: true });
+    },
+  };
+}
+
+async function spareProcess(afterExit: boolean): Promise<{ child: ChildProcess; log: string }> {
+  const { dir } = sparePaths();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const log = join(dir, `spare-${Date.now()}-${process.pid}.log`);
-  const child = await daemonProcess(['mount', '--host-spare', log], log, { niceness: SPARE_NICENESS, ipc: false });
-  child.unref();
+  return { child: await daemonProcess(['mount', '--host-spare', log], log, { niceness: SPARE_NICENESS, ipc: false, afterExit }), log };
 }
 
 /** Starts a spare unless one answers, and waits up to `timeoutMs` until it is warmed up (now, busy machine or not); its pid. */

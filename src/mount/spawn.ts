@@ -50,15 +50,17 @@ export function daemonExecArgv(): string[] {
 /**
  * Runs this program again, detached, as `ARGV`, its output appended to `log`; with an IPC channel
  * unless `ipc` is false (a daemon that outlives the process starting it); under `nice` when
- * `niceness` is given.
+ * `niceness` is given. With `afterExit`, the process is made now but Node starts in it only once
+ * this process has exited (a shell waits for the end of a pipe only this process holds).
  */
-export async function daemonProcess(argv: string[], log: string, opts: { niceness?: number; ipc?: boolean } = {}): Promise<ChildProcess> {
+export async function daemonProcess(argv: string[], log: string, opts: { niceness?: number; ipc?: boolean; afterExit?: boolean } = {}): Promise<ChildProcess> {
   const logFile = await open(log, 'a');
-  const { niceness, ipc = true } = opts;
+  const { niceness, ipc = true, afterExit = false } = opts;
   const execArgv = daemonExecArgv();
   const node = [process.execPath, ...execArgv, ...DAEMON_NODE_FLAGS, process.argv[1]!, ...argv];
   // nice(1) execs node in the same process, so every thread node starts inherits the niceness.
-  const command = niceness === undefined ? node : ['nice', '-n', String(niceness), ...node];
+  const niced = niceness === undefined ? node : ['nice', '-n', String(niceness), ...node];
+  const command = afterExit ? ['/bin/sh', '-c', 'read line; exec "$@"', 'sh', ...niced] : niced;
   const child = spawn(command[0]!, command.slice(1), {
     // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
     // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
@@ -67,9 +69,11 @@ export async function daemonProcess(argv: string[], log: string, opts: { nicenes
     // read (measured with a 100k-file image: peak RSS 331-350 -> 315-324 MiB).
     env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
     detached: true,
-    stdio: ['ignore', logFile.fd, logFile.fd, ...(ipc ? (['ipc'] as const) : [])],
+    stdio: [afterExit ? 'pipe' : 'ignore', logFile.fd, logFile.fd, ...(ipc ? (['ipc'] as const) : [])],
   });
   await logFile.close();
+  // The pipe's end here closes with this process; until then it must not keep it alive.
+  if (afterExit) (child.stdin as unknown as { unref(): void }).unref();
   return child;
 }
 

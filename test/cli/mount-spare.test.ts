@@ -251,3 +251,21 @@ test('a mount the spare cannot make fails with its reason and leaves nothing mou
   assert.ok(await gone(spare), 'the spare that took the mount exited with it');
   assert.ok(!(await readFile('/proc/self/mountinfo', 'utf8')).includes(mnt));
 });
+
+test('a mount that fails after its daemon reported progress takes back the spare it made for after it', TIMEOUT, async () => {
+  // The manifest is there (the daemon reports it: the next spare is made then), a layer blob is not.
+  const broken = `docker://${registry.host}/test/spare-broken:v1`;
+  await starling(['convert', `oci:${join(work, 'src')}:v1`, broken, '--format', 'estargz']);
+  const manifest = (await (await fetch(`${registry.url}/v2/test/spare-broken/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: Array<{ digest: string }> };
+  const deleted = await fetch(`${registry.url}/v2/test/spare-broken/blobs/${manifest.layers[0]!.digest}`, { method: 'DELETE' });
+  assert.equal(deleted.status, 202);
+  await readySpare();
+  // A spare killed with -9 by a test before leaves its log: only files made by this mount count.
+  const before = new Set(await readdir(sparePaths(runDir).dir));
+  const mnt = join(work, 'mnt-broken');
+  await mkdir(mnt, { recursive: true });
+  await assert.rejects(starling(['mount', broken, mnt]), (err: { stderr: string }) => /BLOB_UNKNOWN/.test(err.stderr));
+  const made = (await readdir(sparePaths(runDir).dir)).filter((f) => f.startsWith('spare-') && !before.has(f));
+  assert.deepEqual(made, [], 'no spare made for after the failed mount');
+  assert.equal(await status(), undefined);
+});
