@@ -4,9 +4,11 @@
 // misses; python's start: 6 of 28). When a file is first read from offset 0 and is an ELF program
 // or library, this finds what the loader will open next and fetches their first chunks, all at
 // once at read-ahead priority (behind on-demand reads), then follows those libraries in turn.
-// Only a guess: a library it does not find, or finds wrongly, costs a wasted fetch, never a wrong
-// byte (reads go through the store and are verified like any other).
+// When the program is GCC's compiler proper, what the driver runs after it comes too
+// (toolchain-prefetch.ts). Only a guess: a library it does not find, or finds wrongly, costs a
+// wasted fetch, never a wrong byte (reads go through the store and are verified like any other).
 import { cString, multiarchTriplet, parseDynamic, parseElfHead, type FileRange } from './elf.js';
+import { gccNextFiles } from './toolchain-prefetch.js';
 
 /** The files of the mounted image, as the prefetch needs them. `F` is whatever names one file. */
 export interface ImageFiles<F> {
@@ -38,6 +40,8 @@ function glibcStartFiles(machine: number): string[] {
 }
 /** A start file larger than this (uncompressed) is left to its reader. */
 const START_FILE_MAX = 1 << 20;
+/** A link input larger than this is left to the linker (of an archive it reads the index and the members it needs). */
+const LINK_INPUT_MAX = 4 << 20;
 /** Bounds for a hostile or odd image: libraries followed per mount, and depth of the chain. */
 const MAX_FILES = 512;
 const MAX_DEPTH = 8;
@@ -60,6 +64,7 @@ export class LibraryPrefetch<F> {
   private readonly running = new Set<Promise<void>>();
   private ldCacheFetched = false;
   private glibcStartFetched = false;
+  private toolchainFetched = false;
 
   constructor(
     private readonly files: ImageFiles<F>,
@@ -72,6 +77,13 @@ export class LibraryPrefetch<F> {
     if (this.seen.has(file)) return;
     this.seen.add(file);
     this.track(this.follow(file, path, head, 0));
+    const toolchain = this.toolchainFetched ? undefined : gccNextFiles(path);
+    if (toolchain) {
+      // GCC's compiler proper is starting: what the driver runs after it, behind its reads (toolchain-prefetch.ts).
+      this.toolchainFetched = true;
+      for (const p of toolchain.programs) this.fetchAhead(this.files.resolve(p), p, 0, true);
+      this.fetchTogether(toolchain.inputs, LINK_INPUT_MAX);
+    }
   }
 
   /** Resolves once nothing is being fetched or followed (tests, and closing). */
@@ -128,10 +140,15 @@ export class LibraryPrefetch<F> {
   private fetchGlibcStartFiles(machine: number): void {
     if (this.glibcStartFetched) return;
     this.glibcStartFetched = true;
+    this.fetchTogether(glibcStartFiles(machine), START_FILE_MAX);
+  }
+
+  /** Fetches, whole and together at speculative priority, those of `paths` the image has of at most `maxSize` bytes. */
+  private fetchTogether(paths: readonly string[], maxSize: number): void {
     const ranges = [];
-    for (const path of glibcStartFiles(machine)) {
+    for (const path of paths) {
       const file = this.files.resolve(path);
-      if (file === undefined || this.seen.has(file) || this.files.size(file) > START_FILE_MAX) continue;
+      if (file === undefined || this.seen.has(file) || this.files.size(file) > maxSize) continue;
       this.seen.add(file);
       ranges.push({ file, from: 0, to: this.files.size(file) });
     }

@@ -6,6 +6,7 @@ import { FsError } from '../../src/fs/errors.js';
 import { setup } from './helpers/fixture.js';
 import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
 import { buildPrograms, type BuiltPrograms } from './helpers/elf-programs.js';
+import { gccNextFiles } from '../../src/fs/toolchain-prefetch.js';
 
 const LIBC = '/usr/lib/x86_64-linux-gnu/libc.so.6';
 const LD = '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2';
@@ -127,6 +128,67 @@ test("glibc's start-up files the image has (NSS configuration and databases, the
     await cleanup();
     await rm(built.dir, { recursive: true, force: true });
   }
+});
+
+test("GCC's compiler proper starting: the programs the driver runs next (with their libraries) and the link inputs are fetched ahead, once; a link input over 4 MiB is not", { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const gcc = 'usr/lib/gcc/x86_64-linux-gnu/12';
+  const multiarch = 'usr/lib/x86_64-linux-gnu';
+  let pad = 100;
+  const apart = (s: SpecEntry): SpecEntry[] => [{ path: `gcc-pad${pad++}`, content: noise(1 << 20, pad) }, s];
+  // Programs of the same bytes would share their chunks (content-addressed): each its own bytes.
+  const own = (elf: Buffer, tag: string) => Buffer.concat([elf, Buffer.from(tag)]);
+  const inputs = [`${gcc}/crtbeginS.o`, `${gcc}/crtendS.o`, `${gcc}/libgcc_s.so`, `${multiarch}/Scrt1.o`, `${multiarch}/crti.o`, `${multiarch}/crtn.o`, `${multiarch}/libc.so`, `${multiarch}/libc_nonshared.a`];
+  const layer = buildLayer([
+    ...(await image(built)),
+    { path: 'usr/lib/gcc' },
+    { path: 'usr/lib/gcc/x86_64-linux-gnu' },
+    { path: gcc },
+    ...apart({ path: `${gcc}/cc1`, content: own(built.libbar, 'cc1'), mode: 0o755 }),
+    ...apart({ path: `${gcc}/collect2`, content: own(built.libbar, 'collect2'), mode: 0o755 }),
+    ...apart({ path: `${gcc}/liblto_plugin.so`, content: own(built.libbar, 'liblto_plugin.so'), mode: 0o755 }),
+    ...apart({ path: `${gcc}/cc1plus`, content: own(built.libbar, 'cc1plus'), mode: 0o755 }),
+    ...apart({ path: `${gcc}/libgcc.a`, content: noise((4 << 20) + 1, 3), mode: 0o644 }),
+    ...inputs.filter((p) => p.startsWith(gcc)).map((path, i) => ({ path, content: noise(5000 + i, 40 + i) })),
+    { path: 'usr/bin' },
+    // binutils' assembler needs libfoo (and so libbar), found in the multiarch directory.
+    ...apart({ path: 'usr/bin/x86_64-linux-gnu-as', content: own(built.prog, 'as'), mode: 0o755 }),
+    { path: 'usr/bin/as', type: 'symlink', linkName: 'x86_64-linux-gnu-as' },
+    ...apart({ path: 'usr/bin/x86_64-linux-gnu-ld.bfd', content: own(built.prog, 'ld'), mode: 0o755 }),
+    ...apart({ path: `${multiarch}/libfoo.so`, content: own(built.libfoo, 'foo'), mode: 0o755 }),
+    ...apart({ path: `${multiarch}/libbar.so`, content: own(built.libbar, 'bar'), mode: 0o755 }),
+    ...inputs.filter((p) => p.startsWith(multiarch)).map((path, i) => ({ path, content: noise(3000 + i, 60 + i) })),
+  ]);
+  const rec = recording(layer.blob);
+  const { fs, cleanup } = await setup([{ ...layer, blob: rec.blob }]);
+  try {
+    const chunk = (path: string) => layer.toc.entries.find((e) => e.path === path)!.chunks[0]!;
+    const fetched = (path: string) => rec.seen.some((r) => r.offset < chunk(path).end && r.offset + r.length > chunk(path).start);
+    await fs.read(`/${gcc}/cc1`, 0, 4096);
+    await fs.libraries!.idle();
+    const ahead = [`${gcc}/collect2`, `${gcc}/liblto_plugin.so`, 'usr/bin/x86_64-linux-gnu-as', 'usr/bin/x86_64-linux-gnu-ld.bfd', `${multiarch}/libfoo.so`, `${multiarch}/libbar.so`, ...inputs];
+    assert.deepEqual(ahead.filter((p) => !fetched(p)), [], 'fetched ahead of the driver');
+    assert.ok(!fetched(`${gcc}/libgcc.a`) && !fetched(`${gcc}/cc1plus`));
+    const before = rec.seen.length;
+    for (const path of ahead) await fs.read(`/${path}`, 0, 1 << 20);
+    assert.deepEqual(rec.seen.slice(before), [], 'all there when read');
+    await fs.read(`/${gcc}/cc1plus`, 0, 4096); // another compiler start: nothing more ahead
+    await fs.libraries!.idle();
+    assert.ok(!fetched(`${gcc}/libgcc.a`), 'the oversized archive is left to the linker');
+  } finally {
+    await cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
+
+test('gccNextFiles: only a compiler proper in GCC\'s directory, Debian\'s or /usr/libexec', () => {
+  assert.equal(gccNextFiles('/app/bin/cc1'), undefined);
+  assert.equal(gccNextFiles('/usr/lib/gcc/x86_64-linux-gnu/12/cc1.py'), undefined);
+  const rh = gccNextFiles('/usr/libexec/gcc/x86_64-redhat-linux/13/cc1plus')!;
+  assert.ok(rh.programs.includes('/usr/libexec/gcc/x86_64-redhat-linux/13/collect2'));
+  assert.ok(rh.programs.includes('/usr/bin/x86_64-redhat-linux-as'));
+  assert.ok(rh.inputs.includes('/usr/lib/gcc/x86_64-redhat-linux/13/crtbeginS.o'));
+  assert.ok(rh.inputs.includes('/usr/lib/x86_64-redhat-linux/crti.o'));
 });
 
 test('no library is fetched ahead for a file that is not an ELF program, for a read not at offset 0, or with the prefetch turned off', { timeout: 60_000 }, async () => {
