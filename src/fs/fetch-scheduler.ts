@@ -102,6 +102,17 @@ export class FetchScheduler {
     }
   }
 
+  /** Resolves once no on-demand request has run or waited for `ms` (at once when closed); its timers do not keep the process alive. */
+  async quiet(ms: number): Promise<void> {
+    for (;;) {
+      if (this.closed) return;
+      const busy = this.onDemand > 0 || this.queues[Priority.Read]!.length > 0 || this.queues[Priority.ReadAhead]!.length > 0;
+      const wait = busy ? POLL_MS : this.lastOnDemand + ms - performance.now();
+      if (wait <= 0) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, POLL_MS * 5)).unref());
+    }
+  }
+
   /** The most bytes one background request may ask for now. */
   get backgroundSlice(): number {
     let slice = (this.rate * SLICE_MS) / 1000;

@@ -10,6 +10,8 @@ export class MountError extends Error {}
 
 /** How long stopping may wait for the mount to close before what is left is detached. */
 const CLOSE_BOUND_MS = 15_000;
+/** The garbage of mounting is collected once reads have not had to fetch for this long (collectGarbage). */
+const GC_QUIET_MS = 1000;
 
 /**
  * Mounts and serves until stopped. `onReady` is called once the mount is usable; once stopped (and
@@ -67,7 +69,7 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
   });
   await writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
   onReady();
-  setImmediate(collectGarbage);
+  void mount.quiet(GC_QUIET_MS).then(collectGarbage);
   await done;
   // Stopped: exit even if a stray handle (such as that shell's child process) would keep the loop alive.
   process.exit(0);

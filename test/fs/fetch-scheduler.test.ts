@@ -74,3 +74,34 @@ test('a speculative request waits while a prefetch request runs, even with place
   gates.get(1)!();
   await guess;
 });
+
+test('quiet(ms) resolves only once no on-demand request has run for ms: not while one runs, nor sooner than ms after it ended; at once when closed', { timeout: 10_000 }, async () => {
+  let open!: () => void;
+  const blob: BlobSource = {
+    size: 100,
+    description: 'test blob',
+    async read(_offset, length) {
+      await new Promise<void>((resolve) => (open = resolve));
+      return Buffer.alloc(length);
+    },
+    close: async () => {},
+  };
+  const scheduler = new FetchScheduler(DEFAULT_SCHEDULER);
+  // quiet()'s timers do not keep a process alive (a daemon exits while waiting): this test's does.
+  const alive = setInterval(() => {}, 1000);
+  let quietAt: number | undefined;
+  const quiet = scheduler.quiet(200).then(() => (quietAt = performance.now()));
+  const read = scheduler.fetch(blob, 0, 1, Priority.Read);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(quietAt, undefined, 'not quiet while a read fetches');
+  open();
+  await read;
+  const endedAt = performance.now();
+  await quiet;
+  assert.ok(quietAt! - endedAt >= 195, `quiet ${quietAt! - endedAt} ms after the read ended`);
+  scheduler.close();
+  const closedAt = performance.now();
+  await scheduler.quiet(60_000);
+  assert.ok(performance.now() - closedAt < 5_000, 'a closed scheduler is quiet at once');
+  clearInterval(alive);
+});
