@@ -130,10 +130,10 @@ export interface StatsReport {
 }
 
 /**
- * A full garbage collection, for a mount's owner to run once the mount is up, reported ready and
- * quiet (`ImageMount.quiet`: when setUp's frames no longer reach the decompressed TOCs, and not
- * while the workload starts: it takes ~50 ms of the thread that serves every FUSE request, a python
- * image's, and ran just as the container's first reads came).
+ * A full garbage collection, for a mount's owner to run once the mount is up and reported ready
+ * (on a later turn of the loop, when setUp's frames no longer reach the decompressed TOCs), and for
+ * a small image once it is quiet too (`ImageMount.quiet`): it takes ~50 ms of the thread that serves
+ * every FUSE request (a python image's), which came just as the container's first reads did.
  * Parsing a large TOC and building the tree leave several times their final size in garbage
  * (decompressed TOC, JSON text, raw objects: ~150 MB for 100k entries); an idle daemon would keep
  * that RSS for minutes, and every later GC while serving would walk it (measured: 277 MiB RSS after
