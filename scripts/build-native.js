@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds native/ (the addon: gzip checkpoints, sha256 on the libuv pool) with node-gyp against the Node headers installed beside
+// Builds native/ (the addon: gzip checkpoints, sha256 on the libuv pool, exit without teardown) with node-gyp against the Node headers installed beside
 // this node binary (Debian: /usr/include/node), never downloading headers. Run by `npm ci` (the
 // package's install script). A missing toolchain or header stops it with what to install.
 import { execFileSync, spawnSync } from 'node:child_process';

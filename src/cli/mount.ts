@@ -3,6 +3,7 @@
 import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { exitNow } from '../format/native.js';
 import { mountPaths } from '../mount/control.js';
 import { claimSpare, serveAsSpare, spareAfterExit } from '../mount/host-spare.js';
 import { ipcChannel, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
@@ -139,6 +140,8 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
       (await next)?.cancel(); // no spare after a mount that failed
       throw new UserError((err as Error).message);
     }
+    // The mount is the daemon's now and all is said: the caller need not wait for Node's teardown.
+    exitNow(0);
     return 0;
   }
 

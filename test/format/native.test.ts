@@ -1,4 +1,5 @@
-// The addon's sha256 (native/sha256.cc) on its own, and chunkDigest, which uses it for large chunks.
+// The addon on its own: sha256 (native/sha256.cc) and chunkDigest, which uses it for large chunks; exitNow (native/exit.cc).
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chunkDigest, nativeAddon } from '../../src/format/native.js';
@@ -39,4 +40,13 @@ test('where the addon does not load (node --no-addons), chunkDigest hashes on th
   const { out, message } = JSON.parse(stdout) as { out: boolean[]; message: string };
   assert.deepEqual(out, [true, true, true]);
   assert.match(message, /^NativeAddonError: Starling's native addon \(native\/\) is not built or does not load: .*run `npm ci`/);
+});
+
+test('exitNow ends the process with its code at once: what was written before arrives, exit handlers do not run', { timeout: 30_000 }, async () => {
+  const native = new URL('../../src/format/native.ts', import.meta.url).href;
+  const script = `import { exitNow } from ${JSON.stringify(native)}; process.on('exit', () => process.stdout.write('exit handler\\n')); process.stdout.write('written\\n'); process.stderr.write('said\\n'); exitNow(3); process.stdout.write('after\\n');`;
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(child.status, 3, child.stderr);
+  assert.equal(child.stdout, 'written\n');
+  assert.equal(child.stderr, 'said\n');
 });
