@@ -3,7 +3,7 @@
 // during a run and no TypeScript is compiled inside a timed phase; started as users start it, by
 // its `bin/starling`. In an installed package (no sources): the package's own command.
 import { createHash, type Hash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists, runTool } from './build.js';
 
@@ -66,7 +66,7 @@ async function compile(repoRoot: string, dir: string): Promise<void> {
   await rm(archive);
   // The commands as committed, beside dist/ as in the package (bin/starling.js imports ../dist/):
   // copied, not linked, since Node resolves a script's imports from its real path.
-  await runTool('cp', ['-r', join(source, 'bin'), join(dir, 'bin')]);
+  await cp(join(source, 'bin'), join(dir, 'bin'), { recursive: true });
   // Files the compiled code reads from the package at run time, next to dist/ as in the package
   // (the snapshotter's .proto files, src/snapshotter/ seen from dist/snapshotter/).
   await symlink(join(source, 'src'), join(dir, 'src'));

@@ -2,6 +2,7 @@
 // its output in the mount's log, and waits until it reports the mount usable (or why not). Used by
 // `starling mount` and by the containerd snapshotter, whose lazy layers live in such daemons so that
 // restarting the service never touches a running container's mounts.
+import type { Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { setPriority } from 'node:os';
@@ -73,7 +74,7 @@ export async function daemonProcess(argv: string[], log: string, opts: { nicenes
   });
   await logFile.close();
   // The pipe's end here closes with this process; until then it must not keep it alive.
-  if (afterExit) (child.stdin as unknown as { unref(): void }).unref();
+  if (afterExit) (child.stdin as Socket).unref();
   return child;
 }
 

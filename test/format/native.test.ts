@@ -50,3 +50,11 @@ test('exitNow ends the process with its code at once: what was written before ar
   assert.equal(child.stdout, 'written\n');
   assert.equal(child.stderr, 'said\n');
 });
+
+test('where the addon does not load, exitNow returns and the command ends as it would have', { timeout: 30_000 }, async () => {
+  const native = new URL('../../src/format/native.ts', import.meta.url).href;
+  const script = `import { exitNow } from ${JSON.stringify(native)}; process.on('exit', () => process.stdout.write('exit handler\\n')); exitNow(3); process.stdout.write('after\\n');`;
+  const child = spawnSync(process.execPath, ['--no-addons', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(child.status, 0, child.stderr);
+  assert.equal(child.stdout, 'after\nexit handler\n');
+});
