@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "starling_native",
-      "sources": ["addon.cc", "gzip_index.cc", "sha256.cc", "exit.cc"],
+      "sources": ["addon.cc", "gzip_index.cc", "sha256.cc", "exit.cc", "mount.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-lz"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -1,5 +1,5 @@
 // Starling's native addon (native/), typed: the gzip checkpoint functions (gzip_index.cc), sha256
-// on the libuv pool (sha256.cc) and exiting without Node's teardown (exit.cc). Loaded on first use,
+// on the libuv pool (sha256.cc), exiting without Node's teardown (exit.cc) and mount(2) (mount.cc). Loaded on first use,
 // so that the rest of Starling works on a machine where it was not built; using the gzip functions
 // there is a clear error.
 import { createRequire } from 'node:module';
@@ -40,6 +40,8 @@ interface Addon {
   zlibVersion: string;
   sha256(data: Buffer): Promise<Buffer>;
   exitNow(code: number): never;
+  mount(source: string, target: string, fstype: string, data: string): Promise<void>;
+  unmount(target: string, detach: boolean): Promise<void>;
 }
 
 // The same relative path from src/format/ (tsx) and dist/format/ (built).
@@ -97,4 +99,18 @@ export function exitNow(code: number): void {
     return;
   }
   addon.exitNow(code);
+}
+
+/** mount(2) copies at most a page of options; a longer string would reach the filesystem cut short. */
+const MOUNT_DATA_MAX = 4095;
+
+/** mount(2) of `fstype` on `target` with options `data`, on the libuv pool (never the JS thread: see mount.cc). */
+export async function mountSyscall(source: string, target: string, fstype: string, data: string): Promise<void> {
+  if (Buffer.byteLength(data) > MOUNT_DATA_MAX) throw new Error(`mount -t ${fstype} on ${target}: ${Buffer.byteLength(data)} bytes of options, more than the ${MOUNT_DATA_MAX} mount(2) takes`);
+  await nativeAddon().mount(source, target, fstype, data);
+}
+
+/** umount2(2) of `target`, lazily (MNT_DETACH) with `detach`, on the libuv pool. */
+export function unmountSyscall(target: string, detach: boolean): Promise<void> {
+  return nativeAddon().unmount(target, detach);
 }

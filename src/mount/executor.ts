@@ -2,15 +2,12 @@
 // filesystem the caller makes for its layer(s), then the overlay; `unmount()` undoes what was done,
 // in reverse order, also after a plan failed half-way, down to the directories it created (so that
 // a mountpoint `--mode layers` filled with MOUNTPOINT/N is empty again for the next mount).
-import { execFile } from 'node:child_process';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
+import { mountSyscall, unmountSyscall } from '../format/native.js';
 import type { FuseMount } from '../fs/fuse.js';
 import type { LazyFs } from '../fs/lazyfs.js';
 import { overlayOptions, type FuseMountPlan, type MountPlan } from './plan.js';
-
-const run = promisify(execFile);
 
 /** The source name that marks an overlay as Starling's (stale-mount recovery looks for it). */
 export const OVERLAY_SOURCE = 'starling-overlay';
@@ -46,7 +43,7 @@ export class PlanMounts {
       this.fuse.push(await mountFuse(f.target, opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname, log: opts.log }));
     }
     if (plan.overlay) {
-      await run('mount', ['-t', 'overlay', OVERLAY_SOURCE, '-o', overlayOptions(plan.overlay.lowers, plan.overlay.upper).join(','), plan.overlay.target]);
+      await mountSyscall(OVERLAY_SOURCE, plan.overlay.target, 'overlay', overlayOptions(plan.overlay.lowers, plan.overlay.upper).join(','));
       this.overlay = plan.overlay.target;
     }
   }
@@ -56,7 +53,7 @@ export class PlanMounts {
     const errors: string[] = [];
     if (this.overlay) {
       const target = this.overlay;
-      await run('umount', [target]).catch(() => run('umount', ['-l', target]).catch((e: Error) => errors.push(e.message)));
+      await unmountSyscall(target, false).catch(() => unmountSyscall(target, true).catch((e: Error) => errors.push(e.message)));
       this.overlay = undefined;
     }
     for (const f of this.fuse.splice(0).reverse()) await f.unmount().catch((e: Error) => errors.push(`${f.mountpoint}: ${e.message}`));

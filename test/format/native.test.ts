@@ -2,7 +2,10 @@
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chunkDigest, nativeAddon } from '../../src/format/native.js';
+import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chunkDigest, mountSyscall, nativeAddon, unmountSyscall } from '../../src/format/native.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { variedData } from './gzipindex/helpers.js';
 
@@ -57,4 +60,33 @@ test('where the addon does not load, exitNow returns and the command ends as it 
   const child = spawnSync(process.execPath, ['--no-addons', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
   assert.equal(child.status, 0, child.stderr);
   assert.equal(child.stdout, 'after\nexit handler\n');
+});
+
+/** Whether `path` is a mountpoint now (its line in /proc/self/mounts). */
+async function mounted(path: string): Promise<boolean> {
+  return (await readFile('/proc/self/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === path);
+}
+
+test('mountSyscall mounts an overlay and unmountSyscall takes it off; their errors name the target and the errno', { timeout: 30_000 }, async () => {
+  const dir = await tempDir('native-mount-');
+  const [lower, upper, work, target] = ['lower', 'upper', 'work', 'target'].map((d) => join(dir, d)) as [string, string, string, string];
+  try {
+    for (const d of [lower, upper, work, target]) await mkdir(d);
+    await writeFile(join(lower, 'file'), 'from the lower dir');
+    await mountSyscall('starling-test', target, 'overlay', `workdir=${work},upperdir=${upper},lowerdir=${lower}`);
+    assert.equal(await mounted(target), true);
+    assert.equal(await readFile(join(target, 'file'), 'utf8'), 'from the lower dir');
+    await writeFile(join(target, 'new'), 'written through');
+    assert.equal(await readFile(join(upper, 'new'), 'utf8'), 'written through');
+    await unmountSyscall(target, false);
+    assert.equal(await mounted(target), false);
+    await assert.rejects(unmountSyscall(target, true), (err: Error & { errno?: number }) => err.message === `umount ${target}: Invalid argument` && err.errno === 22);
+    await assert.rejects(mountSyscall('x', join(dir, 'absent'), 'overlay', `lowerdir=${lower}:${upper}`), { message: `mount -t overlay on ${join(dir, 'absent')}: No such file or directory` });
+    // More options than the page mount(2) copies: refused before the call, not cut short.
+    await assert.rejects(mountSyscall('x', target, 'overlay', `lowerdir=${Array(300).fill(lower).join(':')}`), /bytes of options, more than the 4095 mount\(2\) takes/);
+    assert.equal(await mounted(target), false);
+  } finally {
+    if (await mounted(target)) await unmountSyscall(target, true);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
