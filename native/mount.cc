@@ -8,30 +8,27 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <string>
 
 namespace {
 
+// One mount(2) or umount2(2) call: `call` runs on the pool and returns its rc; `what` names it in the error.
 class MountWorker : public Napi::AsyncWorker {
  public:
-  // An unmount when fstype is empty (then `detach` says MNT_DETACH).
-  MountWorker(Napi::Env env, std::string source, std::string target, std::string fstype, std::string data, bool detach)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        source_(std::move(source)),
-        target_(std::move(target)),
-        fstype_(std::move(fstype)),
-        data_(std::move(data)),
-        detach_(detach) {}
+  MountWorker(Napi::Env env, std::string what, std::function<int()> call)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), what_(std::move(what)), call_(std::move(call)) {}
 
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+  Napi::Promise Queued() {
+    Napi::Promise promise = deferred_.Promise();
+    Queue();
+    return promise;
+  }
 
   void Execute() override {
-    const bool unmount = fstype_.empty();
-    const int rc = unmount ? umount2(target_.c_str(), detach_ ? MNT_DETACH : 0) : mount(source_.c_str(), target_.c_str(), fstype_.c_str(), 0, data_.c_str());
-    if (rc == 0) return;
+    if (call_() == 0) return;
     errno_ = errno;
-    SetError(std::string(unmount ? "umount " : "mount -t " + fstype_ + " on ") + target_ + ": " + std::strerror(errno_));
+    SetError(what_ + ": " + std::strerror(errno_));
   }
 
   void OnOK() override { deferred_.Resolve(Env().Undefined()); }
@@ -43,8 +40,8 @@ class MountWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::string source_, target_, fstype_, data_;
-  bool detach_;
+  std::string what_;
+  std::function<int()> call_;
   int errno_ = 0;
 };
 
@@ -55,20 +52,18 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* usag
 
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   const char* usage = "mount(source, target, fstype, data): four strings";
-  auto* worker = new MountWorker(info.Env(), StringArg(info, 0, usage), StringArg(info, 1, usage), StringArg(info, 2, usage), StringArg(info, 3, usage), false);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  std::string source = StringArg(info, 0, usage), target = StringArg(info, 1, usage), fstype = StringArg(info, 2, usage), data = StringArg(info, 3, usage);
+  std::string what = "mount -t " + fstype + " on " + target;
+  auto call = [source, target, fstype, data] { return mount(source.c_str(), target.c_str(), fstype.c_str(), 0, data.c_str()); };
+  return (new MountWorker(info.Env(), what, call))->Queued();
 }
 
 Napi::Value Unmount(const Napi::CallbackInfo& info) {
   const char* usage = "unmount(target, detach): a string and a boolean";
   std::string target = StringArg(info, 0, usage);
   if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), usage);
-  auto* worker = new MountWorker(info.Env(), "", std::move(target), "", "", info[1].As<Napi::Boolean>().Value());
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  const int flags = info[1].As<Napi::Boolean>().Value() ? MNT_DETACH : 0;
+  return (new MountWorker(info.Env(), "umount " + target, [target, flags] { return umount2(target.c_str(), flags); }))->Queued();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Starling's native addon (native/), typed: the gzip checkpoint functions (gzip_index.cc), sha256
-// on the libuv pool (sha256.cc), exiting without Node's teardown (exit.cc) and mount(2) (mount.cc). Loaded on first use,
-// so that the rest of Starling works on a machine where it was not built; using the gzip functions
-// there is a clear error.
+// on the libuv pool (sha256.cc), exiting without Node's teardown (exit.cc) and mount(2) (mount.cc).
+// Loaded on first use, so that the rest of Starling works on a machine where it was not built; using
+// the gzip or mount functions there is a clear error.
 import { createRequire } from 'node:module';
 import { sha256, type Digest } from '../oci/digest.js';
 
@@ -106,7 +106,8 @@ const MOUNT_DATA_MAX = 4095;
 
 /** mount(2) of `fstype` on `target` with options `data`, on the libuv pool (never the JS thread: see mount.cc). */
 export async function mountSyscall(source: string, target: string, fstype: string, data: string): Promise<void> {
-  if (Buffer.byteLength(data) > MOUNT_DATA_MAX) throw new Error(`mount -t ${fstype} on ${target}: ${Buffer.byteLength(data)} bytes of options, more than the ${MOUNT_DATA_MAX} mount(2) takes`);
+  const bytes = Buffer.byteLength(data);
+  if (bytes > MOUNT_DATA_MAX) throw new Error(`mount -t ${fstype} on ${target}: ${bytes} bytes of options, more than the ${MOUNT_DATA_MAX} mount(2) takes`);
   await nativeAddon().mount(source, target, fstype, data);
 }
 
