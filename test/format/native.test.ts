@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chunkDigest, mountSyscall, nativeAddon, unmountSyscall } from '../../src/format/native.js';
+import { isMountpoint } from '../../src/mount/stale.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { variedData } from './gzipindex/helpers.js';
@@ -62,10 +63,6 @@ test('where the addon does not load, exitNow returns and the command ends as it 
   assert.equal(child.stdout, 'after\nexit handler\n');
 });
 
-/** Whether `path` is a mountpoint now (its line in /proc/self/mounts). */
-async function mounted(path: string): Promise<boolean> {
-  return (await readFile('/proc/self/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === path);
-}
 
 test('mountSyscall mounts an overlay and unmountSyscall takes it off; their errors name the target and the errno', { timeout: 30_000 }, async () => {
   const dir = await tempDir('native-mount-');
@@ -74,19 +71,19 @@ test('mountSyscall mounts an overlay and unmountSyscall takes it off; their erro
     for (const d of [lower, upper, work, target]) await mkdir(d);
     await writeFile(join(lower, 'file'), 'from the lower dir');
     await mountSyscall('starling-test', target, 'overlay', `workdir=${work},upperdir=${upper},lowerdir=${lower}`);
-    assert.equal(await mounted(target), true);
+    assert.equal(await isMountpoint(target), true);
     assert.equal(await readFile(join(target, 'file'), 'utf8'), 'from the lower dir');
     await writeFile(join(target, 'new'), 'written through');
     assert.equal(await readFile(join(upper, 'new'), 'utf8'), 'written through');
     await unmountSyscall(target, false);
-    assert.equal(await mounted(target), false);
+    assert.equal(await isMountpoint(target), false);
     await assert.rejects(unmountSyscall(target, true), (err: Error & { errno?: number }) => err.message === `umount ${target}: Invalid argument` && err.errno === 22);
     await assert.rejects(mountSyscall('x', join(dir, 'absent'), 'overlay', `lowerdir=${lower}:${upper}`), { message: `mount -t overlay on ${join(dir, 'absent')}: No such file or directory` });
     // More options than the page mount(2) copies: refused before the call, not cut short.
     await assert.rejects(mountSyscall('x', target, 'overlay', `lowerdir=${Array(300).fill(lower).join(':')}`), /bytes of options, more than the 4095 mount\(2\) takes/);
-    assert.equal(await mounted(target), false);
+    assert.equal(await isMountpoint(target), false);
   } finally {
-    if (await mounted(target)) await unmountSyscall(target, true);
+    if (await isMountpoint(target)) await unmountSyscall(target, true);
     await rm(dir, { recursive: true, force: true });
   }
 });
