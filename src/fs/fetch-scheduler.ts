@@ -195,6 +195,7 @@ export class FetchScheduler {
         if (at < 0) return; // already started
         q.splice(at, 1);
         this.queues[Priority.Read]!.push(w);
+        this.dispatch(); // a held-back guess may start at once: places may be free
       });
     });
   }
@@ -206,6 +207,11 @@ export class FetchScheduler {
 
   private release(): void {
     this.inFlight--;
+    this.dispatch();
+  }
+
+  /** Starts waiting requests, in priority order, while places are free. */
+  private dispatch(): void {
     for (const [priority, queue] of this.queues.entries()) {
       if (this.heldBack(priority)) continue;
       while (queue.length > 0 && this.inFlight < this.opts.maxInFlight) {

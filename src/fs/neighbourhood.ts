@@ -8,6 +8,7 @@
 // windows while the last one was mostly unused.
 import type { ChunkRef } from '../format/toc.js';
 import type { BlobOrder } from './blob-order.js';
+import type { FetchTicket } from './fetch-scheduler.js';
 
 /** Window bounds, in compressed bytes. */
 export const WINDOW = { min: 64 << 10, initial: 256 << 10, max: 4 << 20 } as const;
@@ -26,6 +27,11 @@ export interface WindowUse {
   grown: boolean;
   /** The window after it has been asked for (see `ahead`). */
   extended: boolean;
+}
+
+/** A window whose use does not adapt the layer's window size (a read-ahead, or the chunks a coalesced range fetches between those asked for). */
+export function fixedWindow(start: number, end: number, neighbourBytes: number): WindowUse {
+  return { start, end, neighbourBytes, usedBytes: 0, grown: true, extended: true };
 }
 
 export class Neighbourhood {
@@ -114,6 +120,8 @@ interface Buffered {
   end: number;
   use: WindowUse;
   lastUsed: number;
+  /** The fetch's ticket, if it runs below read priority: a reader waiting for the window promotes it. */
+  ticket?: FetchTicket;
   /** The buffer the fetch fills, once its first bytes are in; [0, filled) of it are final. */
   buf?: Buffer;
   filled: number;
@@ -143,8 +151,8 @@ export class WindowBuffer {
   constructor(private readonly maxBytes: number) {}
 
   /** Registers a window whose fetch is starting. */
-  open(layer: number, start: number, end: number, use: WindowUse): WindowFill {
-    const w: Buffered = { layer, start, end, use, lastUsed: ++this.tick, filled: 0, done: false, waiters: [] };
+  open(layer: number, start: number, end: number, use: WindowUse, ticket?: FetchTicket): WindowFill {
+    const w: Buffered = { layer, start, end, use, ticket, lastUsed: ++this.tick, filled: 0, done: false, waiters: [] };
     this.windows.push(w);
     this.total += end - start;
     return {
@@ -165,14 +173,14 @@ export class WindowBuffer {
   }
 
   /** The compressed bytes of `chunk` of `layer` (now, or once they arrive) if a buffered window holds them, and that window's use. */
-  find(layer: number, chunk: ChunkRef): { compressed: Buffer | Promise<Buffer>; use: WindowUse } | undefined {
+  find(layer: number, chunk: ChunkRef): { compressed: Buffer | Promise<Buffer>; use: WindowUse; ticket?: FetchTicket } | undefined {
     const w = this.windows.find((x) => x.layer === layer && chunk.start >= x.start && chunk.end <= x.end);
     if (!w) return undefined;
     w.lastUsed = ++this.tick;
     const from = chunk.start - w.start;
     const to = chunk.end - w.start;
     if (w.buf && w.filled >= to) return { compressed: w.buf.subarray(from, to), use: w.use };
-    return { compressed: new Promise((resolve, reject) => w.waiters.push({ from, to, resolve, reject })), use: w.use };
+    return { compressed: new Promise((resolve, reject) => w.waiters.push({ from, to, resolve, reject })), use: w.use, ticket: w.ticket };
   }
 
   /** Windows holding `chunk` of `layer` leave the buffer (their bytes did not verify); their waiters get `err`. */

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Priority } from '../../src/fs/fetch-scheduler.js';
 import { WINDOW } from '../../src/fs/neighbourhood.js';
 import { setup } from './helpers/fixture.js';
 import { buildLayer, noise, recording, type SpecEntry } from './helpers/layer.js';
@@ -185,6 +186,41 @@ test('a miss waiting inside a window whose request fails fetches its own bytes; 
     assert.equal(rec.seen.length, 2, 'the window, then f01 on its own');
     const f01 = layer.toc.entries.find((e) => e.path === 'lib/f01')!.chunks[0]!;
     assert.ok(rec.seen[1]!.offset <= f01.start && f01.end <= rec.seen[1]!.offset + rec.seen[1]!.length, 'the second request holds f01');
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('the chunks a coalesced prefetch range fetches between those asked for are kept: reading one next fetches nothing', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (name: string) => layer.toc.entries.find((e) => e.path === `lib/${name}`)!.chunks[0]!;
+  try {
+    await env.store.get(0, [chunk('f00'), chunk('f10')], Priority.Speculative);
+    assert.equal(rec.seen.length, 1, 'f00 and f10 in one request, f01-f09 between them');
+    for (const i of [5, 1, 9]) assert.deepEqual(await env.readAll(`/lib/f0${i}`), noise(3000, i + 1));
+    assert.equal(rec.seen.length, 1, 'the files between came from that request');
+  } finally {
+    await env.cleanup();
+  }
+});
+
+test('a read of a chunk between those a held-back guess asked for moves that guess ahead', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob, 150);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (path: string) => layer.toc.entries.find((e) => e.path === path)!.chunks[0]!;
+  try {
+    const known = env.store.get(0, [chunk('big')], Priority.Prefetch);
+    // Guesses wait while known files are being prefetched.
+    const guess = env.store.get(0, [chunk('lib/f00'), chunk('lib/f10')], Priority.Speculative);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(rec.seen.length, 1, 'the guess is held back');
+    assert.deepEqual(await env.readAll('/lib/f05'), noise(3000, 6));
+    assert.equal(rec.seen.length, 2, 'f05 came with the guess, not on its own');
+    assert.ok(rec.seen[1]!.startedAt < rec.seen[0]!.endedAt!, 'the guess went out before the prefetch ended');
+    await Promise.all([known, guess]);
   } finally {
     await env.cleanup();
   }

@@ -75,6 +75,35 @@ test('a speculative request waits while a prefetch request runs, even with place
   await guess;
 });
 
+test('a speculative request held back by a prefetch starts at once when promoted, places being free', { timeout: 10_000 }, async () => {
+  const started: number[] = [];
+  const gates = new Map<number, () => void>();
+  const blob: BlobSource = {
+    size: 100,
+    description: 'test blob',
+    async read(offset, length) {
+      started.push(offset);
+      await new Promise<void>((resolve) => gates.set(offset, resolve));
+      return Buffer.alloc(length);
+    },
+    close: async () => {},
+  };
+  const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, maxInFlight: 4 });
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  const ticket = new FetchTicket();
+  const prefetch = scheduler.fetch(blob, 0, 1, Priority.Prefetch);
+  const guess = scheduler.fetch(blob, 1, 2, Priority.Speculative, undefined, ticket);
+  for (let i = 0; i < 5; i++) await turn();
+  assert.deepEqual(started, [0], 'the guess waits for the prefetch');
+  ticket.promote(); // a read came to need the guess's bytes
+  for (let i = 0; i < 5; i++) await turn();
+  assert.deepEqual(started, [0, 1], 'the promoted guess started while the prefetch runs');
+  gates.get(1)!();
+  await guess;
+  gates.get(0)!();
+  await prefetch;
+});
+
 test('quiet(ms) resolves only once no on-demand request has run for ms: not while one runs, nor sooner than ms after it ended; at once when closed', { timeout: 10_000 }, async () => {
   let open!: () => void;
   const blob: BlobSource = {
