@@ -1,12 +1,15 @@
-// The addon's gzip checkpoint functions (docs/gzip-index.md): the two things Node's zlib cannot do.
+// The addon's gzip functions (docs/gzip-index.md): what Node's zlib cannot do.
 //   GzipIndexer: one streaming pass over a gzip blob (one or more members) that hands back the
 //     uncompressed bytes and, every `span` bytes of output, a checkpoint at a deflate block boundary
 //     (compressed offset, uncompressed offset, bit count, 32 KiB window), as zlib's examples/zran.c.
 //   extractSpan: inflate from such a checkpoint (inflatePrime + inflateSetDictionary, raw deflate),
 //     across gzip member boundaries, into a buffer of exactly the wanted length.
+//   inflateChunk: the same from the start of a gzip member (an eStargz chunk), with the sha256 of
+//     the output in the same pool job.
 // All inflating runs in Napi::AsyncWorker::Execute, on the libuv pool, never on the JS thread.
 #include "gzip_index.h"
 
+#include <openssl/evp.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -216,9 +219,12 @@ Napi::Value GzipIndexer::Inflate(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// Inflates into a buffer of exactly `want` bytes: from a checkpoint (raw deflate, primed with bits
+// and a window), or from the start of a gzip member (`gzip`); with `hash_from` >= 0, also takes the
+// sha256 of output [hash_from, want) in the same pool job (a chunk's verification).
 class ExtractWorker : public Napi::AsyncWorker {
  public:
-  ExtractWorker(Napi::Env env, Napi::Buffer<uint8_t> input, int bits, Napi::Buffer<uint8_t> window, size_t want)
+  ExtractWorker(Napi::Env env, Napi::Buffer<uint8_t> input, int bits, Napi::Buffer<uint8_t> window, size_t want, bool gzip = false, int64_t hash_from = -1)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         input_(input.Data()),
@@ -226,7 +232,9 @@ class ExtractWorker : public Napi::AsyncWorker {
         bits_(bits),
         window_(window.Data()),
         window_length_(window.Length()),
-        want_(want) {
+        want_(want),
+        gzip_(gzip),
+        hash_from_(hash_from) {
     input_ref_ = Napi::Persistent(input);
     window_ref_ = Napi::Persistent(window);
   }
@@ -239,15 +247,24 @@ class ExtractWorker : public Napi::AsyncWorker {
     if (out_ == nullptr) return SetError("out of memory for " + std::to_string(want_) + " bytes of output");
     z_stream s;
     std::memset(&s, 0, sizeof s);
-    if (inflateInit2(&s, -15) != Z_OK) return SetError("inflateInit2 failed");
+    if (inflateInit2(&s, gzip_ ? 15 + 16 : -15) != Z_OK) return SetError("inflateInit2 failed");
     std::string error = Run(&s);
     inflateEnd(&s);
-    if (!error.empty()) SetError(error);
+    if (!error.empty()) return SetError(error);
+    unsigned int size = 0;
+    if (hash_from_ >= 0 && (EVP_Digest(out_ + hash_from_, want_ - hash_from_, digest_, &size, EVP_sha256(), nullptr) != 1 || size != sizeof digest_)) {
+      SetError("EVP_Digest(sha256) failed");
+    }
   }
 
   void OnOK() override {
-    deferred_.Resolve(TakeBuffer(Env(), out_, want_));
+    Napi::Buffer<uint8_t> out = TakeBuffer(Env(), out_, want_);
     out_ = nullptr;
+    if (hash_from_ < 0) return deferred_.Resolve(out);
+    Napi::Array both = Napi::Array::New(Env(), 2);
+    both.Set(0u, out);
+    both.Set(1u, Napi::Buffer<uint8_t>::Copy(Env(), digest_, sizeof digest_));
+    deferred_.Resolve(both);
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -270,7 +287,7 @@ class ExtractWorker : public Napi::AsyncWorker {
     s->avail_in = static_cast<uInt>(avail);
     s->next_out = out_;
     s->avail_out = static_cast<uInt>(want_);
-    bool raw = true;
+    bool raw = !gzip_;
     while (s->avail_out > 0) {
       const int ret = inflate(s, Z_NO_FLUSH);
       if (ret == Z_STREAM_END) {
@@ -308,6 +325,9 @@ class ExtractWorker : public Napi::AsyncWorker {
   const uint8_t* window_;
   size_t window_length_;
   size_t want_;
+  bool gzip_;
+  int64_t hash_from_;
+  uint8_t digest_[32];
   uint8_t* out_ = nullptr;
 };
 
@@ -330,10 +350,30 @@ Napi::Value ExtractSpan(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// inflateChunk(input: Buffer, want: number, hashFrom: number) → Promise<[Buffer, Buffer]>: the first
+// `want` bytes of the gzip members in `input`, and the sha256 of those from `hashFrom` on.
+Napi::Value InflateChunk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "inflateChunk(input: Buffer, want: number, hashFrom: number)");
+  }
+  const double want = info[1].As<Napi::Number>().DoubleValue();
+  const double hash_from = info[2].As<Napi::Number>().DoubleValue();
+  if (!(want >= 0 && want <= (1u << 30))) throw Napi::RangeError::New(env, "want must be 0 to 1 GiB");
+  if (!(hash_from >= 0 && hash_from <= want)) throw Napi::RangeError::New(env, "hashFrom must be 0 to want");
+  if (info[0].As<Napi::Buffer<uint8_t>>().Length() > (1u << 30)) throw Napi::RangeError::New(env, "input must be at most 1 GiB");
+  auto* worker = new ExtractWorker(env, info[0].As<Napi::Buffer<uint8_t>>(), 0, Napi::Buffer<uint8_t>::New(env, 0), static_cast<size_t>(want), true,
+                                   static_cast<int64_t>(hash_from));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void RegisterGzipIndex(Napi::Env env, Napi::Object exports) {
   exports.Set("GzipIndexer", GzipIndexer::Define(env));
   exports.Set("extractSpan", Napi::Function::New(env, ExtractSpan));
+  exports.Set("inflateChunk", Napi::Function::New(env, InflateChunk));
   exports.Set("zlibVersion", Napi::String::New(env, zlibVersion()));
 }

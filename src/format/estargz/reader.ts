@@ -13,7 +13,7 @@ import { firstRead, MAX_TOC_BYTES } from './first-read.js';
 import { parseFooter } from './footer.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './order.js';
 import { TarReader } from './tar-reader.js';
-import { chunkDigest } from '../native.js';
+import { chunkDigest, inflateChunk } from '../native.js';
 
 export { MAX_TOC_BYTES };
 
@@ -273,9 +273,19 @@ async function decodeChunk(chunk: ChunkRef, compressed: Buffer): Promise<Buffer>
   if (compressed.length !== chunk.end - chunk.start) {
     throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end}: got ${compressed.length} compressed bytes`);
   }
-  const plain = await inflatePrefix(compressed, chunk.innerOffset + chunk.size);
-  const data = plain.subarray(chunk.innerOffset);
-  const actual = await chunkDigest(data);
+  const want = chunk.innerOffset + chunk.size;
+  let data: Buffer;
+  let actual: Digest;
+  const native = inflateChunk(compressed, want, chunk.innerOffset);
+  if (native) {
+    [data, actual] = await native.catch((err: Error) => {
+      throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} does not decompress: ${err.message}`);
+    });
+    data = data.subarray(chunk.innerOffset);
+  } else {
+    data = (await inflatePrefix(compressed, want)).subarray(chunk.innerOffset);
+    actual = await chunkDigest(data);
+  }
   if (actual !== chunk.digest) {
     throw new ChunkVerifyError(`chunk ${chunk.start}..${chunk.end} (file offset ${chunk.fileOffset}): digest ${actual}, TOC says ${chunk.digest}`);
   }
