@@ -1,10 +1,11 @@
-// The addon on its own: sha256 (native/sha256.cc) and chunkDigest, which uses it for large chunks; exitNow (native/exit.cc).
+// The addon on its own: sha256 (native/sha256.cc) and chunkDigest, which uses it for large chunks; inflateChunk (native/gzip_index.cc); exitNow (native/exit.cc).
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chunkDigest, mountSyscall, nativeAddon, unmountSyscall } from '../../src/format/native.js';
+import { gzipSync } from 'node:zlib';
+import { chunkDigest, inflateChunk, mountSyscall, nativeAddon, unmountSyscall } from '../../src/format/native.js';
 import { isMountpoint } from '../../src/mount/stale.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { sha256 } from '../../src/oci/digest.js';
@@ -26,11 +27,11 @@ test("sha256 on the pool gives node:crypto's digest for 0 B to 8 MiB, and the JS
   assert.throws(() => nativeAddon().sha256('text' as unknown as Buffer), /data must be a Buffer/);
 });
 
-test('where the addon does not load (node --no-addons), chunkDigest hashes on the thread with the same result and nativeAddon says how to build it', T, async () => {
+test('where the addon does not load (node --no-addons), chunkDigest hashes on the thread with the same result, eStargz chunks inflate through Node\'s zlib, and nativeAddon says how to build it', T, async () => {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
   const script = `
-    import { chunkDigest, nativeAddon } from ${JSON.stringify(new URL('../../src/format/native.ts', import.meta.url).href)};
+    import { chunkDigest, inflateChunk, nativeAddon } from ${JSON.stringify(new URL('../../src/format/native.ts', import.meta.url).href)};
     import { sha256 } from ${JSON.stringify(new URL('../../src/oci/digest.ts', import.meta.url).href)};
     const out = [];
     for (const size of [1 << 10, 64 << 10, 8 << 20]) {
@@ -39,11 +40,39 @@ test('where the addon does not load (node --no-addons), chunkDigest hashes on th
     }
     let message = '';
     try { nativeAddon(); } catch (err) { message = err.constructor.name + ': ' + err.message; }
+    // An eStargz chunk decodes through Node's zlib instead.
+    const { buildLayer, noise } = await import(${JSON.stringify(new URL('../fs/helpers/layer.ts', import.meta.url).href)});
+    const layer = buildLayer([{ path: 'f', content: noise(200_000, 3) }]);
+    const chunk = layer.toc.entries.find((e) => e.path === 'f').chunks[0];
+    const decoded = await layer.toc.decodeChunk(chunk, await layer.blob.read(chunk.start, chunk.end - chunk.start));
+    out.push(inflateChunk(Buffer.alloc(10), 1, 0) === undefined, decoded.equals(noise(200_000, 3).subarray(0, chunk.size)));
     console.log(JSON.stringify({ out, message }));`;
   const { stdout } = await promisify(execFile)(process.execPath, ['--no-addons', '--import', 'tsx', '--input-type=module', '-e', script], { timeout: 50_000 });
   const { out, message } = JSON.parse(stdout) as { out: boolean[]; message: string };
-  assert.deepEqual(out, [true, true, true]);
+  assert.deepEqual(out, [true, true, true, true, true]);
   assert.match(message, /^NativeAddonError: Starling's native addon \(native\/\) is not built or does not load: .*run `npm ci`/);
+});
+
+test('inflateChunk gives the first want bytes of one or more gzip members and the sha256 of them from hashFrom on; short or corrupt input is an error', T, async () => {
+  const a = variedData(100_000, 1);
+  const b = variedData(50_000, 2);
+  const members = Buffer.concat([gzipSync(a), gzipSync(b)]);
+  const whole = Buffer.concat([a, b]);
+  for (const [want, from] of [[150_000, 0], [150_000, 100_000], [120_000, 7], [1, 0], [100_000, 100_000]] as const) {
+    const [data, digest] = (await inflateChunk(members, want, from))!;
+    assert.equal(data.length, want, `want ${want}`);
+    assert.ok(data.equals(whole.subarray(0, want)));
+    assert.equal(digest, sha256(whole.subarray(from, want)), `digest of [${from}, ${want})`);
+  }
+  // More output than wanted is never made (a bomb stops at want); less is an error.
+  const [bomb] = (await inflateChunk(gzipSync(Buffer.alloc(64 << 20)), 1000, 0))!;
+  assert.equal(bomb.length, 1000);
+  await assert.rejects(inflateChunk(members, 150_001, 0)!, /ends after 150000 of 150001/);
+  await assert.rejects(inflateChunk(members.subarray(0, 1000), 100_000, 0)!, /ends after \d+ of 100000/);
+  const corrupt = Buffer.from(members);
+  corrupt[200]! ^= 0xff;
+  await assert.rejects(inflateChunk(corrupt, 150_000, 0)!, /does not inflate|ends after/);
+  assert.throws(() => inflateChunk(members, 10, 11), /hashFrom must be 0 to want/);
 });
 
 test('exitNow ends the process with its code at once: what was written before arrives, exit handlers do not run', { timeout: 30_000 }, async () => {
