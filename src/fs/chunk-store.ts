@@ -77,16 +77,17 @@ function sliceOf(chunk: ChunkRef, loaded: Buffer | Promise<Buffer>): Buffer | Pr
 
 /**
  * How far apart the ranges of one load may be and still go as one request (the bytes between are
- * kept as a window, see fetchGroup). Guesses (Python's imports) take wide gaps: the files a batch of
- * imports finds lie scattered over a package's part of the layer. numpy + pandas at 20 ms / 100
- * Mbit/s, 3 interleaved samples each: 256 KiB 148 requests, 31 MB, run 5.7-7.9 s; 1 MiB 100
- * requests, 34 MB, 5.6-7.3 s; 4 MiB 62 requests, 50 MB, 7.1-7.9 s (the link's time, not requests).
+ * kept as a window, see fetchGroup). Wider gaps for Python's guessed imports cost more than they
+ * save: numpy + pandas at 20 ms / 100 Mbit/s, 3 interleaved samples each, 256 KiB: 148 requests,
+ * 31 MB; 1 MiB: 100 requests, 34 MB, and python's light import fetched 8.0 MB instead of 5.9 MB and
+ * ran 0.16 s longer; 1 MiB only while half the range is wanted: 132-142 requests, no faster; 4 MiB:
+ * 62 requests, 50 MB, ~1 s slower (the link's time counts, not the requests').
  */
 const COALESCE = {
   [Priority.Read]: { maxGap: 64 << 10, maxSize: 4 << 20 },
   [Priority.ReadAhead]: { maxGap: 256 << 10, maxSize: 8 << 20 },
   [Priority.Prefetch]: { maxGap: 256 << 10, maxSize: 8 << 20 },
-  [Priority.Speculative]: { maxGap: 1 << 20, maxSize: 8 << 20 },
+  [Priority.Speculative]: { maxGap: 256 << 10, maxSize: 8 << 20 },
   [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
 };
 
