@@ -3,6 +3,25 @@ import assert from 'node:assert/strict';
 import type { BlobSource } from '../../src/blob/source.js';
 import { DEFAULT_SCHEDULER, FetchScheduler, FetchTicket, Priority } from '../../src/fs/fetch-scheduler.js';
 
+/** A blob whose reads note their offset when they start and end only when their gate is opened. */
+function gatedBlob(): { blob: BlobSource; started: number[]; gates: Map<number, () => void> } {
+  const started: number[] = [];
+  const gates = new Map<number, () => void>();
+  const blob: BlobSource = {
+    size: 100,
+    description: 'test blob',
+    async read(offset, length) {
+      started.push(offset);
+      await new Promise<void>((resolve) => gates.set(offset, resolve));
+      return Buffer.alloc(length);
+    },
+    close: async () => {},
+  };
+  return { blob, started, gates };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
 test('with every place taken, waiting requests start by priority (read, read-ahead, prefetch, speculative), each in arrival order; a promoted speculative fetch goes with the reads', { timeout: 10_000 }, async () => {
   const names = new Map<number, string>();
   const started: string[] = [];
@@ -44,20 +63,8 @@ test('with every place taken, waiting requests start by priority (read, read-ahe
 });
 
 test('a speculative request waits while a prefetch request runs, even with places free; it starts when the prefetch ends', { timeout: 10_000 }, async () => {
-  const started: number[] = [];
-  const gates = new Map<number, () => void>();
-  const blob: BlobSource = {
-    size: 100,
-    description: 'test blob',
-    async read(offset, length) {
-      started.push(offset);
-      await new Promise<void>((resolve) => gates.set(offset, resolve));
-      return Buffer.alloc(length);
-    },
-    close: async () => {},
-  };
+  const { blob, started, gates } = gatedBlob();
   const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, maxInFlight: 4 });
-  const turn = () => new Promise((resolve) => setImmediate(resolve));
   const prefetch = scheduler.fetch(blob, 0, 1, Priority.Prefetch);
   const guess = scheduler.fetch(blob, 1, 2, Priority.Speculative);
   const read = scheduler.fetch(blob, 2, 3, Priority.Read);
@@ -76,20 +83,8 @@ test('a speculative request waits while a prefetch request runs, even with place
 });
 
 test('a speculative request held back by a prefetch starts at once when promoted, places being free', { timeout: 10_000 }, async () => {
-  const started: number[] = [];
-  const gates = new Map<number, () => void>();
-  const blob: BlobSource = {
-    size: 100,
-    description: 'test blob',
-    async read(offset, length) {
-      started.push(offset);
-      await new Promise<void>((resolve) => gates.set(offset, resolve));
-      return Buffer.alloc(length);
-    },
-    close: async () => {},
-  };
+  const { blob, started, gates } = gatedBlob();
   const scheduler = new FetchScheduler({ ...DEFAULT_SCHEDULER, maxInFlight: 4 });
-  const turn = () => new Promise((resolve) => setImmediate(resolve));
   const ticket = new FetchTicket();
   const prefetch = scheduler.fetch(blob, 0, 1, Priority.Prefetch);
   const guess = scheduler.fetch(blob, 1, 2, Priority.Speculative, undefined, ticket);
