@@ -263,7 +263,7 @@ function inflatePrefix(compressed: Buffer, want: number): Promise<Buffer> {
       got += d.length;
       if (got >= want) finish();
     });
-    gz.once('end', () => finish(got >= want ? undefined : new ChunkVerifyError(`chunk decompresses to ${got} bytes, expected at least ${want}`)));
+    gz.once('end', () => finish(got >= want ? undefined : new ChunkVerifyError(`chunk does not decompress: compressed input ends after ${got} of ${want} uncompressed bytes`)));
     gz.once('error', (err) => finish(new ChunkVerifyError(`chunk does not decompress: ${err.message}`)));
     gz.end(compressed);
   });
