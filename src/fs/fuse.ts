@@ -2,6 +2,7 @@
 // LazyFs calls and errors to errnos, nothing more. All callbacks answer asynchronously on the JS main
 // thread; nothing here blocks it.
 import Fuse from 'fuse-native';
+import { unmountSyscall } from '../format/native.js';
 import { FsError } from './errors.js';
 import type { DirEntry, LazyFs, Stat } from './lazyfs.js';
 
@@ -17,6 +18,12 @@ class StarlingFuse extends Fuse {
     return base ? `${base},${extra}` : `-o${extra}`;
   }
 }
+
+// fuse-native unmounts by running `fusermount -uz ${JSON.stringify(mountpoint)}` through a shell:
+// a tab or newline in the path reaches fusermount as `\t` (the mount stays, the daemon waits for
+// it), and `$(…)` in the path would run as a command. umount2(MNT_DETACH) is what -uz does, as root
+// (which mounting with allow_other needs anyway), without a shell or a process.
+Fuse.unmount = (mnt, cb) => void unmountSyscall(mnt, true).then(() => cb(null), cb);
 
 // fuse-native exposes errnos as negative numbers on the class (Fuse.ENOENT = -2, …).
 const ERRNOS = Fuse as unknown as Record<string, number>;
