@@ -9,6 +9,12 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O2"]
+    },
+    {
+      "target_name": "starling-mount",
+      "type": "executable",
+      "sources": ["mount_client.c"],
+      "cflags": ["-std=c11", "-O2", "-Wall", "-Wextra"]
     }
   ]
 }

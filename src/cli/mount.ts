@@ -5,9 +5,10 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { exitNow } from '../format/native.js';
 import { mountPaths } from '../mount/control.js';
-import { claimSpare, serveAsSpare, spareAfterExit } from '../mount/host-spare.js';
-import { ipcChannel, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
+import { claimSpare, leaveSpare, serveAsSpare, type MountArgsCheck } from '../mount/host-spare.js';
+import { ipcChannel, MountFailed, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
+import type { MountMode } from '../mount/plan.js';
 import { parsePlatform } from '../oci/platform.js';
 import { parseCommandArgs, parseIntArg, parseSize } from './args.js';
 import { asUserError, UserError, type Command } from './command.js';
@@ -63,18 +64,24 @@ export const command: Command = {
     if (argv.length === 2 && argv[0] === '--spare' && process.send) return mount(await spareAssignment(argv[1]!), ipcChannel());
     if (argv.length === 2 && argv[0] === '--host-spare') {
       // Listening first: a mount handed over before the code is loaded still skips starting Node.
-      const claim = await serveAsSpare(argv[1]!, async (taken) => {
-        await Promise.all([import('../mount/daemon.js'), import('../mount/mount-image.js'), import('../fs/fuse.js')]);
-        await (await import('../mount/warm-up.js')).warmUpMounting(taken);
-      });
+      const claim = await serveAsSpare(
+        argv[1]!,
+        async (taken) => {
+          await Promise.all([import('../mount/daemon.js'), import('../mount/mount-image.js'), import('../fs/fuse.js')]);
+          await (await import('../mount/warm-up.js')).warmUpMounting(taken);
+        },
+        checkMountArgs,
+      );
       return mount([...claim.args, '--foreground'], claim.channel);
     }
     return mount(argv, ipcChannel());
   },
 };
 
-/** `starling mount ARGV`; `channel` is how a daemon reports to whoever started it (none in a foreground run). */
-async function mount(argv: string[], channel: DaemonChannel | undefined): Promise<number> {
+const isMountMode = (mode: string): mode is MountMode => mode === 'merged' || mode === 'overlay' || mode === 'layers';
+
+/** `starling mount`'s options, read from ARGV; relative paths are taken from `cwd`. Throws a UserError. */
+function parseMountArgs(argv: string[], cwd: string) {
   const { values, positionals } = parseCommandArgs(
     argv,
     {
@@ -99,8 +106,8 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   );
   if (positionals.length !== 2) throw new UserError(`expected REF and MOUNTPOINT\n\n${usage}`, 2);
   const [ref, mnt] = positionals as [string, string];
-  const mode = values.mode ?? 'merged';
-  if (mode !== 'merged' && mode !== 'overlay' && mode !== 'layers') throw new UserError(`--mode: expected merged, overlay or layers, got ${JSON.stringify(mode)}`, 2);
+  const mode: string = values.mode ?? 'merged';
+  if (!isMountMode(mode)) throw new UserError(`--mode: expected merged, overlay or layers, got ${JSON.stringify(mode)}`, 2);
   if (mode === 'layers' && values.upper) throw new UserError('--upper: not with --mode layers (containerd stacks the layers)', 2);
   let platform;
   try {
@@ -108,50 +115,63 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   } catch (err) {
     throw new UserError(`--platform: ${(err as Error).message}`, 2);
   }
-  const cacheBytes = parseSize(values['cache-size'] ?? '10GiB', '--cache-size');
-  const memoryCacheBytes = parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache');
-  const fuseTimeoutMs = parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000;
-  const backgroundQuietMs = parseIntArg(values['background-quiet'] ?? '5', '--background-quiet', 0, 86_400) * 1000;
-  const backgroundRate = values['background-rate'] === undefined ? 0 : (parseIntArg(values['background-rate'], '--background-rate', 1, 1_000_000) * 1e6) / 8;
-  let prefetchList: string[] | undefined;
-  if (values['prefetch-list']) {
-    try {
-      prefetchList = (await readFile(values['prefetch-list'], 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-    } catch (err) {
-      throw new UserError(`--prefetch-list: ${(err as Error).message}`, 2);
-    }
+  return {
+    values,
+    ref,
+    mode,
+    platform,
+    mountpoint: resolve(cwd, mnt),
+    cacheDir: resolve(cwd, values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling'),
+    upper: values.upper ? resolve(cwd, values.upper) : undefined,
+    prefetchListFile: values['prefetch-list'] ? resolve(cwd, values['prefetch-list']) : undefined,
+    cacheBytes: parseSize(values['cache-size'] ?? '10GiB', '--cache-size'),
+    memoryCacheBytes: parseSize(values['memory-cache'] ?? '128MiB', '--memory-cache'),
+    fuseTimeoutMs: parseIntArg(values['fuse-timeout'] ?? '120', '--fuse-timeout', 1, 3600) * 1000,
+    backgroundQuietMs: parseIntArg(values['background-quiet'] ?? '5', '--background-quiet', 0, 86_400) * 1000,
+    backgroundRate: values['background-rate'] === undefined ? 0 : (parseIntArg(values['background-rate'], '--background-rate', 1, 1_000_000) * 1e6) / 8,
+  };
+}
+
+/** The host spare's look at a mount's arguments before it takes the mount (a wrong one leaves it a spare). */
+const checkMountArgs: MountArgsCheck = (args, cwd) => {
+  try {
+    return { mountpoint: parseMountArgs(args, cwd).mountpoint };
+  } catch (err) {
+    return { error: (err as Error).message, exitCode: err instanceof UserError ? err.exitCode : 1 };
   }
-  const mountpoint = resolve(mnt);
+};
+
+/** `starling mount ARGV`; `channel` is how a daemon reports to whoever started it (none in a foreground run). */
+async function mount(argv: string[], channel: DaemonChannel | undefined): Promise<number> {
+  const { values, ref, mode, platform, mountpoint, cacheDir, upper, prefetchListFile, cacheBytes, memoryCacheBytes, fuseTimeoutMs, backgroundQuietMs, backgroundRate } = parseMountArgs(argv, process.cwd());
   if (!values.foreground) {
-    const spare = !values['no-spare'];
-    // A spare saves the next mount time; not having one costs nothing else. Made by this process, not
-    // by the daemon: a daemon's children inherit its /dev/fuse descriptor (libfuse 2 opens it without
-    // O_CLOEXEC), which would keep the mount's connection up after the daemon dies, its readers
-    // hanging. Made at the daemon's first report (the spare this mount claimed has let its socket go
-    // by then), while this process only waits; it starts once this process has exited.
-    let next: Promise<{ cancel(): void } | undefined> | undefined;
-    const leaveSpare = () => (next ??= spareAfterExit().catch(() => undefined));
-    const onProgress = spare ? () => void leaveSpare() : undefined;
     try {
-      const { pid, log } = (spare ? await claimSpare(argv, mountpoint, onProgress) : undefined) ?? (await spawnMountDaemon(argv, mountpoint, onProgress));
+      const { pid, log } = (values['no-spare'] ? undefined : await claimSpare(argv)) ?? (await spawnMountDaemon(argv, mountpoint));
       process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
-      if (spare) await leaveSpare();
     } catch (err) {
-      (await next)?.cancel(); // no spare after a mount that failed
-      throw new UserError((err as Error).message);
+      throw new UserError((err as Error).message, err instanceof MountFailed ? err.exitCode : 1);
     }
     // The mount is the daemon's now and all is said: the caller need not wait for Node's teardown.
     exitNow(0);
     return 0;
   }
 
-  const cacheDir = resolve(values['cache-dir'] ?? process.env.STARLING_CACHE_DIR ?? '/var/cache/starling');
-  const upper = values.upper ? resolve(values.upper) : undefined;
   // The daemon starts in the caller's directory so that relative paths mean what they meant there;
   // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
   if (channel) process.chdir('/');
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
+  // A daemon started for `starling mount` leaves a spare for the next mount (made now, before
+  // /dev/fuse is open; started once this mount is ready).
+  let next: Promise<{ release(): void; cancel(): void } | undefined> | undefined;
   try {
+    let prefetchList: string[] | undefined;
+    if (prefetchListFile) {
+      try {
+        prefetchList = (await readFile(prefetchListFile, 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+      } catch (err) {
+        throw new UserError(`--prefetch-list: ${(err as Error).message}`, 2);
+      }
+    }
     // Loaded here, not at the top: the command that only spawns the daemon would otherwise spend
     // ~0.2-0.5 s compiling the registry client, formats and FUSE code it never runs. The manifest
     // is asked for first, while the rest of the mount code compiles.
@@ -159,6 +179,7 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
     const { openMountImage } = await import('../mount/mount-image.js');
     const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
     image.catch(() => {}); // awaited by the mount
+    if (channel && !values['no-spare']) next = leaveSpare().catch(() => undefined);
     const { runMountDaemon } = await import('../mount/daemon.js');
     await runMountDaemon(
       {
@@ -184,10 +205,12 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
         log(`mounted ${ref} (pid ${process.pid})`);
         channel?.send({ ready: true });
         channel?.close();
+        void next?.then((spare) => spare?.release());
       },
     );
   } catch (err) {
-    channel?.send({ error: (err as Error).message });
+    (await next)?.cancel(); // no spare after a mount that failed
+    channel?.send({ error: (err as Error).message, ...(err instanceof UserError && err.exitCode !== 1 ? { exitCode: err.exitCode } : {}) });
     channel?.close();
     throw asUserError(err);
   }

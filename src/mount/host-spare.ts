@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { control, DEFAULT_RUN_DIR, mountPaths, onRequest } from './control.js';
-import { daemonExecArgv, daemonProcess, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport, type ProgressListener } from './spawn.js';
+import { daemonExecArgv, daemonProcess, MountFailed, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport, type ProgressListener } from './spawn.js';
 
 /** How long a spare waits for a mount before it exits. */
 export const SPARE_IDLE_MS = 10 * 60_000;
@@ -30,10 +30,16 @@ export function sparePaths(runDir = process.env.STARLING_RUN_DIR ?? DEFAULT_RUN_
   return { dir, socket: join(dir, 'spare.sock') };
 }
 
-/** What a caller and the spare must share to be the same program (checked on every claim). */
+/**
+ * What a caller and the spare must share to be the same program (checked on every claim). The Node
+ * binary is told by its file (an upgrade replaces it), not its version: the native client
+ * (native/mount_client.c) cannot ask Node, and sends the same fields.
+ */
 interface Program {
-  execPath: string;
+  /** Real path of the Node binary, and its file: `inode:size:mtime seconds`. */
   node: string;
+  nodeFile: string;
+  /** Real path of the program's script (bin/starling.js). */
   script: string;
   execArgv: string[];
 }
@@ -42,12 +48,30 @@ export type SpareRequest =
   /** `warmNow`: load and warm up now rather than when the machine is idle. */
   | { op: 'status'; warmNow?: boolean }
   | { op: 'stop' }
-  | { op: 'mount'; program: Program; args: string[]; mountpoint: string; cwd: string; umask: number; env: Record<string, string> };
+  | { op: 'mount'; program: Program; args: string[]; cwd: string; umask: number; env: Record<string, string> };
 
-export type SpareAnswer = { spare: number; warm: boolean } | { stopped: number } | { refused: string } | { accepted: number } | DaemonReport;
+/**
+ * Answers to a mount: refused (the caller mounts by itself), an error in its arguments (exit code
+ * included; the spare stays a spare), or accepted, then the daemon's reports.
+ */
+export type SpareAnswer =
+  | { spare: number; warm: boolean }
+  | { stopped: number }
+  | { refused: string }
+  | { accepted: number; mountpoint: string; log: string }
+  | DaemonReport;
+
+/** What the spare makes of a mount's arguments before it takes the mount: its mountpoint, or why they are wrong. */
+export type MountArgsCheck = (args: string[], cwd: string) => { mountpoint: string } | { error: string; exitCode: number };
 
 async function thisProgram(): Promise<Program> {
-  return { execPath: process.execPath, node: process.version, script: await realpath(process.argv[1]!), execArgv: daemonExecArgv() };
+  const node = await realpath(process.execPath);
+  const file = await stat(node);
+  return { node, nodeFile: `${file.ino}:${file.size}:${Math.trunc(file.mtimeMs / 1000)}`, script: await realpath(process.argv[1]!), execArgv: daemonExecArgv() };
+}
+
+function samePrograms(a: Program, b: Program): boolean {
+  return a.node === b.node && a.nodeFile === b.nodeFile && a.script === b.script && JSON.stringify(a.execArgv) === JSON.stringify(b.execArgv);
 }
 
 /** Calls `onChange` once the code this process runs from changes on disk (an upgrade, a rebuild). */
@@ -70,16 +94,16 @@ export function askSpare(req: Extract<SpareRequest, { op: 'status' | 'stop' }>, 
  * Hands `starling mount`'s arguments (REF, MOUNTPOINT, options) to the host's spare and waits until
  * it has mounted. Undefined when there is no spare or it refuses (another version of the program,
  * already taken): the caller starts a daemon itself. Rejects, as a daemon that fails does, once the
- * spare has taken the mount.
+ * spare has taken the mount, or when it finds the arguments wrong.
  */
-export function claimSpare(args: string[], mountpoint: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string } | undefined> {
-  const log = mountPaths(mountpoint).log;
+export function claimSpare(args: string[], onProgress?: ProgressListener): Promise<{ pid: number; log: string } | undefined> {
   return thisProgram().then(
     (program) =>
       new Promise((resolvePromise, reject) => {
         const env = Object.fromEntries(Object.entries(process.env).filter((kv): kv is [string, string] => kv[1] !== undefined));
-        const req: SpareRequest = { op: 'mount', program, args, mountpoint, cwd: process.cwd(), umask: process.umask(), env };
+        const req: SpareRequest = { op: 'mount', program, args, cwd: process.cwd(), umask: process.umask(), env };
         let pid: number | undefined;
+        let log = '';
         const conn = createConnection(sparePaths().socket).on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
         // Errors are the connection's: the 'close' below decides.
         createInterface({ input: conn }).on('error', () => {}).on('line', (line) => {
@@ -88,10 +112,11 @@ export function claimSpare(args: string[], mountpoint: string, onProgress?: Prog
           if (!a) return void conn.destroy();
           if ('accepted' in a) {
             pid = a.accepted;
+            log = a.log;
             conn.setTimeout(0);
           } else if ('progress' in a) onProgress?.(a.progress);
           else if ('ready' in a) resolvePromise({ pid: pid!, log });
-          else if ('error' in a) reject(new Error(a.error));
+          else if ('error' in a) reject(new MountFailed(a.error, a.exitCode));
           else resolvePromise(undefined); // refused
         });
         // A spare that neither takes nor refuses in time is left to itself (it cannot take the mount
@@ -100,7 +125,7 @@ export function claimSpare(args: string[], mountpoint: string, onProgress?: Prog
         conn.on('error', () => {});
         conn.on('close', () => {
           if (pid === undefined) resolvePromise(undefined);
-          else reject(new Error(`the mount daemon (pid ${pid}, the host's spare) exited before the mount was ready; see ${log}`));
+          else reject(new MountFailed(`the mount daemon (pid ${pid}, the host's spare) exited before the mount was ready; see ${log}`));
         });
       }),
   );
@@ -126,15 +151,18 @@ async function startSpare(): Promise<void> {
 }
 
 /**
- * A spare that starts once this process has exited: made while a mount is under way, so that the
- * caller of `starling mount` does not wait for it after the mount is ready (~30 ms). Whether one
- * answers is not asked (the one this mount claimed may not have let its socket go yet); of two, the
- * second exits at once. `cancel` kills it before it starts.
+ * The spare a mount daemon leaves for the next mount: made before the daemon opens /dev/fuse (a
+ * child would inherit that descriptor: libfuse 2 opens it without O_CLOEXEC, and the mount's
+ * connection would outlive the daemon, its readers hanging), started only at `release` (once the
+ * mount is ready: it does not take a core from mounting) or when the daemon exits. Whether one
+ * answers is not asked (this daemon, a spare claimed, may not have let its socket go yet); of two,
+ * the second exits at once. `cancel` kills it before it starts.
  */
-export async function spareAfterExit(): Promise<{ cancel(): void }> {
+export async function leaveSpare(): Promise<{ release(): void; cancel(): void }> {
   const { child, log } = await spareProcess(true);
   child.unref();
   return {
+    release: () => void child.stdin?.end(),
     cancel() {
       child.kill('SIGKILL');
       rmSync(log, { force: true });
@@ -142,12 +170,12 @@ export async function spareAfterExit(): Promise<{ cancel(): void }> {
   };
 }
 
-async function spareProcess(afterExit: boolean): Promise<{ child: ChildProcess; log: string }> {
+async function spareProcess(gated: boolean): Promise<{ child: ChildProcess; log: string }> {
   const { dir } = sparePaths();
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const log = join(dir, `spare-${Date.now()}-${process.pid}.log`);
-  return { child: await daemonProcess(['mount', '--host-spare', log], log, { niceness: SPARE_NICENESS, ipc: false, afterExit }), log };
+  return { child: await daemonProcess(['mount', '--host-spare', log], log, { niceness: SPARE_NICENESS, ipc: false, gated }), log };
 }
 
 /** Starts a spare unless one answers, and waits up to `timeoutMs` until it is warmed up (now, busy machine or not); its pid. */
@@ -170,10 +198,11 @@ export interface SpareClaim {
 
 /**
  * Serves as the host's spare: listens, runs `warmUp`, and resolves with the first mount it is handed
- * once this process has taken the caller's directory, umask, environment and priority and moved
- * `log` (its output) to the mount's log. Exits by itself when there is nothing to wait for.
+ * whose arguments pass `check`, once this process has taken the caller's directory, umask,
+ * environment and priority and moved `log` (its output) to the mount's log. Exits by itself when
+ * there is nothing to wait for.
  */
-export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) => Promise<void>): Promise<SpareClaim> {
+export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) => Promise<void>, check: MountArgsCheck): Promise<SpareClaim> {
   const { dir, socket } = sparePaths();
   const owned = await lstat(dir).catch(() => undefined);
   // Whoever can connect can have a mount made with this process's rights: the directory must be ours alone.
@@ -225,19 +254,21 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
           return leave('stopped');
         }
         if (req.op !== 'mount' || taken) return void conn.end(`${JSON.stringify({ refused: taken ? 'taken by another mount' : 'not a request' })}\n`);
-        if (JSON.stringify(req.program) !== JSON.stringify(program)) {
+        if (typeof req.program !== 'object' || req.program === null || !samePrograms(req.program, program)) {
           conn.end(`${JSON.stringify({ refused: `the spare (pid ${process.pid}) runs another program` } satisfies SpareAnswer)}\n`);
           // A spare started by another program (another Node, other flags) serves nobody here.
           return leave('refused a mount of another program');
         }
+        const checked = Array.isArray(req.args) && typeof req.cwd === 'string' ? check(req.args, req.cwd) : { error: 'not a mount request', exitCode: 2 };
+        if ('error' in checked) return void conn.end(`${JSON.stringify(checked satisfies SpareAnswer)}\n`);
         taken = true;
         clearTimeout(idle);
         clearInterval(socketCheck);
         for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
         server.close();
         await rm(socket, { force: true });
-        await adopt(req, log);
-        answer({ accepted: process.pid });
+        await adopt(req, checked.mountpoint, log);
+        answer({ accepted: process.pid, mountpoint: checked.mountpoint, log: mountPaths(checked.mountpoint).log });
         resolveClaim({
           args: req.args,
           channel: {
@@ -281,13 +312,13 @@ async function listen(server: Server, socket: string): Promise<boolean> {
 }
 
 /** Becomes the caller's process as far as a mount can tell: directory, umask, environment, priority; output to the mount's log. */
-async function adopt(req: Extract<SpareRequest, { op: 'mount' }>, log: string): Promise<void> {
+async function adopt(req: Extract<SpareRequest, { op: 'mount' }>, mountpoint: string, log: string): Promise<void> {
   process.chdir(req.cwd);
   process.umask(req.umask);
   for (const k of Object.keys(process.env)) if (!(k in req.env)) delete process.env[k];
   Object.assign(process.env, req.env);
   await normalPriority(process.pid);
-  const paths = mountPaths(req.mountpoint);
+  const paths = mountPaths(mountpoint);
   await mkdir(paths.dir, { recursive: true });
   // stdout and stderr stay open on this file: renamed, it is the mount's log (an earlier one there is replaced).
   await rename(log, paths.log).catch(() => {});

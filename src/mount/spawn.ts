@@ -9,8 +9,21 @@ import { setPriority } from 'node:os';
 import { mountPaths } from './control.js';
 import type { MountProgress } from './image-mount.js';
 
-/** What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that stopped it. */
-export type DaemonReport = { ready: true } | { error: string } | { progress: MountProgress };
+/**
+ * What a daemon sends its parent over IPC: progress while it mounts, then ready or the error that
+ * stopped it (with the exit code `starling mount` is to give, when not 1).
+ */
+export type DaemonReport = { ready: true } | { error: string; exitCode?: number } | { progress: MountProgress };
+
+/** A mount that failed as its daemon (or the host's spare) reported it, with the exit code `starling mount` is to give. */
+export class MountFailed extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
 
 /** How a daemon tells whoever started it how the mount goes: IPC for a child, a socket for the host's spare (host-spare.ts). */
 export interface DaemonChannel {
@@ -51,17 +64,18 @@ export function daemonExecArgv(): string[] {
 /**
  * Runs this program again, detached, as `ARGV`, its output appended to `log`; with an IPC channel
  * unless `ipc` is false (a daemon that outlives the process starting it); under `nice` when
- * `niceness` is given. With `afterExit`, the process is made now but Node starts in it only once
- * this process has exited (a shell waits for the end of a pipe only this process holds).
+ * `niceness` is given. With `gated`, the process is made now but Node starts in it only once the
+ * child's stdin is ended here, or this process has exited (a shell waits for the end of a pipe only
+ * this process holds).
  */
-export async function daemonProcess(argv: string[], log: string, opts: { niceness?: number; ipc?: boolean; afterExit?: boolean } = {}): Promise<ChildProcess> {
+export async function daemonProcess(argv: string[], log: string, opts: { niceness?: number; ipc?: boolean; gated?: boolean } = {}): Promise<ChildProcess> {
   const logFile = await open(log, 'a');
-  const { niceness, ipc = true, afterExit = false } = opts;
+  const { niceness, ipc = true, gated = false } = opts;
   const execArgv = daemonExecArgv();
   const node = [process.execPath, ...execArgv, ...DAEMON_NODE_FLAGS, process.argv[1]!, ...argv];
   // nice(1) execs node in the same process, so every thread node starts inherits the niceness.
   const niced = niceness === undefined ? node : ['nice', '-n', String(niceness), ...node];
-  const command = afterExit ? ['/bin/sh', '-c', 'read line; exec "$@"', 'sh', ...niced] : niced;
+  const command = gated ? ['/bin/sh', '-c', 'read line; exec "$@"', 'sh', ...niced] : niced;
   const child = spawn(command[0]!, command.slice(1), {
     // glibc: allocations above 8 MiB (decompressed TOCs, coalesced fetches) are mapped and go back
     // to the system when freed; chunk buffers (4 MiB) stay on the heap, where freed ones are reused.
@@ -70,11 +84,11 @@ export async function daemonProcess(argv: string[], log: string, opts: { nicenes
     // read (measured with a 100k-file image: peak RSS 331-350 -> 315-324 MiB).
     env: { MALLOC_MMAP_THRESHOLD_: String(8 << 20), ...process.env },
     detached: true,
-    stdio: [afterExit ? 'pipe' : 'ignore', logFile.fd, logFile.fd, ...(ipc ? (['ipc'] as const) : [])],
+    stdio: [gated ? 'pipe' : 'ignore', logFile.fd, logFile.fd, ...(ipc ? (['ipc'] as const) : [])],
   });
   await logFile.close();
-  // The pipe's end here closes with this process; until then it must not keep it alive.
-  if (afterExit) (child.stdin as Socket).unref();
+  // The pipe's end here closes with this process at the latest; until then it must not keep it alive.
+  if (gated) (child.stdin as Socket).unref();
   return child;
 }
 
@@ -83,7 +97,7 @@ export type ProgressListener = (progress: MountProgress) => void;
 
 /** Waits for a daemon's report; once ready it is let go (no IPC, not keeping this process alive). */
 async function awaitReady(child: ChildProcess, log: string, onProgress?: ProgressListener): Promise<{ pid: number; log: string }> {
-  const outcome = await new Promise<{ ready?: true; error?: string }>((resolvePromise) => {
+  const outcome = await new Promise<{ ready?: true; error?: string; exitCode?: number }>((resolvePromise) => {
     child.on('message', (m: DaemonReport) => ('progress' in m ? onProgress?.(m.progress) : resolvePromise(m)));
     // 'close' comes after the IPC channel is drained, so an error message sent just before exiting wins.
     child.on('close', (code, signal) => resolvePromise({ error: `mount daemon exited (${signal ?? code}) before the mount was ready; see ${log}` }));
@@ -92,7 +106,7 @@ async function awaitReady(child: ChildProcess, log: string, onProgress?: Progres
   child.removeAllListeners();
   if (child.connected) child.disconnect();
   child.unref();
-  if (!outcome.ready) throw new Error(outcome.error ?? 'mount failed');
+  if (!outcome.ready) throw new MountFailed(outcome.error ?? 'mount failed', outcome.exitCode);
   return { pid: child.pid!, log };
 }
 
