@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { exitNow } from '../format/native.js';
 import { mountPaths } from '../mount/control.js';
-import { claimSpare, leaveSpare, serveAsSpare, type MountArgsCheck } from '../mount/host-spare.js';
+import { claimSpare, serveAsSpare, gatedSpare, type MountArgsCheck, type Successor } from '../mount/host-spare.js';
 import { ipcChannel, MountFailed, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
 import type { MountMode } from '../mount/plan.js';
@@ -72,7 +72,7 @@ export const command: Command = {
         },
         checkMountArgs,
       );
-      return mount([...claim.args, '--foreground'], claim.channel);
+      return mount([...claim.args, '--foreground'], claim.channel, claim.successor);
     }
     return mount(argv, ipcChannel());
   },
@@ -141,14 +141,28 @@ const checkMountArgs: MountArgsCheck = (args, cwd) => {
   }
 };
 
-/** `starling mount ARGV`; `channel` is how a daemon reports to whoever started it (none in a foreground run). */
-async function mount(argv: string[], channel: DaemonChannel | undefined): Promise<number> {
+/**
+ * `starling mount ARGV`; `channel` is how a daemon reports to whoever started it (none in a
+ * foreground run); `successor`, the spare a host spare made for the mount after this one.
+ */
+async function mount(argv: string[], channel: DaemonChannel | undefined, successor?: Successor): Promise<number> {
   const { values, ref, mode, platform, mountpoint, cacheDir, upper, prefetchListFile, cacheBytes, memoryCacheBytes, fuseTimeoutMs, backgroundQuietMs, backgroundRate } = parseMountArgs(argv, process.cwd());
   if (!values.foreground) {
+    const spare = !values['no-spare'];
+    // A spare saves the next mount time; not having one costs nothing else. One that takes the mount
+    // brings its successor. A daemon started here gets one made by this process, not by the daemon:
+    // a daemon's children inherit its /dev/fuse descriptor (libfuse 2 opens it without O_CLOEXEC),
+    // which would keep the mount's connection up after the daemon dies, its readers hanging; and
+    // forking a process of 100+ MB costs it a copy-on-write fault per page it writes afterwards
+    // (~13 µs each under this hypervisor). Made at the daemon's first report, while this process
+    // only waits; it starts once this process has exited.
+    let next: Promise<Successor | undefined> | undefined;
+    const leaveSpare = () => void (next ??= gatedSpare().catch(() => undefined));
     try {
-      const { pid, log } = (values['no-spare'] ? undefined : await claimSpare(argv)) ?? (await spawnMountDaemon(argv, mountpoint));
+      const { pid, log } = (spare ? await claimSpare(argv) : undefined) ?? (await spawnMountDaemon(argv, mountpoint, spare ? leaveSpare : undefined));
       process.stderr.write(`mounted at ${mountpoint} (daemon pid ${pid}; log ${log})\n`);
     } catch (err) {
+      (await next)?.cancel(); // no spare after a mount that failed
       throw new UserError((err as Error).message, err instanceof MountFailed ? err.exitCode : 1);
     }
     // The mount is the daemon's now and all is said: the caller need not wait for Node's teardown.
@@ -160,9 +174,6 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
   // once they are resolved it leaves it, so that it never keeps a directory (or a mount) busy.
   if (channel) process.chdir('/');
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} starling mount ${mountpoint}: ${m}\n`);
-  // A daemon started for `starling mount` leaves a spare for the next mount (made now, before
-  // /dev/fuse is open; started once this mount is ready).
-  let next: Promise<{ release(): void; cancel(): void } | undefined> | undefined;
   try {
     let prefetchList: string[] | undefined;
     if (prefetchListFile) {
@@ -179,7 +190,6 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
     const { openMountImage } = await import('../mount/mount-image.js');
     const image = openMountImage({ ...imageOpts, tocCacheDir: cacheDir });
     image.catch(() => {}); // awaited by the mount
-    if (channel && !values['no-spare']) next = leaveSpare().catch(() => undefined);
     const { runMountDaemon } = await import('../mount/daemon.js');
     await runMountDaemon(
       {
@@ -205,11 +215,11 @@ async function mount(argv: string[], channel: DaemonChannel | undefined): Promis
         log(`mounted ${ref} (pid ${process.pid})`);
         channel?.send({ ready: true });
         channel?.close();
-        void next?.then((spare) => spare?.release());
+        successor?.release();
       },
     );
   } catch (err) {
-    (await next)?.cancel(); // no spare after a mount that failed
+    successor?.cancel(); // no spare after a mount that failed
     channel?.send({ error: (err as Error).message, ...(err instanceof UserError && err.exitCode !== 1 ? { exitCode: err.exitCode } : {}) });
     channel?.close();
     throw asUserError(err);

@@ -49,9 +49,10 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
         (err: Error) => (opts.log(err.message), true),
       );
       if (!(await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), CLOSE_BOUND_MS).unref())]))) {
-        // Seen once in ~10 runs under load: fuse-native's unmount runs `fusermount -uz` through a
-        // shell whose exit never reached its callback (a zombie), so close() never returned and the
-        // daemon outlived its mount. Whatever is still mounted is detached here instead.
+        // Seen once in ~10 runs under load when unmounting went through fuse-native's `fusermount
+        // -uz` shell (now umount2: src/fs/fuse.ts), whose exit never reached its callback (a zombie),
+        // so close() never returned and the daemon outlived its mount. Whatever is still mounted is
+        // detached here instead.
         const left = await detachAll([opts.mountpoint], [paths.dir, opts.mountpoint]).catch(() => []);
         opts.log(`close did not finish within ${CLOSE_BOUND_MS / 1000} s; detached: ${left.join(', ') || 'nothing was left mounted'}`);
       }

@@ -150,15 +150,21 @@ async function startSpare(): Promise<void> {
   (await spareProcess(false)).child.unref();
 }
 
+/** A spare made for later: it waits in a shell until released (or its maker exits); `cancel` kills it first. */
+export interface Successor {
+  release(): void;
+  cancel(): void;
+}
+
 /**
- * The spare a mount daemon leaves for the next mount: made before the daemon opens /dev/fuse (a
- * child would inherit that descriptor: libfuse 2 opens it without O_CLOEXEC, and the mount's
- * connection would outlive the daemon, its readers hanging), started only at `release` (once the
- * mount is ready: it does not take a core from mounting) or when the daemon exits. Whether one
- * answers is not asked (this daemon, a spare claimed, may not have let its socket go yet); of two,
- * the second exits at once. `cancel` kills it before it starts.
+ * A spare that starts only once released or once this process has exited. `starling mount` makes one
+ * while the daemon it started mounts (it starts when the command exits), and a spare makes one for
+ * the mount after its own as soon as it listens, while its process is small (forking later, at
+ * 100+ MB, would cost it a copy-on-write fault per page it writes afterwards: ~13 µs each under
+ * this hypervisor), released once its own mount is ready. Whether one answers is not asked (a
+ * spare that took a mount may not have let its socket go yet); of two, the second exits at once.
  */
-export async function leaveSpare(): Promise<{ release(): void; cancel(): void }> {
+export async function gatedSpare(): Promise<Successor> {
   const { child, log } = await spareProcess(true);
   child.unref();
   return {
@@ -190,10 +196,11 @@ export async function warmSpare(timeoutMs: number): Promise<number> {
   }
 }
 
-/** A mount handed to the spare: `starling mount`'s arguments and the channel to report on. */
+/** A mount handed to the spare: `starling mount`'s arguments, the channel to report on, and the spare for after it. */
 export interface SpareClaim {
   args: string[];
   channel: DaemonChannel;
+  successor: Successor;
 }
 
 /**
@@ -210,19 +217,24 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
   const server = createServer();
   if (!(await listen(server, socket))) return quit(log, `another spare answers on ${socket}, or it cannot be created`);
   const inode = (await stat(socket)).ino;
+  const successor = await gatedSpare().catch(() => ({ release() {}, cancel() {} }));
+  const exit = (why: string) => {
+    successor.cancel();
+    quit(log, why);
+  };
   const program = await thisProgram();
   let warm = false;
   let taken = false;
   const leave = (why: string) => {
     server.close();
     rmSync(socket, { force: true });
-    quit(log, why);
+    exit(why);
   };
   const idle = setTimeout(() => leave(`not used for ${SPARE_IDLE_MS / 60_000} minutes`), SPARE_IDLE_MS);
   const socketCheck = setInterval(() => {
     stat(socket).then(
-      (s) => s.ino !== inode && quit(log, `${socket} was replaced`),
-      () => quit(log, `${socket} was removed`),
+      (s) => s.ino !== inode && exit(`${socket} was replaced`),
+      () => exit(`${socket} was removed`),
     );
   }, SOCKET_CHECK_MS);
   const onSignal = () => leave('stopped by a signal');
@@ -275,6 +287,7 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
             send: (report) => void (conn.writable && answer(report)),
             close: () => void conn.end(),
           },
+          successor,
         });
       }),
     );

@@ -199,8 +199,7 @@ export class ImageDaemons implements RemoteLayers {
     const dir = spare ? dirname(spare.mountpoint) : join(this.opts.dir, randomBytes(8).toString('hex'));
     const parsed = parseDockerReference(ref);
     const plain = this.opts.plainHttpHosts.includes(parsed.domain) ? ['--plain-http'] : [];
-    // --no-spare: the service keeps a spare of its own (takeSpare); the host's is `starling mount`'s.
-    const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, '--no-spare', ...plain, ...this.opts.mountOptions];
+    const options = ['--mode', 'layers', '--cache-dir', this.opts.cacheDir, ...plain, ...this.opts.mountOptions];
     const args = [formatDockerReference(parsed), mountpointOf(dir), ...options];
     let known!: { resolve(d: Daemon): void; reject(e: Error): void };
     const knownPromise = new Promise<Daemon>((resolve, reject) => (known = { resolve, reject }));
