@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { exitNow } from '../format/native.js';
 import { mountPaths } from '../mount/control.js';
-import { claimSpare, serveAsSpare, gatedSpare, type MountArgsCheck, type Successor } from '../mount/host-spare.js';
+import { claimSpare, gatedSpare, serveAsSpare, type MountArgsCheck, type Successor } from '../mount/host-spare.js';
 import { ipcChannel, MountFailed, spawnMountDaemon, type DaemonChannel, type SpareAssignment } from '../mount/spawn.js';
 import type { MountProgress } from '../mount/image-mount.js';
 import type { MountMode } from '../mount/plan.js';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { control, DEFAULT_RUN_DIR, mountPaths, onRequest } from './control.js';
-import { daemonExecArgv, daemonProcess, MountFailed, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport, type ProgressListener } from './spawn.js';
+import { daemonExecArgv, daemonProcess, MountFailed, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport } from './spawn.js';
 
 /** How long a spare waits for a mount before it exits. */
 export const SPARE_IDLE_MS = 10 * 60_000;
@@ -96,7 +96,7 @@ export function askSpare(req: Extract<SpareRequest, { op: 'status' | 'stop' }>, 
  * already taken): the caller starts a daemon itself. Rejects, as a daemon that fails does, once the
  * spare has taken the mount, or when it finds the arguments wrong.
  */
-export function claimSpare(args: string[], onProgress?: ProgressListener): Promise<{ pid: number; log: string } | undefined> {
+export function claimSpare(args: string[]): Promise<{ pid: number; log: string } | undefined> {
   return thisProgram().then(
     (program) =>
       new Promise((resolvePromise, reject) => {
@@ -114,10 +114,9 @@ export function claimSpare(args: string[], onProgress?: ProgressListener): Promi
             pid = a.accepted;
             log = a.log;
             conn.setTimeout(0);
-          } else if ('progress' in a) onProgress?.(a.progress);
-          else if ('ready' in a) resolvePromise({ pid: pid!, log });
+          } else if ('ready' in a) resolvePromise({ pid: pid!, log });
           else if ('error' in a) reject(new MountFailed(a.error, a.exitCode));
-          else resolvePromise(undefined); // refused
+          else if (!('progress' in a)) resolvePromise(undefined); // refused
         });
         // A spare that neither takes nor refuses in time is left to itself (it cannot take the mount
         // after this: the connection it would answer on is gone).

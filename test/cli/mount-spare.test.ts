@@ -1,13 +1,20 @@
 // The host's spare mount daemon (src/mount/host-spare.ts) end to end: `starling mount` leaves one,
 // the next mount is served by it with the caller's directory and environment, another version of
 // the program is refused, and a spare goes away when asked, when its socket goes, or with --no-spare
-// around. Real Distribution and FUSE; reads from child processes; everything unmounted in `after`.
+// around. Then bin/starling's native mount client (native/mount_client.c), the command as users run
+// it (built dist/ and native/): it hands the mount to the spare without starting Node; the spare
+// answers wrong arguments as the JS command does and stays a spare; without a spare, or for what
+// only the JS command does, the JS command runs. Real Distribution and FUSE; reads from child
+// processes; everything unmounted in `after`.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -21,6 +28,8 @@ import { cleanupOnSignal } from '../helpers/signal-cleanup.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../fs/helpers/starling.ts', import.meta.url));
+const bin = fileURLToPath(new URL('../../bin/starling', import.meta.url));
+const client = fileURLToPath(new URL('../../native/build/Release/starling-mount', import.meta.url));
 const TIMEOUT = { timeout: 180_000 };
 
 let registry: RunningRegistry;
@@ -48,10 +57,20 @@ async function umount(mnt: string): Promise<void> {
   mounted.delete(mnt);
 }
 
-/** `starling spare`: starts one unless there is one, waits until it is warmed up; its pid. */
-async function readySpare(): Promise<number> {
-  const { stderr } = await starling(['spare']);
-  return Number(/pid (\d+)/.exec(stderr)![1]);
+/** bin/starling ARGS, as users run it; resolves with its exit code and output (never rejects). */
+async function installed(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(bin, args, { cwd: opts.cwd ?? work, env: { ...process.env, STARLING_RUN_DIR: runDir, ...opts.env }, maxBuffer: 16 << 20 }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+  );
+}
+
+/** `starling spare` (run `via` the sources or bin/starling): starts one unless there is one, waits until it is warmed up; its pid. */
+async function readySpare(via: (args: string[]) => Promise<{ stderr: string }> = starling): Promise<number> {
+  const { stderr } = await via(['spare']);
+  const pid = /pid (\d+)/.exec(stderr);
+  assert.ok(pid, stderr);
+  return Number(pid[1]);
 }
 
 const status = () => askSpare({ op: 'status' }, sparePaths(runDir).socket);
@@ -268,4 +287,106 @@ test('a mount that fails after its daemon reported progress takes back the spare
   const made = (await readdir(sparePaths(runDir).dir)).filter((f) => f.startsWith('spare-') && !before.has(f));
   assert.deepEqual(made, [], 'no spare made for after the failed mount');
   assert.equal(await status(), undefined);
+});
+
+test('the client waits for the spare while it mounts: no Node starts for `starling mount`; a failure comes back with its message', TIMEOUT, async () => {
+  assert.ok(existsSync(client), 'native/ built no mount client: npm ci builds it');
+  await readySpare(installed);
+  // A registry that holds the manifest request until the test has looked at the waiting command.
+  const requests: Array<(code: number) => void> = [];
+  const server = createHttpServer((_req, res) => requests.push((code) => res.writeHead(code, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"held by the test"}]}')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const mnt = join(work, 'mnt-held');
+    await mkdir(mnt, { recursive: true });
+    const { port } = server.address() as AddressInfo;
+    const cmd = spawn(bin, ['mount', `docker://127.0.0.1:${port}/test/held:v1`, mnt, '--plain-http', '--cache-dir', join(work, 'cache')], { env: { ...process.env, STARLING_RUN_DIR: runDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    cmd.stderr!.on('data', (d: Buffer) => (stderr += d));
+    const exited = once(cmd, 'exit');
+    for (let i = 0; requests.length === 0; i++) {
+      assert.ok(i < 600, 'the spare asks for the manifest');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(await readlink(`/proc/${cmd.pid}/exe`), client, 'the command waiting for the mount is the native client, not Node');
+    for (;;) {
+      // The registry client retries a 5xx, not a 404: one answer ends it, later ones are answered too.
+      requests.shift()?.(404);
+      if (cmd.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(await exited, [1, null]);
+    assert.match(stderr, /^starling: .*MANIFEST_UNKNOWN/m);
+    assert.equal(await status(), undefined, 'the spare took the mount, and left none after a mount that failed');
+  } finally {
+    server.close();
+  }
+});
+
+test("a mount through the client: served by the spare, with the caller's directory and environment; it leaves a new spare; a mountpoint of any bytes unmounts", TIMEOUT, async () => {
+  const spare = await readySpare(installed);
+  // Bytes JSON must escape, and some it need not, in the mountpoint and in an environment value;
+  // and what a shell would run (fuse-native unmounted through one: src/fs/fuse.ts).
+  const marker = join(work, 'ran');
+  const odd = `dir "q" \\ tab\t ü ✓ $(touch ${marker})`;
+  const cwd = join(work, 'caller');
+  const cache = join(work, `cache ${odd}\nline`);
+  await mkdir(join(cwd, odd), { recursive: true });
+  mounted.add(join(cwd, odd));
+  const res = await installed(['mount', ref, odd, '--no-background-fetch'], { cwd, env: { STARLING_CACHE_DIR: cache } });
+  assert.equal(res.code, 0, res.stderr);
+  const escaped = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assert.match(res.stderr, new RegExp(`^mounted at ${escaped(join(cwd, odd))} \\(daemon pid ${spare}; log ${escaped(runDir)}/[0-9a-f]+/daemon\\.log\\)\n$`));
+  assert.equal((await run('cat', [join(cwd, odd, 'usr/lib/one.txt')])).stdout, 'one\n'.repeat(1000));
+  assert.ok((await readdir(cache)).includes('chunks'), "the chunks went to the caller's STARLING_CACHE_DIR");
+  const next = await readySpare(installed);
+  assert.notEqual(next, spare, 'the mount left a new spare');
+  const umounted = await installed(['umount', join(cwd, odd)]);
+  assert.equal(umounted.code, 0, umounted.stderr);
+  assert.ok(!existsSync(marker), 'nothing in the path ran');
+  mounted.delete(join(cwd, odd));
+  await installed(['spare', '--stop']);
+});
+
+test('wrong arguments: the message and exit code of the JS command, and the spare stays a spare', TIMEOUT, async () => {
+  const spare = await readySpare(installed);
+  for (const args of [['mount', 'only-one'], ['mount', ref, join(work, 'x'), '--mode', 'bogus'], ['mount', ref, join(work, 'x'), '--cache-size', 'lots']]) {
+    const viaClient = await installed(args);
+    const viaNode = await run(process.execPath, [fileURLToPath(new URL('../../bin/starling.js', import.meta.url)), ...args, '--no-spare'], { env: { ...process.env, STARLING_RUN_DIR: runDir } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+    );
+    assert.equal(viaClient.code, 2, viaClient.stderr);
+    assert.deepEqual(viaClient, { code: viaNode.code, stdout: '', stderr: viaNode.stderr });
+    assert.deepEqual(await status(), { spare, warm: true }, `still the spare after ${args.join(' ')}`);
+  }
+  await installed(['spare', '--stop']);
+});
+
+test('without a spare, and for --help and --no-spare, the JS command runs', TIMEOUT, async () => {
+  assert.equal(await status(), undefined);
+  const mnt = join(work, 'mnt-no-spare');
+  await mkdir(mnt, { recursive: true });
+  mounted.add(mnt);
+  const res = await installed(['mount', ref, mnt, '--no-background-fetch', '--cache-dir', join(work, 'cache')]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal((await run('cat', [join(mnt, 'etc/os-release')])).stdout, 'NAME=spare\n');
+  const spare = await readySpare(installed); // the daemon left one
+  const pid = Number(/daemon pid (\d+)/.exec(res.stderr)![1]);
+  assert.notEqual(pid, spare);
+  const help = await installed(['mount', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage: starling mount REF MOUNTPOINT/);
+  const mnt2 = join(work, 'mnt-no-spare-2');
+  await mkdir(mnt2, { recursive: true });
+  mounted.add(mnt2);
+  const own = await installed(['mount', ref, mnt2, '--no-spare', '--no-background-fetch', '--cache-dir', join(work, 'cache')]);
+  assert.equal(own.code, 0, own.stderr);
+  assert.notEqual(Number(/daemon pid (\d+)/.exec(own.stderr)![1]), spare);
+  assert.deepEqual(await status(), { spare, warm: true }, '--no-spare left the spare alone');
+  for (const m of [mnt, mnt2]) {
+    assert.equal((await installed(['umount', m])).code, 0);
+    mounted.delete(m);
+  }
+  await installed(['spare', '--stop']);
 });
