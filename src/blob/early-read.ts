@@ -1,6 +1,6 @@
 // A blob one range of which was asked for before its reader existed: a mount sends each layer's
 // TOC request as soon as the manifest is in, while the code that reads TOCs is still compiling.
-import type { BlobSource, ByteRange, OnData } from './source.js';
+import type { BlobSource, ByteRange, OnData, OnRange } from './source.js';
 
 /** A range already on its way. */
 export interface EarlyRange extends ByteRange {
@@ -27,7 +27,7 @@ export function readEarly(blob: BlobSource, range: ByteRange): EarlyRange {
 export class EarlyReadBlob implements BlobSource {
   readonly size: number;
   readonly description: string;
-  readRanges?: (ranges: readonly ByteRange[]) => Promise<Buffer[]>;
+  readRanges?: (ranges: readonly ByteRange[], onRange?: OnRange) => Promise<Buffer[]>;
 
   constructor(
     private readonly inner: BlobSource,

@@ -21,8 +21,8 @@ import type { Descriptor } from '../oci/types.js';
 import { discard, type RegistryClient, type RegistryRequest, type RegistryResponse } from '../registry/client.js';
 import { header } from '../registry/headers.js';
 import { RegistryError, TransientError, type RegistryContext } from '../registry/errors.js';
-import { byterangesBoundary, MultipartError, parseContentRange, parseMultipartByteranges } from '../registry/multipart.js';
-import { checkRange, type BlobSource, type ByteRange, type OnData } from './source.js';
+import { byterangesBoundary, ByterangesScanner, MultipartError, parseContentRange, type BytePart } from '../registry/multipart.js';
+import { checkRange, type BlobSource, type ByteRange, type OnData, type OnRange } from './source.js';
 
 export interface RegistryBlobOptions {
   /** Blobs up to this size may answer a Range request with 200: the body is verified, then sliced (default 1 MiB). */
@@ -114,30 +114,45 @@ export class RegistryBlob implements BlobSource {
     return this.get(`bytes=${offset}-${offset + length - 1}`, (res) => this.singleRange(res, offset, length, onData));
   }
 
-  async readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]> {
+  async readRanges(ranges: readonly ByteRange[], onRange?: OnRange): Promise<Buffer[]> {
     for (const r of ranges) checkRange(this, r.offset, r.length);
+    // `onRange` hears of each range once, also when a registry refusing multi-range sends it down the single-range path.
+    const told = new Set<number>();
+    const tell = (i: number, data: Buffer) => {
+      if (!onRange || told.has(i)) return;
+      told.add(i);
+      onRange(i, data);
+    };
+    const single = (r: ByteRange, i: number) => this.read(r.offset, r.length).then((b) => (tell(i, b), b));
     const wanted = ranges.filter((r) => r.length > 0);
-    if (wanted.length <= 1 || this.multiRange === 'no') return Promise.all(ranges.map((r) => this.read(r.offset, r.length)));
+    if (wanted.length <= 1 || this.multiRange === 'no') return Promise.all(ranges.map(single));
+    ranges.forEach((r, i) => r.length === 0 && tell(i, Buffer.alloc(0)));
     const spans = mergeSpans(wanted);
+    // Each range lies in one span: it is told of once its span is in.
+    const spanOf = ranges.map((r) => spans.findIndex((s) => s.start <= r.offset && r.offset + r.length <= s.end));
+    const sliceOf = (r: ByteRange, span: Span, data: Buffer) => (r.length === 0 ? Buffer.alloc(0) : data.subarray(r.offset - span.start, r.offset - span.start + r.length));
+    const spanArrived = (at: number, data: Buffer) => ranges.forEach((r, i) => spanOf[i] === at && tell(i, sliceOf(r, spans[at]!, data)));
     if (spans.length === 1) {
       const s = spans[0]!;
       const data = await this.read(s.start, s.end - s.start);
-      return ranges.map((r) => (r.length === 0 ? Buffer.alloc(0) : data.subarray(r.offset - s.start, r.offset - s.start + r.length)));
+      spanArrived(0, data);
+      return ranges.map((r) => sliceOf(r, s, data));
     }
-    const batches: Span[][] = [];
-    for (let i = 0; i < spans.length; i += this.maxRangesPerRequest) batches.push(spans.slice(i, i + this.maxRangesPerRequest));
-    const fetched = (await Promise.all(batches.map((b) => this.multi(b)))).flat();
-    if (fetched.some((f) => f === undefined)) return Promise.all(ranges.map((r) => this.read(r.offset, r.length)));
-    const parts = fetched as Array<{ span: Span; data: Buffer }>;
-    return ranges.map((r) => {
-      if (r.length === 0) return Buffer.alloc(0);
-      const p = parts.find((x) => x.span.start <= r.offset && r.offset + r.length <= x.span.end)!;
-      return p.data.subarray(r.offset - p.span.start, r.offset - p.span.start + r.length);
-    });
+    const batches: Array<Promise<Array<Buffer | undefined>>> = [];
+    for (let i = 0; i < spans.length; i += this.maxRangesPerRequest) {
+      const first = i;
+      batches.push(this.multi(spans.slice(i, i + this.maxRangesPerRequest), (at, data) => spanArrived(first + at, data)));
+    }
+    const fetched = (await Promise.all(batches)).flat();
+    if (fetched.some((f) => f === undefined)) return Promise.all(ranges.map(single));
+    return ranges.map((r, i) => sliceOf(r, spans[spanOf[i]!]!, fetched[spanOf[i]!]!));
   }
 
-  /** One multi-range request; undefined entries when the registry turned out not to support it. */
-  private async multi(spans: Span[]): Promise<Array<{ span: Span; data: Buffer } | undefined>> {
+  /**
+   * One multi-range request, telling `onSpan` of each span as soon as its bytes are in; undefined
+   * entries when the registry turned out not to support it.
+   */
+  private async multi(spans: Span[], onSpan: (at: number, data: Buffer) => void): Promise<Array<Buffer | undefined>> {
     const range = `bytes=${spans.map((s) => `${s.start}-${s.end - 1}`).join(',')}`;
     const total = spans.reduce((n, s) => n + s.end - s.start, 0);
     const result = await this.get(
@@ -148,6 +163,7 @@ export class RegistryBlob implements BlobSource {
           this.multiRange = 'no';
           return undefined;
         }
+        const got: Array<Buffer | undefined> = spans.map(() => undefined);
         const boundary = byterangesBoundary(header(res.headers, 'content-type'));
         if (boundary === undefined) {
           // The server merged everything into one range: it must cover every span.
@@ -155,24 +171,35 @@ export class RegistryBlob implements BlobSource {
           if (!cr || cr.start > spans[0]!.start || cr.end + 1 < spans[spans.length - 1]!.end) {
             throw new RegistryError(this.ctx, `multi-range request answered with a single range ${header(res.headers, 'content-range')} that does not cover ${range}`);
           }
-          const data = await this.body(res, cr.end - cr.start + 1);
-          return spans.map((span) => ({ span, data: data.subarray(span.start - cr.start, span.end - cr.start) }));
+          await this.body(res, cr.end - cr.start + 1, false, (data, filled) => {
+            spans.forEach((span, at) => {
+              if (got[at] === undefined && span.end - cr.start <= filled) onSpan(at, (got[at] = data.subarray(span.start - cr.start, span.end - cr.start)));
+            });
+          });
+          return got;
         }
-        // Framing is small: a few headers per part.
-        const body = await this.body(res, total + 512 * spans.length + 4096, true);
-        let parts;
+        const scanner = new ByterangesScanner(boundary);
+        const partsIn = (parts: BytePart[]) => {
+          for (const p of parts) {
+            if (p.total !== undefined && p.total !== this.size) continue;
+            spans.forEach((span, at) => {
+              if (got[at] === undefined && p.start <= span.start && span.end - 1 <= p.end) onSpan(at, (got[at] = p.data.subarray(span.start - p.start, span.end - p.start)));
+            });
+          }
+        };
         try {
-          parts = parseMultipartByteranges(body, boundary);
+          // Framing is small: a few headers per part.
+          const body = await this.body(res, total + 512 * spans.length + 4096, true, (data, filled) => partsIn(scanner.scan(data, filled)));
+          partsIn(scanner.scan(body, body.length));
+          scanner.end();
         } catch (err) {
           if (err instanceof MultipartError) throw new TransientError(err.message);
           throw err;
         }
         this.multiRange = 'yes';
-        return spans.map((span) => {
-          const p = parts.find((x) => x.start <= span.start && span.end - 1 <= x.end && (x.total === undefined || x.total === this.size));
-          if (!p) throw new RegistryError(this.ctx, `multi-range answer lacks bytes ${span.start}-${span.end - 1}`);
-          return { span, data: p.data.subarray(span.start - p.start, span.end - p.start) };
-        });
+        const lacking = spans.findIndex((_, at) => got[at] === undefined);
+        if (lacking >= 0) throw new RegistryError(this.ctx, `multi-range answer lacks bytes ${spans[lacking]!.start}-${spans[lacking]!.end - 1}`);
+        return got;
       },
       [206, 200, 400, 501],
     );

@@ -12,6 +12,9 @@ export interface ByteRange {
  */
 export type OnData = (buf: Buffer, filled: number) => void;
 
+/** Told of each range of a `readRanges` (by its index) once its bytes are in, before the read resolves. */
+export type OnRange = (index: number, data: Buffer) => void;
+
 export interface BlobSource {
   /** Total size of the blob in bytes. */
   readonly size: number;
@@ -22,8 +25,12 @@ export interface BlobSource {
    * A source that streams calls `onData` as bytes arrive; others may never call it.
    */
   read(offset: number, length: number, onData?: OnData): Promise<Buffer>;
-  /** Several ranges at once; a source may serve them with one request. Results in input order. */
-  readRanges?(ranges: readonly ByteRange[]): Promise<Buffer[]>;
+  /**
+   * Several ranges at once; a source may serve them with one request. Results in input order;
+   * `onRange` is told of each range as soon as its bytes are in (a source that cannot tell sooner
+   * tells as the read resolves).
+   */
+  readRanges?(ranges: readonly ByteRange[], onRange?: OnRange): Promise<Buffer[]>;
   close(): Promise<void>;
 }
 

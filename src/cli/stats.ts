@@ -38,8 +38,10 @@ function human(s: StatsReport): string {
   }
   const t = s.totals;
   const c = t.cache;
+  const r = t.chunkRequests;
   lines.push(
     `  total: fetched ${formatBytes(t.fetchedBytes)} (${formatBytes(t.metadataBytes)} image metadata) in ${t.requests} requests, served ${formatBytes(t.servedBytes)}`,
+    `  chunk requests: ${r.read} reads, ${r.readAhead} read-ahead, ${r.prefetch} prefetch, ${r.speculative} guessed ahead, ${r.background} background`,
     `  cache: memory ${c.memoryHits} hits / ${c.memoryMisses} misses, disk ${c.diskHits} hits / ${c.diskMisses} misses, ${formatBytes(c.diskBytes)} on disk`,
     `  fetch latency: p50 ${t.fetchLatencyMs.p50.toFixed(1)} ms, p95 ${t.fetchLatencyMs.p95.toFixed(1)} ms, p99 ${t.fetchLatencyMs.p99.toFixed(1)} ms (${t.fetchLatencyMs.count} requests)`,
     `  verification failures: ${t.verificationFailures}`,

@@ -5,7 +5,7 @@
 // kept compressed until asked for; see neighbourhood.ts) and the disk writes, which `close` waits
 // for. A chunk is handed out as soon as its own bytes have arrived and verified, before the rest of
 // its request. A chunk that cannot be fetched or verified fails only the gets that need it.
-import { coalesceRanges } from '../blob/coalesce.js';
+import { coalesceRanges, type CoalescedRange, type Span } from '../blob/coalesce.js';
 import { limiter } from '../blob/limiter.js';
 import type { BlobSource } from '../blob/source.js';
 import { ChunkVerifyError, type ChunkRef, type LayerToc } from '../format/toc.js';
@@ -14,7 +14,7 @@ import { BlobOrder } from './blob-order.js';
 import type { ChunkCache } from './chunk-cache.js';
 import type { EntryTable } from './entry-table.js';
 import { FsError } from './errors.js';
-import { FetchTicket, Priority, type FetchScheduler } from './fetch-scheduler.js';
+import { FetchTicket, Priority, type FetchScheduler, type MultiRangeBlob } from './fetch-scheduler.js';
 import type { LayerMetrics } from './metrics.js';
 import { fixedWindow, Neighbourhood, WindowBuffer, type WindowUse } from './neighbourhood.js';
 
@@ -50,6 +50,21 @@ interface Pending {
   promise: Promise<Buffer>;
   resolve: (b: Buffer) => void;
   reject: (e: Error) => void;
+}
+
+/** A chunk to fetch, as a span of its blob. */
+interface PendingSpan extends Span {
+  m: Pending;
+}
+
+/** Receives one range of a request (see `receiver`). */
+interface Receiver extends Span {
+  /** [0, filled) of `buf`, the range's bytes from its start, are in. */
+  arrived: (buf: Buffer, filled: number) => void;
+  /** The request failed: the chunks not yet in fail with `err`. */
+  failed: (err: Error) => void;
+  /** Resolves once every chunk in has been decoded and handed out (or failed). */
+  done: () => Promise<void>;
 }
 
 /** Compressed bytes of neighbourhood windows kept for later misses (besides the memory cache). */
@@ -90,6 +105,9 @@ const COALESCE = {
   [Priority.Speculative]: { maxGap: 256 << 10, maxSize: 8 << 20 },
   [Priority.Background]: { maxGap: 256 << 10, maxSize: 8 << 20 },
 };
+
+/** Bounds of one multi-range request (see `requestsOf`): a range over maxBytes goes alone. */
+const MULTI_RANGE = { maxBytes: 8 << 20, maxRanges: 32 };
 
 /** `fetchAhead`'s requests: about 40 ms of a 100 Mbit/s link each, and the unwanted bytes they fetch rather than split. */
 const AHEAD_SLICE = 512 << 10;
@@ -302,16 +320,58 @@ export class ChunkStore {
     }
     if (toFetch.length === 0) return;
     const spans = toFetch.map((m) => ({ start: m.chunk.start, end: m.chunk.end, m }));
-    await Promise.all(coalesceRanges(spans, COALESCE[priority]).map((g) => this.fetchGroup(ls, g.start, g.end, g.members.map((x) => x.m), priority)));
+    const groups = coalesceRanges(spans, COALESCE[priority]);
+    await Promise.all(this.requestsOf(ls, groups, priority).map((batch) => this.fetchGroups(ls, batch, priority)));
   }
 
   /**
-   * Fetches [start, end) and decodes each chunk asked for as soon as its bytes are in. An on-demand
-   * miss of a registry blob widens the range to a neighbourhood window, kept for later misses; so
-   * are the chunks between those asked for that a coalesced range fetches anyway (thrown away,
-   * they were fetched again when read: numpy + pandas, 9 of 40 MB fetched twice).
+   * The coalesced ranges of one load, as requests: each alone, or, for known and guessed files
+   * (prefetch, speculative) of a blob that can, several in one multi-range request of at most
+   * MULTI_RANGE bytes. numpy + pandas: Python's import guesses were ~150 requests of a few ranges
+   * each, a round trip apiece; closer ranges would have meant fetching the gaps between them.
    */
-  private async fetchGroup(ls: LayerState, start: number, end: number, asked: Pending[], priority: Priority): Promise<void> {
+  private requestsOf(ls: LayerState, groups: Array<CoalescedRange<PendingSpan>>, priority: Priority): Array<Array<CoalescedRange<PendingSpan>>> {
+    if (groups.length < 2 || !ls.remote || !ls.blob.readRanges || (priority !== Priority.Prefetch && priority !== Priority.Speculative)) return groups.map((g) => [g]);
+    const requests: Array<Array<CoalescedRange<PendingSpan>>> = [];
+    let bytes = Infinity;
+    for (const g of groups) {
+      const size = g.end - g.start;
+      if (bytes + size > MULTI_RANGE.maxBytes || requests[requests.length - 1]!.length >= MULTI_RANGE.maxRanges) {
+        requests.push([]);
+        bytes = 0;
+      }
+      requests[requests.length - 1]!.push(g);
+      bytes += size;
+    }
+    return requests;
+  }
+
+  /** Fetches coalesced ranges of one layer: one request for one range, a multi-range request for several. */
+  private async fetchGroups(ls: LayerState, groups: ReadonlyArray<CoalescedRange<PendingSpan>>, priority: Priority): Promise<void> {
+    // A prefetch or background load gets a ticket: a reader that comes to wait for one of its chunks moves it ahead.
+    const ticket = priority >= Priority.Prefetch ? new FetchTicket() : undefined;
+    const receivers = groups.map((g) => this.receiver(ls, g.start, g.end, g.members.map((x) => x.m), priority, ticket));
+    try {
+      if (receivers.length === 1) {
+        const r = receivers[0]!;
+        r.arrived(await this.scheduler.fetch(ls.blob, r.start, r.end, priority, r.arrived, ticket), r.end - r.start);
+      } else {
+        const ranges = receivers.map((r) => ({ offset: r.start, length: r.end - r.start }));
+        await this.scheduler.fetchRanges(ls.blob as MultiRangeBlob, ranges, priority, (i, data) => receivers[i]!.arrived(data, data.length), ticket);
+      }
+    } catch (err) {
+      for (const r of receivers) r.failed(err as Error);
+    }
+    await Promise.all(receivers.map((r) => r.done()));
+  }
+
+  /**
+   * What receives [start, end) of a request: it decodes each chunk asked for as soon as its bytes
+   * are in. An on-demand miss of a registry blob widens the range to a neighbourhood window, kept for
+   * later misses; so are the chunks between those asked for that a coalesced range fetches anyway
+   * (thrown away, they were fetched again when read: numpy + pandas, 9 of 40 MB fetched twice).
+   */
+  private receiver(ls: LayerState, start: number, end: number, asked: Pending[], priority: Priority, ticket: FetchTicket | undefined): Receiver {
     const members = [...asked].sort((a, b) => a.chunk.start - b.chunk.start);
     let window: WindowUse | undefined;
     if (priority === Priority.Read && ls.remote) {
@@ -324,28 +384,27 @@ export class ChunkStore {
       const between = end - start - members.reduce((n, m) => n + m.chunk.end - m.chunk.start, 0);
       if (between > 0) window = fixedWindow(start, end, between);
     }
-    let ticket: FetchTicket | undefined;
-    if (priority >= Priority.Prefetch) {
-      ticket = new FetchTicket();
-      for (const m of members) this.tickets.set(m.chunk.digest, ticket);
-    }
+    if (ticket) for (const m of members) this.tickets.set(m.chunk.digest, ticket);
     const windowFill = window && window.neighbourBytes > 0 ? this.windows.open(ls.index, start, end, window, ticket) : undefined;
     const decodes: Array<Promise<void>> = [];
     let next = 0;
-    const decodeArrived = (buf: Buffer, filled: number) => {
-      windowFill?.arrived(buf, filled);
-      while (next < members.length && members[next]!.chunk.end - start <= filled) {
-        const m = members[next++]!;
-        decodes.push(this.decode(ls, m, buf.subarray(m.chunk.start - start, m.chunk.end - start)));
-      }
+    return {
+      start,
+      end,
+      arrived: (buf, filled) => {
+        windowFill?.arrived(buf, filled);
+        while (next < members.length && members[next]!.chunk.end - start <= filled) {
+          const m = members[next++]!;
+          decodes.push(this.decode(ls, m, buf.subarray(m.chunk.start - start, m.chunk.end - start)));
+        }
+      },
+      failed: (err) => {
+        windowFill?.failed(err);
+        for (const m of members.slice(next)) this.settle(m, err);
+        next = members.length;
+      },
+      done: () => Promise.all(decodes).then(() => {}),
     };
-    try {
-      decodeArrived(await this.scheduler.fetch(ls.blob, start, end, priority, decodeArrived, ticket), end - start);
-    } catch (err) {
-      windowFill?.failed(err as Error);
-      for (const m of members.slice(next)) this.settle(m, err as Error);
-    }
-    await Promise.all(decodes);
   }
 
   /** Whether a chunk is neither cached, nor on its way, nor in a buffered window: a window may fetch it. */

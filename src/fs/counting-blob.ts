@@ -1,12 +1,12 @@
 // A BlobSource wrapper that charges every byte and request to a layer's metrics, whoever reads:
 // the TOC reader at open time, the fetcher later. This is what makes laziness measurable.
-import type { BlobSource, ByteRange, OnData } from '../blob/source.js';
+import type { BlobSource, ByteRange, OnData, OnRange } from '../blob/source.js';
 import type { LatencyRecorder, LayerMetrics } from './metrics.js';
 
 export class CountingBlob implements BlobSource {
   readonly size: number;
   readonly description: string;
-  readRanges?: (ranges: readonly ByteRange[]) => Promise<Buffer[]>;
+  readRanges?: (ranges: readonly ByteRange[], onRange?: OnRange) => Promise<Buffer[]>;
 
   constructor(
     private readonly inner: BlobSource,
@@ -17,9 +17,9 @@ export class CountingBlob implements BlobSource {
     this.description = inner.description;
     if (inner.readRanges) {
       const readRanges = inner.readRanges.bind(inner);
-      this.readRanges = async (ranges) => {
+      this.readRanges = async (ranges, onRange) => {
         const t0 = performance.now();
-        const out = await readRanges(ranges);
+        const out = await readRanges(ranges, onRange);
         this.charge(out.reduce((n, b) => n + b.length, 0), t0);
         return out;
       };

@@ -4,7 +4,7 @@
 // each small enough to cross the link in about SLICE_MS at the measured rate (so an on-demand
 // request never waits behind more than that), and optionally keeps under a rate bound.
 // Retries belong to the registry client.
-import type { BlobSource, OnData } from '../blob/source.js';
+import type { BlobSource, ByteRange, OnData, OnRange } from '../blob/source.js';
 
 export enum Priority {
   Read = 0,
@@ -15,6 +15,9 @@ export enum Priority {
   Speculative = 3,
   Background = 4,
 }
+
+/** A blob that reads several ranges in one request. */
+export type MultiRangeBlob = BlobSource & Required<Pick<BlobSource, 'readRanges'>>;
 
 export interface SchedulerOptions {
   /** Requests in flight at once, over all layers (background requests come on top: at most one). */
@@ -76,6 +79,8 @@ export class FetchScheduler {
   /** Bytes per second over the link, smoothed; 0 until measured. */
   private rate = 0;
   private closed = false;
+  /** Requests sent, by the priority they went at (a promoted one counts as a read). */
+  readonly sent: number[] = [0, 0, 0, 0, 0];
 
   constructor(private readonly opts: SchedulerOptions = DEFAULT_SCHEDULER) {}
 
@@ -86,12 +91,27 @@ export class FetchScheduler {
   async fetch(blob: BlobSource, start: number, end: number, priority: Priority, onData?: OnData, ticket?: FetchTicket): Promise<Buffer> {
     if (ticket?.urgent) priority = Priority.Read;
     if (priority === Priority.Background) return this.fetchBackground(blob, start, end, ticket);
+    return this.inTurn(priority, ticket, () => blob.read(start, end - start, onData));
+  }
+
+  /**
+   * Several ranges of `blob` as one request (its `readRanges`: a multi-range GET), once the
+   * priority's turn has come; `onRange` is told of each range as it arrives. Not for background
+   * work, which goes in paced slices.
+   */
+  fetchRanges(blob: MultiRangeBlob, ranges: readonly ByteRange[], priority: Priority, onRange: OnRange, ticket?: FetchTicket): Promise<Buffer[]> {
+    return this.inTurn(ticket?.urgent ? Priority.Read : priority, ticket, () => blob.readRanges(ranges, onRange));
+  }
+
+  /** Runs one request of `priority` in its turn, in one of the places. */
+  private async inTurn<T extends Buffer | Buffer[]>(priority: Priority, ticket: FetchTicket | undefined, read: () => Promise<T>): Promise<T> {
     if (priority === Priority.Prefetch) this.prefetching++;
     await this.acquire(priority, ticket);
     const onDemand = priority <= Priority.ReadAhead;
     if (onDemand) this.onDemand++;
+    this.sent[ticket?.urgent ? Priority.Read : priority]++;
     try {
-      return await this.timed(() => blob.read(start, end - start, onData));
+      return await this.timed(read);
     } finally {
       if (onDemand) {
         this.onDemand--;
@@ -158,6 +178,7 @@ export class FetchScheduler {
       }
       const n = Math.min(end - at, this.backgroundSlice);
       this.backgroundInFlight++;
+      this.sent[Priority.Background]++;
       try {
         parts.push(await this.timed(() => blob.read(at, n)));
       } finally {
@@ -170,12 +191,13 @@ export class FetchScheduler {
   }
 
   /** Runs a read and learns the link's rate from it. */
-  private async timed(read: () => Promise<Buffer>): Promise<Buffer> {
+  private async timed<T extends Buffer | Buffer[]>(read: () => Promise<T>): Promise<T> {
     const t0 = performance.now();
     const out = await read();
     const ms = performance.now() - t0;
-    if (out.length >= RATE_SAMPLE_MIN && ms > 0) {
-      const sample = (out.length * 1000) / ms;
+    const bytes = Array.isArray(out) ? out.reduce((n, b) => n + b.length, 0) : out.length;
+    if (bytes >= RATE_SAMPLE_MIN && ms > 0) {
+      const sample = (bytes * 1000) / ms;
       this.rate = this.rate === 0 ? sample : 0.7 * this.rate + 0.3 * sample;
     }
     return out;

@@ -20,7 +20,7 @@ import type { Descriptor, Platform } from '../oci/types.js';
 import { ChunkCache } from '../fs/chunk-cache.js';
 import { ChunkStore, type StoreLayer } from '../fs/chunk-store.js';
 import { CountingBlob } from '../fs/counting-blob.js';
-import { DEFAULT_SCHEDULER, FetchScheduler } from '../fs/fetch-scheduler.js';
+import { DEFAULT_SCHEDULER, FetchScheduler, Priority } from '../fs/fetch-scheduler.js';
 import { indexLayer, type LayerIndex } from '../fs/layer-index.js';
 import { mayUseGzipIndex, openLayerToc, type GzipIndexLookup } from '../format/open.js';
 import { LazyFs } from '../fs/lazyfs.js';
@@ -115,6 +115,8 @@ export interface StatsReport {
     metadataBytes: number;
     servedBytes: number;
     requests: number;
+    /** Chunk requests by the priority they went at (the rest of `requests`: footers, TOCs, whole layers, metadata). */
+    chunkRequests: { read: number; readAhead: number; prefetch: number; speculative: number; background: number };
     cache: { memoryHits: number; memoryMisses: number; diskHits: number; diskMisses: number; diskBytes: number };
     fetchLatencyMs: { p50: number; p95: number; p99: number; count: number };
     verificationFailures: number;
@@ -394,6 +396,7 @@ export class ImageMount {
         metadataBytes: this.metrics.metadataBytes,
         servedBytes: this.metrics.servedBytes,
         requests: this.metrics.metadataRequests + sum((l) => l.requests),
+        chunkRequests: chunkRequests(this.scheduler?.sent ?? []),
         cache: { ...this.metrics.cache, diskBytes: this.cache?.diskBytesUsed ?? 0 },
         fetchLatencyMs: this.metrics.latency.percentiles(),
         verificationFailures: sum((l) => l.verificationFailures),
@@ -417,4 +420,10 @@ export class ImageMount {
     if (errors.length === 0) await rm(join(this.opts.workDir, 'layers'), { recursive: true, force: true }).catch(() => {});
     if (errors.length) throw new Error(`unmount: ${errors.join('; ')}`);
   }
+}
+
+/** The scheduler's requests by priority, named. */
+function chunkRequests(sent: readonly number[]): StatsReport['totals']['chunkRequests'] {
+  const n = (p: Priority) => sent[p] ?? 0;
+  return { read: n(Priority.Read), readAhead: n(Priority.ReadAhead), prefetch: n(Priority.Prefetch), speculative: n(Priority.Speculative), background: n(Priority.Background) };
 }

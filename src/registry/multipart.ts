@@ -34,26 +34,68 @@ export function byterangesBoundary(contentType: string | undefined): string | un
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 
-export function parseMultipartByteranges(body: Buffer, boundary: string): BytePart[] {
-  const delimiter = Buffer.from(`--${boundary}`);
-  const parts: BytePart[] = [];
-  let pos = body.indexOf(delimiter);
-  if (pos < 0) throw new MultipartError('multipart/byteranges body without its boundary');
-  for (;;) {
-    pos += delimiter.length;
-    if (body[pos] === 0x2d && body[pos + 1] === 0x2d) return parts; // closing `--boundary--`
-    const headersEnd = body.indexOf(CRLF2, pos);
-    if (headersEnd < 0) throw new MultipartError('multipart/byteranges part without the end of its headers');
-    const headers = body.subarray(pos, headersEnd).toString('latin1').split('\r\n');
-    const cr = headers.find((h) => /^content-range\s*:/i.test(h));
-    const range = parseContentRange(cr?.slice(cr.indexOf(':') + 1));
-    if (!range) throw new MultipartError(`multipart/byteranges part without a valid Content-Range (${JSON.stringify(cr ?? '')})`);
-    const dataStart = headersEnd + CRLF2.length;
-    const dataEnd = dataStart + (range.end - range.start + 1);
-    if (dataEnd > body.length) throw new MultipartError(`multipart/byteranges part ${range.start}-${range.end} is truncated`);
-    parts.push({ ...range, data: body.subarray(dataStart, dataEnd) });
-    pos = body.indexOf(delimiter, dataEnd);
-    if (pos < 0) throw new MultipartError('multipart/byteranges body ends without its closing boundary');
-    if (body.subarray(dataEnd, pos).toString('latin1').trim() !== '') throw new MultipartError(`multipart/byteranges part ${range.start}-${range.end} is longer than its Content-Range`);
+/**
+ * Reads a `multipart/byteranges` body as it arrives: each `scan` finds the parts completed by the
+ * bytes in so far, so a caller can use the first parts of a large answer before its end.
+ */
+export class ByterangesScanner {
+  private readonly delimiter: Buffer;
+  /** Where the next delimiter is looked for: the body's start, then the end of the last part's data. */
+  private from = 0;
+  /** Whether a part has been read (after one, only whitespace may come before the next delimiter). */
+  private afterPart = false;
+  private closed = false;
+  /** What an ending body would lack, were it to end now. */
+  private lacking = 'multipart/byteranges body without its boundary';
+
+  constructor(boundary: string) {
+    this.delimiter = Buffer.from(`--${boundary}`);
   }
+
+  /** The parts [0, filled) of `body` completes beyond those returned before; throws on a malformed body. */
+  scan(body: Buffer, filled: number): BytePart[] {
+    const parts: BytePart[] = [];
+    const have = body.subarray(0, filled);
+    while (!this.closed) {
+      const at = have.indexOf(this.delimiter, this.from);
+      if (at < 0) return parts;
+      if (this.afterPart && have.subarray(this.from, at).toString('latin1').trim() !== '') {
+        throw new MultipartError(`multipart/byteranges part ending at ${this.from} is longer than its Content-Range`);
+      }
+      const pos = at + this.delimiter.length;
+      if (pos + 2 > filled) return parts;
+      if (have[pos] === 0x2d && have[pos + 1] === 0x2d) {
+        this.closed = true; // closing `--boundary--`
+        return parts;
+      }
+      this.lacking = 'multipart/byteranges part without the end of its headers';
+      const headersEnd = have.indexOf(CRLF2, pos);
+      if (headersEnd < 0) return parts;
+      const headers = have.subarray(pos, headersEnd).toString('latin1').split('\r\n');
+      const cr = headers.find((h) => /^content-range\s*:/i.test(h));
+      const range = parseContentRange(cr?.slice(cr.indexOf(':') + 1));
+      if (!range) throw new MultipartError(`multipart/byteranges part without a valid Content-Range (${JSON.stringify(cr ?? '')})`);
+      const dataStart = headersEnd + CRLF2.length;
+      const dataEnd = dataStart + (range.end - range.start + 1);
+      this.lacking = `multipart/byteranges part ${range.start}-${range.end} is truncated`;
+      if (dataEnd > filled) return parts;
+      parts.push({ ...range, data: body.subarray(dataStart, dataEnd) });
+      this.from = dataEnd;
+      this.afterPart = true;
+      this.lacking = 'multipart/byteranges body ends without its closing boundary';
+    }
+    return parts;
+  }
+
+  /** Throws unless the body has ended with its closing boundary. */
+  end(): void {
+    if (!this.closed) throw new MultipartError(this.lacking);
+  }
+}
+
+export function parseMultipartByteranges(body: Buffer, boundary: string): BytePart[] {
+  const scanner = new ByterangesScanner(boundary);
+  const parts = scanner.scan(body, body.length);
+  scanner.end();
+  return parts;
 }

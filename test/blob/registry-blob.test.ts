@@ -85,6 +85,23 @@ test('more ranges than one request may carry are split over several multi-range 
   await c.close();
 });
 
+test('a multi-range read tells of each range as its part arrives, before the whole answer is in', { timeout: 30_000 }, async () => {
+  const c = new RegistryClient(proxy.host, { credentials: NONE });
+  const blob = await RegistryBlob.open(c, REPO, { digest, size: data.length });
+  // Parts of 400 KB: the answer crosses the socket in many pieces.
+  const ranges = [2_500_000, 100, 1_200_000].map((offset) => ({ offset, length: 400_000 }));
+  const told: Array<{ index: number; data: Buffer; received: number }> = [];
+  const n = proxy.log.length;
+  const got = await blob.readRanges(ranges, (index, bytes) => told.push({ index, data: Buffer.from(bytes), received: blob.stats.bytes }));
+  assert.equal(proxy.log.length - n, 1, 'one request');
+  assert.deepEqual(told.map((t) => t.index), [1, 2, 0], 'told in the order of the blob, as the server sends the parts');
+  told.forEach((t) => assert.ok(t.data.equals(data.subarray(ranges[t.index]!.offset, ranges[t.index]!.offset + 400_000))));
+  assert.ok(told[0]!.received < told[2]!.received, `the first part was told of when ${told[0]!.received} of ${told[2]!.received} bytes were in`);
+  assert.ok(told[0]!.received < 2 * 400_000, 'before the second part was in');
+  ranges.forEach((r, i) => assert.ok(got[i]!.equals(data.subarray(r.offset, r.offset + r.length))));
+  await c.close();
+});
+
 test('bounds, sizes and missing blobs', async () => {
   const c = new RegistryClient(reg.host, { credentials: NONE });
   const blob = await RegistryBlob.open(c, REPO, { digest, size: data.length });

@@ -225,3 +225,24 @@ test('a read of a chunk between those a held-back guess asked for moves that gue
     await env.cleanup();
   }
 });
+
+test('guessed files far apart go as one multi-range request, each served as its range comes; on-demand misses stay single', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob, 0, true);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (path: string) => layer.toc.entries.find((e) => e.path === path)!.chunks[0]!;
+  try {
+    // f00 and g9 lie over 1 MiB apart (more than coalescing bridges): two ranges.
+    const got = await env.store.get(0, [chunk('far/g9'), chunk('lib/f00')], Priority.Speculative);
+    assert.deepEqual(got, [noise(3000, 209), noise(3000, 1)]);
+    assert.equal(rec.seen.length, 1, 'one request');
+    assert.deepEqual(rec.seen[0]!.ranges!.map((r) => r.offset), [chunk('lib/f00').start, chunk('far/g9').start]);
+    assert.deepEqual(env.scheduler.sent, [0, 0, 0, 1, 0]);
+    // Two on-demand misses far apart: one request each (each a neighbourhood window of its own).
+    await Promise.all([env.readAll('/lib/f20'), env.readAll('/far/g0')]);
+    assert.equal(rec.seen.length, 3);
+    assert.ok(rec.seen.slice(1).every((r) => r.ranges === undefined));
+  } finally {
+    await env.cleanup();
+  }
+});

@@ -163,7 +163,9 @@ test('multi-range reads: one multipart request; a registry answering 200 or 501 
     const b = await open(c);
     proxy.inject({ ...fault, match: { path: /./, range: true } });
     const m = proxy.log.length;
-    assert.deepEqual(await b.readRanges(ranges), want);
+    const told: Array<[number, Buffer]> = [];
+    assert.deepEqual(await b.readRanges(ranges, (i, data) => told.push([i, data])), want);
+    assert.deepEqual(told.sort((x, y) => x[0] - y[0]), want.map((w, i) => [i, w]), 'each range told once, with its bytes, on the single-range path too');
     const after = proxy.log.slice(m);
     assert.equal(after[0]!.fault, fault.kind);
     assert.ok(after.slice(1).every((r) => !String(r.headers.range).includes(',')), 'fell back to single ranges');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseChallenges } from '../../src/registry/auth.js';
-import { byterangesBoundary, parseContentRange, parseMultipartByteranges } from '../../src/registry/multipart.js';
+import { byterangesBoundary, ByterangesScanner, parseContentRange, parseMultipartByteranges } from '../../src/registry/multipart.js';
 import { backoffMs, DEFAULT_RETRY, isRetryableStatus, retryAfterMs } from '../../src/registry/retry.js';
 
 test('parses bearer and basic challenges, quoted commas and escapes included', () => {
@@ -43,6 +43,17 @@ test('multipart/byteranges parts are cut by their Content-Range, even when the p
   assert.deepEqual(parts[0]!.data, part1);
   assert.deepEqual({ ...parts[1], data: parts[1]!.data.toString() }, { start: 90, end: 99, total: 100, data: '0123456789' });
   assert.throws(() => parseMultipartByteranges(body.subarray(0, 60), b), /truncated|without/);
+  // Read as it arrives, a byte at a time: each part comes out once its last byte is in, and only then.
+  const scanner = new ByterangesScanner(b);
+  const seen: Array<{ at: number; start: number }> = [];
+  for (let filled = 0; filled <= body.length; filled++) for (const p of scanner.scan(body, filled)) seen.push({ at: filled, start: p.start });
+  scanner.end();
+  const end1 = body.indexOf(part1) + part1.length;
+  const end2 = body.indexOf('0123456789') + 10;
+  assert.deepEqual(seen, [{ at: end1, start: 10 }, { at: end2, start: 90 }]);
+  const cut = new ByterangesScanner(b);
+  cut.scan(body, end2);
+  assert.throws(() => cut.end(), /ends without its closing boundary/);
   assert.throws(() => parseMultipartByteranges(Buffer.from(`--${b}\r\nX: y\r\n\r\nabc\r\n--${b}--`), b), /without a valid Content-Range/);
 });
 

@@ -1,7 +1,7 @@
 // Test helper: a hand-made gzip-chunked layer (one gzip member per chunk, like eStargz) as a
 // LayerToc over a BufferBlob, so the fs/ code can be exercised without the format readers.
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { BufferBlob, type BlobSource } from '../../../src/blob/source.js';
+import { BufferBlob, type BlobSource, type ByteRange } from '../../../src/blob/source.js';
 import { ChunkVerifyError, type ChunkRef, type FileEntry, type FileType, type LayerToc } from '../../../src/format/toc.js';
 import { sha256 } from '../../../src/oci/digest.js';
 
@@ -105,6 +105,8 @@ export interface SeenRequest {
   length: number;
   startedAt: number;
   endedAt?: number;
+  /** All the ranges of a multi-range request (offset and length are its first). */
+  ranges?: ByteRange[];
 }
 
 /** Blob range of the file at `path` (first chunk start to last chunk end). */
@@ -113,22 +115,35 @@ export function rangeOf(layer: BuiltLayer, path: string): { start: number; end: 
   return { start: chunks[0]!.start, end: chunks[chunks.length - 1]!.end };
 }
 
-/** Wraps a blob, recording every read in order; each read takes at least `delayMs`. */
-export function recording(blob: BlobSource, delayMs = 0): { blob: BlobSource; seen: SeenRequest[] } {
+/**
+ * Wraps a blob, recording every read in order; each read takes at least `delayMs`. With
+ * `multiRange`, it also reads several ranges as one request (recorded with its `ranges`), telling
+ * of each range in blob order.
+ */
+export function recording(blob: BlobSource, delayMs = 0, multiRange = false): { blob: BlobSource; seen: SeenRequest[] } {
   const seen: SeenRequest[] = [];
-  return {
-    seen,
-    blob: {
-      size: blob.size,
-      description: blob.description,
-      async read(offset, length) {
-        const r: SeenRequest = { offset, length, startedAt: performance.now() };
-        seen.push(r);
-        const [data] = await Promise.all([blob.read(offset, length), new Promise((res) => setTimeout(res, delayMs))]);
-        r.endedAt = performance.now();
-        return data;
-      },
-      close: () => blob.close(),
+  const wrapped: BlobSource = {
+    size: blob.size,
+    description: blob.description,
+    async read(offset, length) {
+      const r: SeenRequest = { offset, length, startedAt: performance.now() };
+      seen.push(r);
+      const [data] = await Promise.all([blob.read(offset, length), new Promise((res) => setTimeout(res, delayMs))]);
+      r.endedAt = performance.now();
+      return data;
     },
+    close: () => blob.close(),
   };
+  if (multiRange) {
+    wrapped.readRanges = async (ranges, onRange) => {
+      const r: SeenRequest = { offset: ranges[0]!.offset, length: ranges[0]!.length, ranges: [...ranges], startedAt: performance.now() };
+      seen.push(r);
+      await new Promise((res) => setTimeout(res, delayMs));
+      const out = await Promise.all(ranges.map((x) => blob.read(x.offset, x.length)));
+      for (const i of ranges.map((_, i) => i).sort((a, b) => ranges[a]!.offset - ranges[b]!.offset)) onRange?.(i, out[i]!);
+      r.endedAt = performance.now();
+      return out;
+    };
+  }
+  return { seen, blob: wrapped };
 }
