@@ -388,10 +388,12 @@ export class ChunkStore {
     const windowFill = window && window.neighbourBytes > 0 ? this.windows.open(ls.index, start, end, window, ticket) : undefined;
     const decodes: Array<Promise<void>> = [];
     let next = 0;
+    let whole = false;
     return {
       start,
       end,
       arrived: (buf, filled) => {
+        whole = filled === end - start;
         windowFill?.arrived(buf, filled);
         while (next < members.length && members[next]!.chunk.end - start <= filled) {
           const m = members[next++]!;
@@ -399,6 +401,7 @@ export class ChunkStore {
         }
       },
       failed: (err) => {
+        if (whole) return; // a range that came whole before another range of its request failed
         windowFill?.failed(err);
         for (const m of members.slice(next)) this.settle(m, err);
         next = members.length;

@@ -246,3 +246,27 @@ test('guessed files far apart go as one multi-range request, each served as its 
     await env.cleanup();
   }
 });
+
+test('a multi-range request that breaks off after its first range: that range is served, the rest get the error, and are fetched again when read', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob, 0, true);
+  const inner = rec.blob.readRanges!;
+  rec.blob.readRanges = async (ranges, onRange) => {
+    const first = await layer.blob.read(ranges[0]!.offset, ranges[0]!.length);
+    onRange?.(0, first);
+    await inner([ranges[0]!]); // recorded as the request it was
+    throw new Error('connection reset after the first part');
+  };
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (path: string) => layer.toc.entries.find((e) => e.path === path)!.chunks[0]!;
+  try {
+    const [f00, g9] = env.store.getEach(0, [chunk('lib/f00'), chunk('far/g9')], Priority.Speculative);
+    assert.deepEqual(await f00, noise(3000, 1));
+    await assert.rejects(g9!, /connection reset after the first part/);
+    assert.deepEqual(await env.readAll('/far/g9'), noise(3000, 209));
+    assert.deepEqual(await env.readAll('/lib/f00'), noise(3000, 1));
+    assert.equal(rec.seen.length, 2, 'g9 fetched again on its own, f00 not');
+  } finally {
+    await env.cleanup();
+  }
+});
