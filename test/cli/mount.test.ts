@@ -286,6 +286,10 @@ test('defaults: only metadata and TOCs until reads, no fill during the quiet per
       s = await stats(mnt);
     }
     assert.deepEqual(s.layers.map((l) => l.background.state), ['done', 'done']);
+    // The daemon counts its chunk requests by priority: the read's and the fill's are among them, and they are part of all requests.
+    const r = s.totals.chunkRequests;
+    assert.ok(r.read >= 1 && r.background >= 1, `chunk requests ${JSON.stringify(r)}`);
+    assert.ok(r.read + r.readAhead + r.prefetch + r.speculative + r.background <= s.totals.requests, `chunk requests ${JSON.stringify(r)} of ${s.totals.requests}`);
     for (const l of s.layers) assert.ok(l.windowBytes !== null && l.windowBytes >= 64 << 10 && l.windowBytes <= 4 << 20, `window ${l.windowBytes}`);
     // File data at most once: no chunk fetched by a read is fetched again by the fill.
     s.layers.forEach((l, i) => assert.ok(l.fetchedBytes - tocCost[i]! <= m.layers[i]!.size, `layer ${i}: ${l.fetchedBytes - tocCost[i]!} of ${m.layers[i]!.size} bytes fetched besides the TOC`));
