@@ -1,6 +1,7 @@
 // The mount planner: what to mount where, as descriptions, for `starling mount` (an image's layers
 // as one merged FUSE mount, or one per layer under overlayfs), for the containerd snapshotter (one
-// FUSE mount per lazy layer, which containerd stacks itself) and for the snapshotter's answers to
+// FUSE mount per lazy layer, which containerd stacks itself, and the layers merged when all are
+// lazy) and for the snapshotter's answers to
 // containerd (overlayfs options over snapshot directories). Nothing here mounts: ImageMount and
 // overlay.ts carry the plans out.
 import { join } from 'node:path';
@@ -46,12 +47,25 @@ export interface PlanInput {
 /** The FUSE target of layer `i` in 'layers' mode: what the snapshotter names as a lower dir. */
 export const layerTarget = (mountpoint: string, i: number) => join(mountpoint, String(i));
 
+/** The FUSE target, in 'layers' mode, of every layer merged into one tree (see `servesMerged`). */
+export const mergedTarget = (mountpoint: string) => join(mountpoint, 'merged');
+
+/**
+ * Whether 'layers' mode also mounts the image's layers merged (at `mergedTarget`): when every layer
+ * is served and there are several. A container's lower dir is then that one mount instead of a
+ * stack of per-layer mounts: overlayfs looks a name up once instead of once per layer (Python's
+ * imports miss in most directories they try), and the read-ahead heuristics see the whole image
+ * (a module in one layer importing modules in another).
+ */
+export const servesMerged = (layers: ReadonlyArray<{ lazy: boolean }>) => layers.length > 1 && layers.every((l) => l.lazy);
+
 export function planImageMount(p: PlanInput): MountPlan {
   const upper = p.upper ? { upperdir: join(p.upper, 'upper'), workdir: join(p.upper, 'work') } : undefined;
   const upperDirs = upper ? [upper.upperdir, upper.workdir] : [];
   if (p.mode === 'layers') {
     // Layers without a TOC are containerd's to unpack: nothing is mounted for them.
-    const fuse = p.layers.flatMap((l, i) => (l.lazy ? [{ target: layerTarget(p.mountpoint, i), layer: i }] : []));
+    const fuse: FuseMountPlan[] = p.layers.flatMap((l, i) => (l.lazy ? [{ target: layerTarget(p.mountpoint, i), layer: i }] : []));
+    if (servesMerged(p.layers)) fuse.push({ target: mergedTarget(p.mountpoint), layer: 'merged' });
     return { dirs: fuse.map((f) => f.target), fuse };
   }
   if (p.mode === 'merged') {

@@ -1,8 +1,9 @@
 // Remote layers served by mount daemons, one per image: the first Prepare of an image's layer starts
 // `starling mount docker://REF DIR/mnt --mode layers`, which opens every layer's TOC at once (the
 // layers above are ready by the time containerd asks for them), mounts each lazy layer at
-// DIR/mnt/N and shares one chunk cache and one fetch scheduler (prefetch, background fill) among
-// them. The daemons are separate processes that outlive the service: restarting the snapshotter
+// DIR/mnt/N (and, when all are lazy, all of them merged at DIR/mnt/merged: the lower dir of a
+// container on the image) and shares one chunk cache and one fetch scheduler (prefetch, background
+// fill) among them. The daemons are separate processes that outlive the service: restarting the snapshotter
 // never touches a running container's mounts; a restarted service adopts them, or starts dead ones
 // again on the same paths from DIR/image.json (the reference pinned to the manifest mounted).
 import { randomBytes } from 'node:crypto';
@@ -11,7 +12,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { dirname, join } from 'node:path';
 import type { MountProgress, StatsReport } from '../mount/image-mount.js';
 import { control, controlGone, mountPaths } from '../mount/control.js';
-import { layerTarget } from '../mount/plan.js';
+import { layerTarget, mergedTarget, servesMerged } from '../mount/plan.js';
 import { SpareDaemon, spawnMountDaemon } from '../mount/spawn.js';
 import { listMounts } from '../mount/stale.js';
 import { stopMountDaemon } from '../mount/stop.js';
@@ -85,6 +86,8 @@ export class ImageDaemons implements RemoteLayers {
   private readonly byRef = new Map<string, Promise<Daemon>>();
   /** Daemons being started, by directory, until mounted: Cleanup leaves them alone, mounts over them wait. */
   private readonly mounting = new Map<string, Promise<void>>();
+  /** Image directories whose daemon also mounts the layers merged, with their number of layers. */
+  private readonly mergedLayers = new Map<string, number>();
   /** A daemon started ahead, for the next image: a Prepare does not wait for Node to start. */
   private spare?: Promise<SpareDaemon | undefined>;
   private closed = false;
@@ -111,6 +114,17 @@ export class ImageDaemons implements RemoteLayers {
 
   path(layer: RemoteLayer): string {
     return layerTarget(mountpointOf(layer.dir), layer.layer);
+  }
+
+  async merged(layers: RemoteLayer[]): Promise<string | undefined> {
+    const dir = layers[0]?.dir;
+    if (dir === undefined || this.mergedLayers.get(dir) !== layers.length) return undefined;
+    // Top first: layers n-1 … 0 of one image, nothing left out.
+    if (!layers.every((l, i) => l.dir === dir && l.layer === layers.length - 1 - i)) return undefined;
+    const path = mergedTarget(mountpointOf(dir));
+    // Not mounted (its daemon died since): the per-layer mounts, which dead() checks, stand in.
+    const fuse = (await listMounts()).some((m) => m.fstype === 'fuse.starling' && m.mountpoint === path);
+    return fuse ? path : undefined;
   }
 
   async ready(layers: RemoteLayer[]): Promise<void> {
@@ -144,6 +158,7 @@ export class ImageDaemons implements RemoteLayers {
       const record = await readRecord(dir);
       const missing = layers.filter((i) => !stats.layers[i]?.lazy);
       if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
+      this.noteMerged(dir, stats);
       const known = stats.layers.map((l) => ({ digest: l.digest, outcome: Promise.resolve({ lazy: l.lazy, ...(l.reason ? { reason: l.reason } : {}) }) }));
       if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: known, mounted: Promise.resolve() }));
     }
@@ -223,6 +238,7 @@ export class ImageDaemons implements RemoteLayers {
         throw err;
       }
       const stats = await this.stats(dir);
+      this.noteMerged(dir, stats);
       const lazy = stats.layers.filter((l) => l.lazy).length;
       this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms by a ${spare ? 'spare' : 'new'} daemon at ${mountpointOf(dir)}`);
       if (lazy > 0) return;
@@ -243,6 +259,10 @@ export class ImageDaemons implements RemoteLayers {
         this.prepareSpare();
       });
     return knownPromise;
+  }
+
+  private noteMerged(dir: string, stats: StatsReport): void {
+    if (servesMerged(stats.layers)) this.mergedLayers.set(dir, stats.layers.length);
   }
 
   /** Starts a spare daemon for the next image, unless one is there. */
@@ -280,6 +300,7 @@ export class ImageDaemons implements RemoteLayers {
   /** Unmounts (the daemon, or by force what it left) and deletes the image's directory. */
   private async stop(dir: string): Promise<void> {
     const mnt = mountpointOf(dir);
+    this.mergedLayers.delete(dir);
     await stopMountDaemon(mnt, { force: true, waitMs: 20_000 }).catch((err: Error) => this.opts.log(`${dir}: ${err.message}`));
     await this.removeDir(dir);
   }

@@ -37,6 +37,11 @@ export interface RemoteLayers {
   mount(request: RemoteRequest): Promise<{ layer: RemoteLayer } | { reason: string }>;
   /** The directory a mounted remote layer is served at (an overlayfs lower dir). */
   path(layer: RemoteLayer): string;
+  /**
+   * The one mount serving `layers` (top first) merged into one tree, when they are a whole image
+   * that is mounted so; overlayfs then stacks that instead of them.
+   */
+  merged(layers: RemoteLayer[]): Promise<string | undefined>;
   /** Waits until the daemons of `layers` are done mounting (a layer is answered once its TOC verified, before it is mounted). */
   ready(layers: RemoteLayer[]): Promise<void>;
   /** The ones of `layers` that are not mounted once ready (their daemon died, or failed to mount). */
@@ -58,6 +63,7 @@ export const noRemoteLayers: RemoteLayers = {
   path: () => {
     throw new Error('no remote layers');
   },
+  merged: async () => undefined,
   ready: async () => {},
   dead: async () => [],
   restore: async () => {},

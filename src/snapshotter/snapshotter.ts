@@ -193,19 +193,18 @@ export class Snapshotter {
    * a remote layer below is not mounted.
    */
   private async mountsOf(s: SnapshotIds): Promise<Mount[]> {
-    await this.checkMounted(s.parentIds.flatMap((id) => this.store.remoteLayer(id) ?? []));
+    const remoteParents = s.parentIds.map((id) => this.store.remoteLayer(id));
+    const remote = remoteParents.filter((l) => l !== undefined);
+    await this.checkMounted(remote);
     if (s.parentIds.length === 0) {
       return [{ type: 'bind', source: this.upperPath(s.id), options: [s.kind === 'view' ? 'ro' : 'rw', 'rbind'] }];
     }
-    if (s.kind === 'view' && s.parentIds.length === 1) {
-      return [{ type: 'bind', source: this.layerPath(s.parentIds[0]!), options: ['ro', 'rbind'] }];
-    }
+    // A whole lazily served image below: its merged mount instead of one lower dir per layer.
+    const merged = remote.length === remoteParents.length ? await this.remote.merged(remote) : undefined;
+    const lowers = merged ? [merged] : s.parentIds.map((id) => this.layerPath(id));
+    if (s.kind === 'view' && lowers.length === 1) return [{ type: 'bind', source: lowers[0]!, options: ['ro', 'rbind'] }];
     const upper = s.kind === 'active' ? { upperdir: this.upperPath(s.id), workdir: this.workPath(s.id) } : undefined;
-    const options = overlayOptions(
-      s.parentIds.map((id) => this.layerPath(id)),
-      upper,
-      this.indexOff ? ['index=off'] : [],
-    );
+    const options = overlayOptions(lowers, upper, this.indexOff ? ['index=off'] : []);
     return [{ type: 'overlay', source: 'overlay', options }];
   }
 }

@@ -110,7 +110,8 @@ before(async () => {
   const data: Record<string, string> = {};
   for (let i = 0; i < 40; i++) data[`data/f${i}.txt`] = `file ${i} `.repeat(200 + i);
   const src = join(work, 'oci');
-  await buildImage(src, { layers: [{ tar: busybox }, { files: { 'etc/msg': MESSAGE } }, { files: data }] }, 'v1');
+  // etc/gone of layer 1 is whited out by layer 2.
+  await buildImage(src, { layers: [{ tar: busybox }, { files: { 'etc/msg': MESSAGE, 'etc/gone': 'x' } }, { files: { ...data, 'etc/.wh.gone': '' } }] }, 'v1');
 
   registry = await startRegistry();
   await starling('convert', `oci:${src}:v1`, `docker://${ref('esgz')}`, '--format', 'estargz');
@@ -155,7 +156,7 @@ test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only man
     assert.equal(l.background.done, 0);
   }
   assert.equal(s.totals.servedBytes, 0, 'nothing read yet');
-  assert.equal((await starlingMounts()).length, 3, 'one FUSE mount per layer');
+  assert.deepEqual((await starlingMounts()).map((m) => m.mountpoint).sort(), ['0', '1', '2', 'merged'].map((n) => join(s.mountpoint, n)), 'one FUSE mount per layer, and the three merged');
   assert.match(service!.log(), /3 of 3 layers lazy, mounted in \d+ ms by a spare daemon/, 'the daemon was started ahead, with the service');
   // The spare waits at nice 10; put to work, every thread of it runs at 0 again.
   const nice = async (pid: number) => {
@@ -170,8 +171,8 @@ test('ctr-remote rpull of an eStargz image: every layer mounted lazily, only man
 });
 
 test('ctr run on the lazy layers prints the right output; the container writes into its upper dir only', { timeout: 180_000 }, async () => {
-  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-rm', '/bin/sh', '-c', 'cat /etc/msg; cat /data/f7.txt | busybox wc -c');
-  assert.equal(out, `${MESSAGE}${'file 7 '.length * 207}\n`);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-rm', '/bin/sh', '-c', 'cat /etc/msg; cat /data/f7.txt | busybox wc -c; test -e /etc/gone || echo gone');
+  assert.equal(out, `${MESSAGE}${'file 7 '.length * 207}\ngone\n`);
 
   await containerd!.ctr('run', '--snapshotter', 'starling', ref('esgz'), 'lazy-keep', '/bin/sh', '-c', 'echo written > /etc/new; echo changed > /etc/msg');
   const active = (await snapshots()).filter((r) => r[2] === 'Active');
@@ -179,12 +180,19 @@ test('ctr run on the lazy layers prints the right output; the container writes i
   const mountCmd = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'mounts', '/mnt', active[0]![0]!);
   const upper = /upperdir=([^,\s]+)/.exec(mountCmd)?.[1] ?? '';
   const lowers = (/lowerdir=([^,\s]+)/.exec(mountCmd)?.[1] ?? '').split(':');
-  assert.equal(lowers.length, 3);
-  for (const l of lowers) assert.ok(l.startsWith(join(root(), 'images')), `lower dir ${l} is a lazy layer's mount`);
+  const { mountpoint } = (await daemonStats())[0]!;
+  assert.deepEqual(lowers, [join(mountpoint, 'merged')], "the lower dir is the image's layers merged, one mount");
   assert.equal(await readFile(join(upper, 'etc/new'), 'utf8'), 'written\n');
   assert.equal(await readFile(join(upper, 'etc/msg'), 'utf8'), 'changed\n');
-  assert.equal(await readFile(join(lowers[1]!, 'etc/msg'), 'utf8'), MESSAGE, 'the layer itself is unchanged');
-  for (const l of lowers) assert.ok(!existsSync(join(l, 'etc/new')));
+  assert.equal(await readFile(join(mountpoint, '1', 'etc/msg'), 'utf8'), MESSAGE, 'the layer itself is unchanged');
+  assert.equal(await readFile(join(lowers[0]!, 'etc/msg'), 'utf8'), MESSAGE, 'the merged layers too');
+  for (const l of ['0', '1', '2', 'merged']) assert.ok(!existsSync(join(mountpoint, l, 'etc/new')));
+  // A snapshot over part of the image stacks that part's own layer mounts.
+  const chain = await chainOf('esgz');
+  await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'prepare', 'partial', chain[1]!);
+  const partial = await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'mounts', '/mnt', 'partial');
+  assert.deepEqual((/lowerdir=([^,\s]+)/.exec(partial)?.[1] ?? '').split(':'), [join(mountpoint, '1'), join(mountpoint, '0')]);
+  await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'rm', 'partial');
   // The removed container's directory goes at containerd's next Cleanup, which its garbage collection calls after `--rm` (asynchronously).
   let dirs = await readdir(join(root(), 'snapshots'));
   for (let i = 0; i < 200 && dirs.length > 1; i++) dirs = await new Promise((r) => setTimeout(r, 50)).then(() => readdir(join(root(), 'snapshots')));
@@ -225,7 +233,7 @@ test('a dead image daemon is started again, on the same paths, before the restar
   const [again] = await daemonStats();
   assert.notEqual(again!.pid, s!.pid);
   assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
-  assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
+  assert.equal((await starlingMounts()).length, 4, 'every layer mounted again, and the merged one; no stale mount left');
   await snapshotRowsAfterRestart(containerd!); // containerd connected to the new service again
   const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-again', '/bin/sh', '-c', 'cat /etc/msg');
   assert.equal(out, MESSAGE);
@@ -238,14 +246,14 @@ test("an image daemon killed while the service runs is started again by the next
   process.kill(s!.pid, 'SIGKILL');
   for (let i = 0; i < 100 && existsSync(`/proc/${s!.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
   // Killed outright, it leaves its FUSE mounts listed (and dead): the container must not get them.
-  assert.equal((await starlingMounts()).length, 3);
+  assert.equal((await starlingMounts()).length, 4);
   const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-revived', '/bin/sh', '-c', 'cat /etc/msg');
   assert.equal(out, MESSAGE);
   assert.equal(revived(), before + 1, service!.log());
   const [again] = await daemonStats();
   assert.notEqual(again!.pid, s!.pid);
   assert.equal(again!.manifest, s!.manifest, 'pinned to the manifest it served');
-  assert.equal((await starlingMounts()).length, 3, 'every layer mounted again, no stale mount left');
+  assert.equal((await starlingMounts()).length, 4, 'every layer mounted again, and the merged one; no stale mount left');
 });
 
 test("an image daemon killed that cannot be started again (its image.json gone): the container's Prepare is UNAVAILABLE, never an overlay over the dead mounts, and leaves no snapshot", { timeout: 180_000 }, async () => {
@@ -255,7 +263,7 @@ test("an image daemon killed that cannot be started again (its image.json gone):
   process.kill(s!.pid, 'SIGKILL');
   for (let i = 0; i < 100 && existsSync(`/proc/${s!.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
   await rm(join(dirname(s!.mountpoint), 'image.json'));
-  assert.equal((await starlingMounts()).length, 3, 'the dead mounts are still listed');
+  assert.equal((await starlingMounts()).length, 4, 'the dead mounts are still listed');
   await assert.rejects(containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('esgz'), 'lazy-dead', '/bin/sh', '-c', 'cat /etc/msg'), /remote layers are not mounted/);
   assert.match(service!.log(), /no image\.json, cannot start its daemon again/);
   await containerd!.ctr('containers', 'rm', 'lazy-dead').catch(() => {});
@@ -283,8 +291,16 @@ test('a plain gzip layer is unpacked by containerd, the layers above are lazy; t
   for (const c of chain) kinds.push((await labelsOf(c))[REMOTE] ?? 'unpacked');
   assert.deepEqual(kinds, ['unpacked', 'remote snapshot', 'remote snapshot']);
   assert.match(service!.log(), /unpacked by containerd: not lazy/);
-  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('mixed'), 'mixed-run', '/bin/sh', '-c', 'cat /etc/msg');
-  assert.equal(out, MESSAGE);
+  const out = await containerd!.ctr('run', '--snapshotter', 'starling', '--rm', ref('mixed'), 'mixed-run', '/bin/sh', '-c', 'cat /etc/msg; test -e /etc/gone || echo gone');
+  assert.equal(out, `${MESSAGE}gone\n`);
+  // Not every layer lazy: no merged mount; a container stacks the unpacked layer and the two lazy ones.
+  const { mountpoint } = (await daemonStats())[0]!;
+  assert.deepEqual((await starlingMounts()).map((m) => m.mountpoint).sort(), [join(mountpoint, '1'), join(mountpoint, '2')]);
+  await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'prepare', 'mixed-top', chain[2]!);
+  const lowers = (/lowerdir=([^,\s]+)/.exec(await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'mounts', '/mnt', 'mixed-top'))?.[1] ?? '').split(':');
+  assert.deepEqual(lowers.slice(0, 2), [join(mountpoint, '2'), join(mountpoint, '1')]);
+  assert.ok(lowers[2]?.startsWith(join(root(), 'snapshots')), `${lowers[2]} is the unpacked layer's directory`);
+  await containerd!.ctr('snapshots', '--snapshotter', 'starling', 'rm', 'mixed-top');
   await removeImage('mixed');
 });
 
@@ -320,7 +336,7 @@ test("CRI's labels (as the CRI plugin sends them, over gRPC) mount a layer lazil
     const { info } = await call<{ info: { kind: string; labels: Record<string, string> } }>('Stat', { key: c0 });
     assert.equal(info.kind, 'COMMITTED');
     assert.equal(info.labels[REMOTE], 'remote snapshot');
-    assert.equal((await starlingMounts()).length, 3, "the image's daemon mounts its lazy layers");
+    assert.equal((await starlingMounts()).length, 4, "the image's daemon mounts its lazy layers, and all three merged");
     await call('Remove', { key: c0 });
     await call('Cleanup', {});
     assert.deepEqual(await starlingMounts(), []);
