@@ -9,17 +9,15 @@ import type { ChildProcess } from 'node:child_process';
 import { rmSync, watch } from 'node:fs';
 import { chmod, lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { control, DEFAULT_RUN_DIR, mountPaths, onRequest } from './control.js';
+import { machineIdle } from './machine-idle.js';
 import { daemonExecArgv, daemonProcess, MountFailed, normalPriority, SPARE_NICENESS, type DaemonChannel, type DaemonReport } from './spawn.js';
 
 /** How long a spare waits for a mount before it exits. */
 export const SPARE_IDLE_MS = 10 * 60_000;
-/** A spare loads and warms up once the machine is idle, or after this long anyway. */
-const SPARE_LOAD_AFTER_MS = 60_000;
 /** How often a spare checks that its socket is still there. */
 const SOCKET_CHECK_MS = 1_000;
 /** How long `starling mount` waits for a spare to take or refuse a mount before starting a daemon itself. */
@@ -291,22 +289,6 @@ export async function serveAsSpare(log: string, warmUp: (taken: () => boolean) =
       }),
     );
   });
-}
-
-/**
- * Resolves once every core has been at least 90 % idle for a second (sampled every 0.5 s), or after
- * SPARE_LOAD_AFTER_MS at the latest, or once `taken`: loading and warming up takes ~1 s of CPU.
- */
-async function machineIdle(taken: () => boolean): Promise<void> {
-  const times = () => cpus().reduce((t, c) => ({ idle: t.idle + c.times.idle, all: t.all + c.times.idle + c.times.user + c.times.nice + c.times.sys + c.times.irq }), { idle: 0, all: 0 });
-  let before = times();
-  for (let quiet = 0, waited = 0; quiet < 2 && waited < SPARE_LOAD_AFTER_MS; waited += 500) {
-    await new Promise((r) => setTimeout(r, 500).unref());
-    if (taken()) return;
-    const now = times();
-    quiet = now.idle - before.idle >= 0.9 * (now.all - before.all) ? quiet + 1 : 0;
-    before = now;
-  }
 }
 
 /** Listens on `socket`, taking it over from a spare that is gone; false when another spare answers there. */

@@ -148,7 +148,7 @@ export class SpareDaemon {
   static async start(mountpoint: string): Promise<SpareDaemon> {
     const paths = mountPaths(mountpoint);
     await mkdir(paths.dir, { recursive: true });
-    // Started while the previous image's container starts: it loads at low priority, not taking a core from it.
+    // At low priority: the snapshotter starts it when the machine is idle, but a container may start meanwhile.
     return new SpareDaemon(mountpoint, await daemonProcess(['mount', '--spare', mountpoint], paths.log, { niceness: SPARE_NICENESS }), paths.log);
   }
 

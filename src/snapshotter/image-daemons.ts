@@ -14,6 +14,7 @@ import type { MountProgress, StatsReport } from '../mount/image-mount.js';
 import { control, controlGone, mountPaths } from '../mount/control.js';
 import { layerTarget, mergedTarget, servesMerged } from '../mount/plan.js';
 import { SpareDaemon, spawnMountDaemon } from '../mount/spawn.js';
+import { machineIdle } from '../mount/machine-idle.js';
 import { listMounts } from '../mount/stale.js';
 import { stopMountDaemon } from '../mount/stop.js';
 import type { Digest } from '../oci/digest.js';
@@ -90,6 +91,8 @@ export class ImageDaemons implements RemoteLayers {
   private readonly mergedLayers = new Map<string, number>();
   /** A daemon started ahead, for the next image: a Prepare does not wait for Node to start. */
   private spare?: Promise<SpareDaemon | undefined>;
+  /** The next spare, to start once the machine is idle; dropped when a Prepare needs a daemon first. */
+  private spareDue?: { dropped: boolean };
   private closed = false;
 
   constructor(private readonly opts: ImageDaemonOptions) {}
@@ -256,7 +259,7 @@ export class ImageDaemons implements RemoteLayers {
       })
       .finally(() => {
         this.mounting.delete(dir);
-        this.prepareSpare();
+        this.prepareSpare(true);
       });
     return knownPromise;
   }
@@ -265,9 +268,22 @@ export class ImageDaemons implements RemoteLayers {
     if (servesMerged(stats.layers)) this.mergedLayers.set(dir, stats.layers.length);
   }
 
-  /** Starts a spare daemon for the next image, unless one is there. */
-  private prepareSpare(): void {
-    if (this.spare || this.closed) return;
+  /**
+   * Starts a spare daemon for the next image, unless one is there or due; `whenIdle`: once the
+   * machine is idle, as a container is likely starting on the image just mounted.
+   */
+  private prepareSpare(whenIdle = false): void {
+    if (this.spare || this.spareDue || this.closed) return;
+    if (whenIdle) {
+      const due = { dropped: false };
+      this.spareDue = due;
+      void machineIdle(() => due.dropped || this.closed).then(() => {
+        if (due.dropped) return;
+        this.spareDue = undefined;
+        this.prepareSpare();
+      });
+      return;
+    }
     // Its directory is made when it is used: until then only its log (in the run directory) exists.
     const dir = join(this.opts.dir, randomBytes(8).toString('hex'));
     this.spare = SpareDaemon.start(mountpointOf(dir)).catch((err: Error) => {
@@ -276,8 +292,10 @@ export class ImageDaemons implements RemoteLayers {
     });
   }
 
-  /** The spare daemon, if one is ready or starting; the next is started once this image is mounted (not competing with it for the CPU). */
+  /** The spare daemon, if one is ready or starting (one not yet due is dropped); the next is due once this image is mounted. */
   private async takeSpare(): Promise<SpareDaemon | undefined> {
+    if (this.spareDue) this.spareDue.dropped = true;
+    this.spareDue = undefined;
     const spare = await this.spare;
     this.spare = undefined;
     return spare;
