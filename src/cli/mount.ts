@@ -241,7 +241,12 @@ async function spareAssignment(mountpoint: string): Promise<string[]> {
   // A parent gone while this process was starting is not reported again.
   if (!process.connected) orphaned();
   await Promise.all([import('../mount/daemon.js'), import('../fs/fuse.js')]);
-  const { args } = await new Promise<SpareAssignment>((r) => process.once('message', r));
+  let assigned = false;
+  const assignment = new Promise<SpareAssignment>((r) => process.once('message', (m: SpareAssignment) => ((assigned = true), r(m))));
+  // TOC parsing and tree building on a warm JIT, as the host's spare has them (its parent starts it once the machine is idle).
+  const { warmUpMounting } = await import('../mount/warm-up.js');
+  void warmUpMounting(() => assigned).catch((err: Error) => process.stderr.write(`spare ${process.pid}: warm-up failed: ${err.message}\n`));
+  const { args } = await assignment;
   process.removeAllListeners('disconnect');
   return args;
 }

@@ -1,5 +1,6 @@
-// Warms up the host's spare daemon (host-spare.ts) before it is needed: TOC parsing, layer indexing
-// and the merged tree run faster on a warm JIT. So the spare writes small synthetic layers in each
+// Warms up a spare daemon (the host's, host-spare.ts, and the snapshotter's) before it is needed:
+// TOC parsing, layer indexing and the trees (merged, and per layer for containerd) run faster on a
+// warm JIT. So the spare writes small synthetic layers in each
 // lazy format and opens, indexes and merges them a few times, as a mount does with its layers.
 // The layers hold every shape of entry real images have (measured: the python benchmark image's
 // TOCs have 9 shapes of entry object): the JIT compiles for the shapes it has seen, and a shape
@@ -14,7 +15,7 @@ import { openLayerToc } from '../format/open.js';
 import type { LayerWriteResult } from '../format/writer.js';
 import { writeZstdChunked } from '../format/zstdchunked/writer.js';
 import { indexLayer } from '../fs/layer-index.js';
-import { buildMergedTree } from '../fs/tree.js';
+import { buildLayerTree, buildMergedTree } from '../fs/tree.js';
 import type { Descriptor } from '../oci/types.js';
 
 const DIRS = 10;
@@ -105,7 +106,8 @@ export async function warmUpLayers(): Promise<WarmUpLayer[]> {
 }
 
 /**
- * Writes the synthetic layers, then opens, indexes and merges them ROUNDS times; stops between
+ * Writes the synthetic layers, then opens, indexes and merges them (and builds each one's tree)
+ * ROUNDS times; stops between
  * rounds once `stop()` says so (the spare was handed a mount).
  */
 export async function warmUpMounting(stop: () => boolean): Promise<void> {
@@ -118,6 +120,7 @@ export async function warmUpMounting(stop: () => boolean): Promise<void> {
       indexes.push(indexLayer(opened.toc.entries, 'warm-up layer'));
     }
     buildMergedTree(indexes);
+    indexes.forEach((index, i) => buildLayerTree(index, i));
     // Between rounds the JIT compiles on its own thread; a claim arriving meanwhile is answered.
     await new Promise((r) => setTimeout(r, 10));
   }
