@@ -150,8 +150,9 @@ async function cpuTicks(pid: number): Promise<number | undefined> {
 }
 
 /**
- * Waits until the service's spare mount daemon has loaded (its CPU time stops growing): on a node
- * the service has been up long before a pull, so its first image does not wait for Node to start.
+ * Waits until the service's spare mount daemon has loaded and warmed up (its CPU time stops growing
+ * for a second: at nice 10 it may get no CPU for a few hundred ms while the service starts): on a
+ * node the service has been up long before a pull, so its first image does not wait for Node to start.
  */
 async function spareSettled(runDir: string, serviceLog: () => string): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -162,7 +163,7 @@ async function spareSettled(runDir: string, serviceLog: () => string): Promise<v
   }
   if (pids.length === 0) throw new Error(`starling snapshotter: no spare mount daemon within 20 s: ${serviceLog().slice(-2000)}`);
   let last: number | undefined;
-  for (let still = 0; still < 3 && Date.now() < deadline; await sleep(100)) {
+  for (let still = 0; still < 10 && Date.now() < deadline; await sleep(100)) {
     const ticks = (await Promise.all(pids.map(cpuTicks))).reduce<number>((n, t) => n + (t ?? 0), 0);
     still = ticks === last ? still + 1 : 0;
     last = ticks;
