@@ -1,9 +1,8 @@
 // The mount planner: what to mount where, as descriptions, for `starling mount` (an image's layers
 // as one merged FUSE mount, or one per layer under overlayfs), for the containerd snapshotter (one
 // FUSE mount per lazy layer, which containerd stacks itself, and the layers merged when all are
-// lazy) and for the snapshotter's answers to
-// containerd (overlayfs options over snapshot directories). Nothing here mounts: ImageMount and
-// overlay.ts carry the plans out.
+// lazy) and for the snapshotter's answers to containerd (overlayfs options over snapshot
+// directories). Nothing here mounts: ImageMount and overlay.ts carry the plans out.
 import { join } from 'node:path';
 
 export type MountMode = 'merged' | 'overlay' | 'layers';

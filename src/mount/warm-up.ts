@@ -1,7 +1,7 @@
 // Warms up a spare daemon (the host's, host-spare.ts, and the snapshotter's) before it is needed:
 // TOC parsing, layer indexing and the trees (merged, and per layer for containerd) run faster on a
-// warm JIT. So the spare writes small synthetic layers in each
-// lazy format and opens, indexes and merges them a few times, as a mount does with its layers.
+// warm JIT. So the spare writes small synthetic layers in each lazy format and opens, indexes and
+// merges them a few times, as a mount does with its layers.
 // The layers hold every shape of entry real images have (measured: the python benchmark image's
 // TOCs have 9 shapes of entry object): the JIT compiles for the shapes it has seen, and a shape
 // first seen in a mount throws the optimised code away there (--trace-deopt of a daemon: buildEntries
@@ -107,8 +107,7 @@ export async function warmUpLayers(): Promise<WarmUpLayer[]> {
 
 /**
  * Writes the synthetic layers, then opens, indexes and merges them (and builds each one's tree)
- * ROUNDS times; stops between
- * rounds once `stop()` says so (the spare was handed a mount).
+ * ROUNDS times; stops between rounds once `stop()` says so (the spare was handed a mount).
  */
 export async function warmUpMounting(stop: () => boolean): Promise<void> {
   const layers = await warmUpLayers();

@@ -3,9 +3,9 @@
 // layers above are ready by the time containerd asks for them), mounts each lazy layer at
 // DIR/mnt/N (and, when all are lazy, all of them merged at DIR/mnt/merged: the lower dir of a
 // container on the image) and shares one chunk cache and one fetch scheduler (prefetch, background
-// fill) among them. The daemons are separate processes that outlive the service: restarting the snapshotter
-// never touches a running container's mounts; a restarted service adopts them, or starts dead ones
-// again on the same paths from DIR/image.json (the reference pinned to the manifest mounted).
+// fill) among them. The daemons are separate processes that outlive the service: restarting the
+// snapshotter never touches a running container's mounts; a restarted service adopts them, or starts
+// dead ones again on the same paths from DIR/image.json (the reference pinned to the manifest mounted).
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -125,7 +125,7 @@ export class ImageDaemons implements RemoteLayers {
     // Top first: layers n-1 … 0 of one image, nothing left out.
     if (!layers.every((l, i) => l.dir === dir && l.layer === layers.length - 1 - i)) return undefined;
     const path = mergedTarget(mountpointOf(dir));
-    // Not mounted (its daemon died since): the per-layer mounts, which dead() checks, stand in.
+    // Mounts (checkMounted) has made sure the daemon lives; its merged mount unmounted by hand leaves the per-layer ones.
     const fuse = (await listMounts()).some((m) => m.fstype === 'fuse.starling' && m.mountpoint === path);
     return fuse ? path : undefined;
   }
