@@ -38,10 +38,14 @@ export class PlanMounts {
     }
     // Loaded by the caller ahead of time (while the TOCs were on their way): a cached import here.
     const { mountFuse } = await import('../fs/fuse.js');
-    for (const f of plan.fuse) {
-      const fsname = f.layer === 'merged' ? opts.fsname : `${opts.fsname}#${f.layer}`;
-      this.fuse.push(await mountFuse(f.target, opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname, log: opts.log }));
-    }
+    // All at once: each waits for its stat calls and the kernel's INIT round trip, which overlap
+    // (a containerd image's 5-7 mounts took 30-140 ms one after the other).
+    const mounts = await Promise.allSettled(
+      plan.fuse.map((f) => mountFuse(f.target, opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname: f.layer === 'merged' ? opts.fsname : `${opts.fsname}#${f.layer}`, log: opts.log })),
+    );
+    for (const m of mounts) if (m.status === 'fulfilled') this.fuse.push(m.value);
+    const failed = mounts.find((m) => m.status === 'rejected');
+    if (failed) throw failed.reason;
     if (plan.overlay) {
       await mountSyscall(OVERLAY_SOURCE, plan.overlay.target, 'overlay', overlayOptions(plan.overlay.lowers, plan.overlay.upper).join(','));
       this.overlay = plan.overlay.target;

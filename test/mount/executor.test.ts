@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { unmountSyscall } from '../../src/format/native.js';
 import { PlanMounts } from '../../src/mount/executor.js';
-import { isMountpoint } from '../../src/mount/stale.js';
+import { isMountpoint, listMounts } from '../../src/mount/stale.js';
+import { image, setup } from '../fs/helpers/fixture.js';
 import { tempDir } from '../helpers/temp-dir.js';
-
 
 test('an overlay kept busy by a process inside it is still taken off (detached), and the mountpoint it made removed', { timeout: 30_000 }, async () => {
   const dir = await tempDir('executor-');
@@ -32,6 +32,28 @@ test('an overlay kept busy by a process inside it is still taken off (detached),
   } finally {
     busy?.kill('SIGKILL');
     if (await isMountpoint(target)) await unmountSyscall(target, true);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a plan's FUSE mounts go up together; when one fails the others are recorded and unmount() takes them off", { timeout: 30_000 }, async () => {
+  const dir = await tempDir('executor-');
+  const fixture = await setup(image());
+  const targets = ['0', '1', 'merged'].map((n) => join(dir, 'mnt', n));
+  const notADir = join(dir, 'file');
+  await writeFile(notADir, 'x');
+  const ours = async () => (await listMounts()).filter((m) => m.mountpoint.startsWith(`${dir}/`)).map((m) => m.mountpoint).sort();
+  const mounts = new PlanMounts();
+  try {
+    const fuse = [{ target: notADir, layer: 'merged' as const }, ...targets.map((target) => ({ target, layer: 'merged' as const }))];
+    await assert.rejects(mounts.apply({ dirs: targets, fuse }, { fsFor: () => fixture.fs, fsname: 'test', timeoutMs: 1000, log: () => {} }), /not a directory/);
+    assert.deepEqual(await ours(), targets.sort(), 'the three good mounts are up');
+    assert.deepEqual(await mounts.unmount(), []);
+    assert.deepEqual(await ours(), []);
+    await assert.rejects(access(join(dir, 'mnt')), { code: 'ENOENT' }, 'the directories it made are gone');
+  } finally {
+    for (const m of await ours()) await unmountSyscall(m, true);
+    await fixture.cleanup();
     await rm(dir, { recursive: true, force: true });
   }
 });
