@@ -58,7 +58,14 @@ export interface FuseMountOptions {
   log(message: string): void;
 }
 
-export async function mountFuse(mountpoint: string, fs: LazyFs, opts: FuseMountOptions): Promise<FuseMount> {
+/**
+ * Mounts the filesystem `makeFs` returns at `mountpoint`. `makeFs` is called at the first request,
+ * not before: a layer's own mount beside the image's merged one (containerd's per-layer lower dirs)
+ * may never be asked, and its tree is then never built.
+ */
+export async function mountFuse(mountpoint: string, makeFs: () => LazyFs, opts: FuseMountOptions): Promise<FuseMount> {
+  let made: LazyFs | undefined;
+  const fsOf = () => (made ??= makeFs());
   const sync = <T>(fn: () => T, cb: (err: number, value?: T) => void) => {
     let value: T;
     try {
@@ -71,18 +78,18 @@ export async function mountFuse(mountpoint: string, fs: LazyFs, opts: FuseMountO
   const fuse = new StarlingFuse(
     mountpoint,
     {
-      getattr: (path, cb) => sync(() => fuseStat(fs.getattr(path)), cb),
+      getattr: (path, cb) => sync(() => fuseStat(fsOf().getattr(path)), cb),
       readdir: (path, cb) =>
-        sync(() => fs.readdir(path), (err, v) => (err ? cb(err) : cb(0, v!.names, v!.entries.map(direntStat)))),
-      readlink: (path, cb) => sync(() => fs.readlink(path), cb),
-      getxattr: (path, name, _pos, cb) => sync(() => fs.getxattr(path, name), cb),
-      listxattr: (path, cb) => sync(() => fs.listxattr(path), cb),
-      statfs: (_path, cb) => sync(() => ({ ...fs.statfs() }), cb),
+        sync(() => fsOf().readdir(path), (err, v) => (err ? cb(err) : cb(0, v!.names, v!.entries.map(direntStat)))),
+      readlink: (path, cb) => sync(() => fsOf().readlink(path), cb),
+      getxattr: (path, name, _pos, cb) => sync(() => fsOf().getxattr(path, name), cb),
+      listxattr: (path, cb) => sync(() => fsOf().listxattr(path), cb),
+      statfs: (_path, cb) => sync(() => ({ ...fsOf().statfs() }), cb),
       // The first OPEN answers ENOSYS, so the kernel sends no OPEN or RELEASE for files again and keeps
       // their pages across opens (its default without open; see LazyFs).
       open: (_path, _flags, cb) => cb(ERRNOS.ENOSYS!),
       read: (path, _fd, buf, len, pos, cb) => {
-        fs.read(path, pos, len).then(
+        fsOf().read(path, pos, len).then(
           (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
           (err) => {
             if (!(err instanceof FsError)) opts.log(`read ${path}: ${(err as Error).stack ?? err}`);

@@ -13,7 +13,7 @@ import { overlayOptions, type FuseMountPlan, type MountPlan } from './plan.js';
 export const OVERLAY_SOURCE = 'starling-overlay';
 
 export interface ExecuteOptions {
-  /** The filesystem a FUSE mount of the plan serves. */
+  /** The filesystem a FUSE mount of the plan serves; asked for at that mount's first request (see mountFuse). */
   fsFor(layer: FuseMountPlan['layer']): LazyFs;
   fsname: string;
   timeoutMs: number;
@@ -41,7 +41,7 @@ export class PlanMounts {
     // All at once: each waits for its stat calls and the kernel's INIT round trip, which overlap
     // (a containerd image's 5-7 mounts took 30-140 ms one after the other).
     const mounts = await Promise.allSettled(
-      plan.fuse.map((f) => mountFuse(f.target, opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname: f.layer === 'merged' ? opts.fsname : `${opts.fsname}#${f.layer}`, log: opts.log })),
+      plan.fuse.map((f) => mountFuse(f.target, () => opts.fsFor(f.layer), { timeoutMs: opts.timeoutMs, fsname: f.layer === 'merged' ? opts.fsname : `${opts.fsname}#${f.layer}`, log: opts.log })),
     );
     for (const m of mounts) if (m.status === 'fulfilled') this.fuse.push(m.value);
     const failed = mounts.find((m) => m.status === 'rejected');

@@ -280,11 +280,13 @@ export class ImageMount {
     const fsname = `starling:${opts.ref}`.replace(/[,\s]/g, '_');
     const plan = planImageMount({ mode: opts.mode, mountpoint: opts.mountpoint, workDir: opts.workDir, layers: opened, ...(opts.upper ? { upper: opts.upper } : {}) });
     await fuse; // a failure to load fuse-native is reported as such, before any mount
-    let mergedTree: Tree | undefined;
-    const fsFor = (layer: 'merged' | number) => {
-      const tree = layer === 'merged' ? (mergedTree = buildMergedTree(indexes, opts.log)) : buildLayerTree(indexes[layer]!, layer, opts.log);
-      return new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, modules: opts.prefetch, includes: opts.prefetch, directories: opts.prefetch });
-    };
+    const fsOf = (tree: Tree) => new LazyFs(tree, store, this.metrics, { libraries: opts.prefetch, modules: opts.prefetch, includes: opts.prefetch, directories: opts.prefetch });
+    // The merged tree now (the prefetch uses it); a layer's own tree at its mount's first request:
+    // under containerd a container on the whole image uses only the merged mount, and building the
+    // per-layer trees first held its Prepare up (~30 ms for the python image).
+    const mergedTree = plan.fuse.some((f) => f.layer === 'merged') ? buildMergedTree(indexes, opts.log) : undefined;
+    const mergedFs = mergedTree && fsOf(mergedTree);
+    const fsFor = (layer: 'merged' | number) => (layer === 'merged' ? mergedFs! : fsOf(buildLayerTree(indexes[layer]!, layer, opts.log)));
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     lap('mountedMs');
     const t = this.timings;

@@ -22,7 +22,7 @@ before(async () => {
   layers[0]!.bytes[tool.chunks[5]!.start + 10] ^= 0xff; // one bad chunk
   env = await setup(layers);
   mnt = await mkdtemp(join(tmpdir(), 'starling-mnt-'));
-  mount = await mountFuse(mnt, env.fs, { timeoutMs: 30_000, fsname: 'starling-test', log: () => {} });
+  mount = await mountFuse(mnt, () => env.fs, { timeoutMs: 30_000, fsname: 'starling-test', log: () => {} });
 });
 
 after(async () => {

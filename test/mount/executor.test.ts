@@ -57,3 +57,33 @@ test("a plan's FUSE mounts go up together; when one fails the others are recorde
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a FUSE mount's filesystem is made at the mount's first request, once, and only for the mount asked", { timeout: 30_000 }, async () => {
+  const dir = await tempDir('executor-');
+  const fixture = await setup(image());
+  const targets = ['0', '1'].map((n) => join(dir, 'mnt', n));
+  const made: Array<number | 'merged'> = [];
+  const mounts = new PlanMounts();
+  try {
+    const fuse = [{ target: targets[0]!, layer: 0 }, { target: targets[1]!, layer: 1 }];
+    await mounts.apply({ dirs: targets, fuse }, { fsFor: (layer) => (made.push(layer), fixture.fs), fsname: 'test', timeoutMs: 5000, log: () => {} });
+    assert.deepEqual(made, [], 'nothing made while mounting');
+    // Read from a child process: the kernel's requests are answered on this process's thread.
+    const read = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.once('error', reject);
+        child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`cat ${path}: exit ${code}`))));
+      });
+    assert.equal(await read(join(targets[1]!, 'etc/hosts')), '127.0.0.1 upper\n');
+    assert.equal(await read(join(targets[1]!, 'etc/motd')), 'x'.repeat(100_000));
+    assert.deepEqual(made, [1], 'made once, for the mount read');
+    assert.deepEqual(await mounts.unmount(), []);
+  } finally {
+    for (const m of (await listMounts()).filter((m) => m.mountpoint.startsWith(`${dir}/`))) await unmountSyscall(m.mountpoint, true);
+    await fixture.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
