@@ -38,6 +38,17 @@ function glibcStartFiles(machine: number): string[] {
   const triplet = multiarchTriplet(machine);
   return ['/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/usr/lib/locale/C.utf8/LC_CTYPE', ...(triplet ? [`/usr/lib/${triplet}/gconv/gconv-modules.cache`] : [])];
 }
+/**
+ * The dynamic loaders programs name as their interpreter (PT_INTERP), with the machine they load
+ * for: glibc's (for which libc.so.6 comes too) and musl's (loader and C library in one).
+ */
+const LOADERS: ReadonlyArray<{ path: string; machine: number; glibc: boolean }> = [
+  { path: '/lib64/ld-linux-x86-64.so.2', machine: 62, glibc: true },
+  { path: '/lib/ld-linux-aarch64.so.1', machine: 183, glibc: true },
+  { path: '/lib/ld-linux-riscv64-lp64d.so.1', machine: 243, glibc: true },
+  { path: '/lib/ld-musl-x86_64.so.1', machine: 62, glibc: false },
+  { path: '/lib/ld-musl-aarch64.so.1', machine: 183, glibc: false },
+];
 /** A start file larger than this (uncompressed) is left to its reader. */
 const START_FILE_MAX = 1 << 20;
 /** A link input larger than this is left to the linker (of an archive it reads the index and the members it needs). */
@@ -83,6 +94,31 @@ export class LibraryPrefetch<F> {
       this.toolchainFetched = true;
       for (const p of toolchain.programs) this.fetchAhead(this.files.resolve(p), p, 0, true);
       this.fetchTogether(toolchain.inputs, LINK_INPUT_MAX);
+    }
+  }
+
+  /**
+   * Fetches what every dynamically linked program of the image opens first, before any has
+   * started: the loader, the C library (and what it needs), the loader's cache and glibc's start
+   * files; nothing for an image without a known loader. For a mount that has just come up: a
+   * container runtime takes ~0.2 s to set up the process while the link is idle, and a program's
+   * own libraries are then all that is left to fetch after it (python's start: 1 of its 1.7 MB).
+   */
+  fetchLoader(): void {
+    const loader = LOADERS.find((l) => this.files.resolve(l.path) !== undefined);
+    if (!loader) return;
+    this.fetchAhead(this.files.resolve(loader.path), loader.path, 0, true);
+    if (!loader.glibc) return;
+    for (const dir of searchDirs(loader.machine, undefined, '/')) {
+      const libc = this.files.resolve(`${dir}/${GLIBC}`);
+      if (libc === undefined) continue;
+      this.fetchAhead(libc, `${dir}/${GLIBC}`, 0, true);
+      this.fetchGlibcStartFiles(loader.machine);
+      break;
+    }
+    if (!this.ldCacheFetched) {
+      this.ldCacheFetched = true;
+      this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, 0, false);
     }
   }
 

@@ -288,6 +288,7 @@ export class ImageMount {
     const mergedFs = mergedTree && fsOf(mergedTree);
     const fsFor = (layer: 'merged' | number) => (layer === 'merged' ? mergedFs! : fsOf(buildLayerTree(indexes[layer]!, layer, opts.log)));
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
+    mergedFs?.libraries?.fetchLoader();
     lap('mountedMs');
     const t = this.timings;
     opts.log(`process up ${Math.round(t0)} ms before; mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);

@@ -130,6 +130,42 @@ test("glibc's start-up files the image has (NSS configuration and databases, the
   }
 });
 
+test("a mount's loader ahead of any program: the loader (through /lib64's symlinks), libc, the loader's cache and glibc's start files, once; a program then fetches only its own libraries; an image without a known loader, nothing", { timeout: 60_000 }, async () => {
+  const built = await buildPrograms();
+  const layer = buildLayer([...(await image(built)), { path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\n' }]);
+  const rec = recording(layer.blob);
+  const { fs, metrics, cleanup } = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (path: string) => layer.toc.entries.find((e) => `/${e.path}` === path)!.chunks[0]!;
+  const readsOf = (path: string, from = 0) => rec.seen.slice(from).filter((r) => r.offset < chunk(path).end && r.offset + r.length > chunk(path).start);
+  try {
+    fs.libraries!.fetchLoader();
+    fs.libraries!.fetchLoader();
+    await fs.libraries!.idle();
+    assert.equal(metrics.filesAhead, 4, 'loader, libc, /etc/ld.so.cache, /etc/passwd');
+    for (const path of [LD, LIBC, '/etc/ld.so.cache', '/etc/passwd']) assert.equal(readsOf(path).length, 1, path);
+    assert.deepEqual(readsOf('/app/bin/prog'), [], 'no program is guessed at');
+    const before = rec.seen.length;
+    await fs.read('/app/bin/prog', 0, 4096);
+    await fs.libraries!.idle();
+    assert.equal(metrics.filesAhead, 6, 'then libfoo and libbar only');
+    for (const path of [LD, LIBC, '/etc/ld.so.cache']) assert.deepEqual(readsOf(path, before), [], `${path}: not fetched again`);
+    for (const path of ['/app/lib/libfoo.so', '/app/lib/libbar.so']) assert.equal(readsOf(path, before).length, 1, path);
+  } finally {
+    await cleanup();
+  }
+  // A static image (no loader at any known path): nothing.
+  const bare = await setup([buildLayer([{ path: 'app' }, { path: 'app/prog', content: built.prog, mode: 0o755 }, { path: 'etc' }, { path: 'etc/ld.so.cache', content: 'x' }])]);
+  try {
+    bare.fs.libraries!.fetchLoader();
+    await bare.fs.libraries!.idle();
+    assert.equal(bare.metrics.filesAhead, 0);
+    assert.equal(bare.layerMetrics[0]!.requests, 0);
+  } finally {
+    await bare.cleanup();
+    await rm(built.dir, { recursive: true, force: true });
+  }
+});
+
 test("GCC's compiler proper starting: the programs the driver runs next (with their libraries) and the link inputs are fetched ahead, once; a link input over 4 MiB is not", { timeout: 60_000 }, async () => {
   const built = await buildPrograms();
   const gcc = 'usr/lib/gcc/x86_64-linux-gnu/12';
