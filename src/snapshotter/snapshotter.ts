@@ -4,8 +4,8 @@
 // from keys. Mounts are returned for containerd to mount: overlay over the parents' `fs` dirs
 // (nearest first), or a bind mount when there is no parent below. Removal drops the metadata;
 // Cleanup deletes the directories no snapshot owns (containerd's GC calls it after removing).
-import { existsSync, lchownSync, renameSync, rmSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync, lchownSync, renameSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { overlayOptions } from '../mount/plan.js';
 import { diskUsage } from './disk-usage.js';
@@ -137,22 +137,21 @@ export class Snapshotter {
   }
 
   private async createSnapshot(kind: 'active' | 'view', key: string, parent: string, labels: Labels): Promise<Mount[]> {
-    // The new upper dir takes its owner from the parent's root: a remote parent must be mounted
-    // first (a dead daemon is started again; if that fails, its dead mount is not stat'ed).
-    const parentLayer = parent && this.store.has(parent) ? this.store.remoteLayer(this.store.getInfo(parent).id) : undefined;
-    if (parentLayer) await this.checkMounted([parentLayer]);
+    // The new upper dir takes its owner from the parent's root, read while the directories are
+    // made: a container's Prepare comes as its image's daemon finishes mounting.
+    const parentId = parent && this.store.has(parent) ? this.store.getInfo(parent).id : undefined;
+    const owner = parentId === undefined ? undefined : this.rootOwner(parentId);
+    owner?.catch(() => {}); // awaited once the directories are made
     const tmp = await mkdtemp(join(this.snapshotsDir, 'new-'));
     this.preparing.add(basename(tmp));
     try {
       await mkdir(join(tmp, 'fs'), { mode: 0o755 });
       if (kind === 'active') await mkdir(join(tmp, 'work'), { mode: 0o711 });
+      const ids = await owner;
       // Synchronous from here: the directory gets its id's name inside the metadata transaction.
       const snapshot = this.store.transaction(() => {
         const s = this.store.create(kind, key, parent, labels);
-        if (s.parentIds.length > 0) {
-          const owner = statSync(this.layerPath(s.parentIds[0]!));
-          lchownSync(join(tmp, 'fs'), owner.uid, owner.gid);
-        }
+        if (ids) lchownSync(join(tmp, 'fs'), ids.uid, ids.gid);
         const dir = join(this.snapshotsDir, s.id);
         // A directory of this id can only be left by a crash before its transaction committed.
         rmSync(dir, { recursive: true, force: true });
@@ -174,6 +173,13 @@ export class Snapshotter {
     } finally {
       this.preparing.delete(basename(tmp));
     }
+  }
+
+  /** Owner of snapshot `id`'s root; a remote layer is mounted first (a dead daemon is started again; if that fails, its dead mount is not stat'ed). */
+  private async rootOwner(id: string): Promise<{ uid: number; gid: number }> {
+    const layer = this.store.remoteLayer(id);
+    if (layer) await this.checkMounted([layer]);
+    return stat(this.layerPath(id));
   }
 
   /** Where a snapshot's files are: its own directory, or the mount of the remote layer it is. */
