@@ -94,6 +94,10 @@ export class Prefetcher {
   }
 
   private async fill(): Promise<void> {
+    // The layers' blob orders (a sort of every chunk) on a later turn of the loop: the one the
+    // mount comes up in goes on to report it ready (~10 ms sooner for a python image's four layers).
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.stopped) return;
     const cursors: FillCursor[] = [];
     for (const [layer, l] of this.layers.entries()) {
       if (!l.background) continue;

@@ -67,15 +67,25 @@ export async function runMountDaemon(opts: Omit<ImageMountOptions, 'workDir'>, o
     opts.log(`fatal: ${err.stack ?? err}`);
     void stop('fatal error').finally(() => process.exit(1));
   });
-  server = await serveControl(paths.socket, async (req) => {
-    if (req.op === 'stats') return mount.stats();
-    if (req.op === 'stop') {
-      setImmediate(() => void stop('umount'));
-      return { ok: true };
-    }
-    throw new Error(`unknown request ${JSON.stringify(req)}`);
-  });
-  await writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
+  // The info file is written while the control socket is set up. If either fails, the mount is
+  // taken down (with both files) before the error is reported.
+  const info = writeFile(paths.info, JSON.stringify({ pid: process.pid, ref: opts.ref, mountpoint: opts.mountpoint }));
+  info.catch(() => {}); // awaited below
+  try {
+    server = await serveControl(paths.socket, async (req) => {
+      if (req.op === 'stats') return mount.stats();
+      if (req.op === 'stop') {
+        setImmediate(() => void stop('umount'));
+        return { ok: true };
+      }
+      throw new Error(`unknown request ${JSON.stringify(req)}`);
+    });
+    await info;
+  } catch (err) {
+    await info.catch(() => {});
+    await stop(`cannot serve the control socket: ${(err as Error).message}`);
+    throw err;
+  }
   onReady();
   const entries = mount.layers.reduce((n, l) => n + l.contents.entries.length, 0);
   void (entries > GC_DEFER_MAX_ENTRIES ? new Promise((r) => setImmediate(r)) : mount.quiet(GC_QUIET_MS)).then(collectGarbage);

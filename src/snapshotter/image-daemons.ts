@@ -161,7 +161,7 @@ export class ImageDaemons implements RemoteLayers {
       const record = await readRecord(dir);
       const missing = layers.filter((i) => !stats.layers[i]?.lazy);
       if (missing.length) this.opts.log(`${dir}: layers ${missing.join(', ')} are no longer served lazily`);
-      this.noteMerged(dir, stats);
+      this.noteMerged(dir, stats.layers);
       const known = stats.layers.map((l) => ({ digest: l.digest, outcome: Promise.resolve({ lazy: l.lazy, ...(l.reason ? { reason: l.reason } : {}) }) }));
       if (record.ref && !this.byRef.has(record.ref)) this.byRef.set(record.ref, Promise.resolve({ dir, ref: record.ref, layers: known, mounted: Promise.resolve() }));
     }
@@ -222,9 +222,15 @@ export class ImageDaemons implements RemoteLayers {
     let known!: { resolve(d: Daemon): void; reject(e: Error): void };
     const knownPromise = new Promise<Daemon>((resolve, reject) => (known = { resolve, reject }));
     const outcomes: Array<(o: LayerOutcome) => void> = [];
+    /** What the daemon has told: the manifest, and each layer's outcome. */
+    const told: { manifest?: Digest; layers: LayerOutcome[] } = { layers: [] };
     const daemon: Daemon = { ref, dir, layers: [], mounted: Promise.resolve() };
     const onProgress = (p: MountProgress) => {
-      if ('layer' in p) return outcomes[p.layer]?.({ lazy: p.lazy, ...(p.reason ? { reason: p.reason } : {}) });
+      if ('layer' in p) {
+        told.layers[p.layer] = { lazy: p.lazy, ...(p.reason ? { reason: p.reason } : {}) };
+        return outcomes[p.layer]?.(told.layers[p.layer]!);
+      }
+      told.manifest = p.manifest;
       daemon.layers = p.layers.map((digest) => ({ digest, outcome: new Promise<LayerOutcome>((r) => outcomes.push(r)) }));
       // Written before any layer is answered: a service killed from here on starts the daemon again.
       const record: ImageRecord = { ref, args: [formatDockerReference({ ...parsed, digest: p.manifest }), ...args.slice(1)] };
@@ -240,10 +246,11 @@ export class ImageDaemons implements RemoteLayers {
         await rm(dir, { recursive: true, force: true });
         throw err;
       }
-      const stats = await this.stats(dir);
-      this.noteMerged(dir, stats);
-      const lazy = stats.layers.filter((l) => l.lazy).length;
-      this.opts.log(`${ref}: manifest ${stats.manifest}, ${lazy} of ${stats.layers.length} layers lazy, mounted in ${stats.timings.mountedMs} ms by a ${spare ? 'spare' : 'new'} daemon at ${mountpointOf(dir)}`);
+      // Ready comes after every layer's outcome (the daemon's timings are in its own log).
+      const layers = Array.from({ length: daemon.layers.length }, (_, i) => told.layers[i] ?? { lazy: false });
+      this.noteMerged(dir, layers);
+      const lazy = layers.filter((l) => l.lazy).length;
+      this.opts.log(`${ref}: manifest ${told.manifest}, ${lazy} of ${layers.length} layers lazy, mounted by a ${spare ? 'spare' : 'new'} daemon at ${mountpointOf(dir)}`);
       if (lazy > 0) return;
       delete daemon.dir;
       await this.stop(dir);
@@ -264,8 +271,8 @@ export class ImageDaemons implements RemoteLayers {
     return knownPromise;
   }
 
-  private noteMerged(dir: string, stats: StatsReport): void {
-    if (servesMerged(stats.layers)) this.mergedLayers.set(dir, stats.layers.length);
+  private noteMerged(dir: string, layers: ReadonlyArray<{ lazy: boolean }>): void {
+    if (servesMerged(layers)) this.mergedLayers.set(dir, layers.length);
   }
 
   /**
