@@ -208,6 +208,8 @@ export class Snapshotter {
     // A whole lazily served image below: its merged mount instead of one lower dir per layer.
     const merged = remote.length === remoteParents.length ? await this.remote.merged(remote) : undefined;
     const lowers = merged ? [merged] : s.parentIds.map((id) => this.layerPath(id));
+    // Which lower dirs a snapshot over lazy layers got (a container once saw a whited-out file under load).
+    if (remote.length > 0) this.log(`snapshot ${s.id}: lower dirs ${lowers.join(':')}`);
     if (s.kind === 'view' && lowers.length === 1) return [{ type: 'bind', source: lowers[0]!, options: ['ro', 'rbind'] }];
     const upper = s.kind === 'active' ? { upperdir: this.upperPath(s.id), workdir: this.workPath(s.id) } : undefined;
     const options = overlayOptions(lowers, upper, this.indexOff ? ['index=off'] : []);
