@@ -105,9 +105,9 @@ export class LibraryPrefetch<F> {
    * own libraries are then all that is left to fetch after it (python's start: 1 of its 1.7 MB).
    */
   fetchLoader(): void {
-    const loader = LOADERS.find((l) => this.files.resolve(l.path) !== undefined);
+    const loader = LOADERS.map((l) => ({ ...l, file: this.files.resolve(l.path) })).find((l) => l.file !== undefined);
     if (!loader) return;
-    this.fetchAhead(this.files.resolve(loader.path), loader.path, 0, true);
+    this.fetchAhead(loader.file, loader.path, 0, true);
     if (!loader.glibc) return;
     for (const dir of searchDirs(loader.machine, undefined, '/')) {
       const libc = this.files.resolve(`${dir}/${GLIBC}`);
@@ -116,10 +116,14 @@ export class LibraryPrefetch<F> {
       this.fetchGlibcStartFiles(loader.machine);
       break;
     }
-    if (!this.ldCacheFetched) {
-      this.ldCacheFetched = true;
-      this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, 0, false);
-    }
+    this.fetchLdCache(0);
+  }
+
+  /** Fetches the loader's cache (once per mount). */
+  private fetchLdCache(depth: number): void {
+    if (this.ldCacheFetched) return;
+    this.ldCacheFetched = true;
+    this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, depth, false);
   }
 
   /** Resolves once nothing is being fetched or followed (tests, and closing). */
@@ -164,10 +168,7 @@ export class LibraryPrefetch<F> {
           break;
         }
       }
-      if (!this.ldCacheFetched) {
-        this.ldCacheFetched = true;
-        this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, depth, false);
-      }
+      this.fetchLdCache(depth);
     }
     for (const f of found) this.fetchAhead(f.file, f.path, depth, true);
   }
