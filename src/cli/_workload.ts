@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { containerCommand } from '../oci/container-command.js';
 import type { ImageConfig } from '../oci/types.js';
 
 export interface WorkloadResult {
@@ -19,26 +20,15 @@ export interface WorkloadResult {
   exitMs: number;
 }
 
-/** The environment a container of `config` gets (its Env; PATH defaults as Docker's does). */
-export function imageEnvironment(config: ImageConfig): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const kv of config.config?.Env ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-  return env;
-}
-
 /** Runs `cmd` with `root` as its root directory. `root` must be writable (a /tmp is created). */
 export async function runInRootfs(root: string, config: ImageConfig, cmd: string[], opts: { readyLine?: string; echo?: boolean } = {}): Promise<WorkloadResult> {
   if (cmd.length === 0) throw new Error('no command to run');
   // Programs expect a writable /tmp (gcc puts its intermediate files there).
   await mkdir(join(root, 'tmp'), { recursive: true });
   await chmod(join(root, 'tmp'), 0o1777);
-  const wd = config.config?.WorkingDir || '/';
+  const { env, workingDir } = containerCommand(config);
   const t0 = performance.now();
-  const child = spawn('unshare', [`--root=${root}`, `--wd=${wd}`, '--', ...cmd], { env: imageEnvironment(config), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('unshare', [`--root=${root}`, `--wd=${workingDir}`, '--', ...cmd], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let readyMs: number | undefined;

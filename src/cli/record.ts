@@ -17,6 +17,7 @@ import { ImageMount, type MountedLayer } from '../mount/image-mount.js';
 import { LazyFs } from '../fs/lazyfs.js';
 import { addRange, buildProfile, checkProfileName, serializeProfile, type ByteRange } from '../image/profile.js';
 import { openProfileTarget, pushProfile } from '../image/profile-registry.js';
+import { containerCommand } from '../oci/container-command.js';
 import type { Digest } from '../oci/digest.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
@@ -144,7 +145,7 @@ export const command: Command = {
     } finally {
       await source.close();
     }
-    const cmd = dash >= 0 ? argv.slice(dash + 1) : [...(config.config?.Entrypoint ?? []), ...(config.config?.Cmd ?? [])];
+    const cmd = dash >= 0 ? argv.slice(dash + 1) : containerCommand(config).argv;
     if (cmd.length === 0) throw new UserError('no command given after -- and the image has no Entrypoint or Cmd', 2);
 
     const work = await mkdtemp(join(tmpdir(), 'starling-record-'));

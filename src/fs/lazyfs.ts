@@ -10,6 +10,7 @@ import { Priority } from './fetch-scheduler.js';
 import { entryOf, type Inode, type Tree } from './tree.js';
 import { LibraryPrefetch } from './library-prefetch.js';
 import type { ChainFiles } from './chain-prefetch.js';
+import { CommandPrefetch, type CommandFiles } from './command-prefetch.js';
 import { IncludePrefetch } from './include-prefetch.js';
 import { ModulePrefetch } from './module-prefetch.js';
 import type { MountMetrics } from './metrics.js';
@@ -128,7 +129,20 @@ export class LazyFs {
     this.modules = opts.modules === false ? undefined : new ModulePrefetch(files, metrics, libraries && ((f, p, head) => libraries.noticeHead(f, p, head)));
     this.includes = opts.includes === false ? undefined : new IncludePrefetch(files, metrics);
     this.directories = opts.directories !== false;
+    const modules = this.modules;
+    const includes = this.includes;
+    this.commands = new CommandPrefetch(files, {
+      program: (file, path, head) => libraries?.noticeHead(file, path, head),
+      read: (file, path, whole) => {
+        modules?.noticeRead(file, path, whole);
+        includes?.noticeRead(file, path, whole);
+      },
+      python: (file, path, args, cwd) => modules?.noticeCommand(file, path, args, cwd),
+    });
   }
+
+  /** Fetches what a container running a command reads first, before it starts (called by the mount). */
+  readonly commands: CommandPrefetch<Inode>;
 
   /** Whether directories whose files keep missing are fetched at once (on unless turned off). */
   private readonly directories: boolean;
@@ -393,9 +407,10 @@ export class LazyFs {
     return stack[stack.length - 1]!;
   }
 
-  private imageFiles(): ChainFiles<Inode> {
+  private imageFiles(): ChainFiles<Inode> & CommandFiles<Inode> {
     const chunksOf = (node: Inode) => node.table.chunksOf(node.row);
     return {
+      pathOf: (node) => `/${node.table.path(node.row)}`,
       names: (path) => this.resolve(path)?.children?.keys(),
       many: (ranges) => {
         // One getEach per layer, so that nearby files go in one request.

@@ -58,6 +58,27 @@ export class ModulePrefetch<F> extends ChainPrefetch<F> {
     } else if (isModule(path)) this.start({ file, path }, whole);
   }
 
+  /**
+   * The interpreter `file` (at `path`) is about to run `args`, its command line after the program,
+   * in `cwd`: what CPython imports as it starts, then what `-c` code imports, the `-m` module or the
+   * script (followed as a module).
+   */
+  noticeCommand(file: F, path: string, args: readonly string[], cwd: string): void {
+    this.noticeRead(file, path);
+    const main = pythonMain(args);
+    if (main === undefined) return;
+    if ('script' in main) {
+      const script = main.script.startsWith('/') ? main.script : `${cwd === '/' ? '' : cwd}/${main.script}`;
+      const found = this.files.resolve(script);
+      if (found !== undefined) this.start({ file: found, path: script });
+      return;
+    }
+    // sys.path[0] is the working directory (after the standard library's here: a module there
+    // shadowing one of the standard library's is rare; the image's root is left out).
+    if (cwd !== '/') this.addRoot(cwd);
+    this.fetch(this.find('code' in main ? importsOfSource(main.code) : [{ level: 0, name: main.module }], ''));
+  }
+
   protected override onHead(f: Found<F>, head: Buffer): void {
     this.onExtension(f.file, f.path, head);
   }
@@ -201,6 +222,34 @@ export class ModulePrefetch<F> extends ChainPrefetch<F> {
     this.extensions.set(dir, m);
     return m;
   }
+}
+
+/**
+ * What `python ARGS` runs: `-c`'s code, `-m`'s module or a script's path (as given); undefined for
+ * the prompt or standard input. Options as CPython parses them: short ones grouped, -W and -X
+ * taking a value, -c and -m ending the options.
+ */
+function pythonMain(args: readonly string[]): { code: string } | { module: string } | { script: string } | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') return args[i + 1] === undefined || args[i + 1] === '-' ? undefined : { script: args[i + 1]! };
+    if (arg === '-') return undefined;
+    if (arg.startsWith('--')) {
+      if (arg === '--check-hash-based-pycs') i++;
+      continue;
+    }
+    if (!arg.startsWith('-')) return { script: arg };
+    for (let j = 1; j < arg.length; j++) {
+      const opt = arg[j]!;
+      if (!'cmWX'.includes(opt)) continue;
+      const value = j + 1 < arg.length ? arg.slice(j + 1) : args[++i];
+      if (value === undefined) return undefined;
+      if (opt === 'c') return { code: value };
+      if (opt === 'm') return { module: value };
+      break;
+    }
+  }
+  return undefined;
 }
 
 /** Whether `path` is a Python module Python reads to run it (source, or compiled in __pycache__ or alone). */

@@ -13,6 +13,7 @@ import { TocError } from '../format/toc.js';
 import type { PrefetchProfile } from '../image/profile.js';
 import { findGzipIndexes } from '../image/gzip-index-registry.js';
 import { findPrefetchProfile, profileStatus, type ProfileStatus } from '../image/profile-registry.js';
+import { containerCommand } from '../oci/container-command.js';
 import type { Digest } from '../oci/digest.js';
 import { layerCompression } from '../oci/mediatypes.js';
 import type { ImageSource } from '../oci/store.js';
@@ -220,6 +221,7 @@ export class ImageMount {
     const config = image.config.then((c) => {
       this.metrics.metadataBytes = image.manifestDescriptor.size + c.configBytes.length + (image.index?.size ?? 0);
       this.metrics.metadataRequests = image.index ? 3 : 2;
+      return c.config;
     });
     config.catch(() => {}); // awaited below; a layer failing first must not leave it unhandled
     const opened = await Promise.all(
@@ -258,7 +260,7 @@ export class ImageMount {
     );
     this.layers.push(...opened);
     tocReads.clear(); // their bytes, read or not, are not kept with the image for the life of the mount
-    await config;
+    const command = containerCommand(await config);
     // The gzip index referrer (listing, manifest, index blobs) is image metadata, as the manifest
     // and config are; the layers that use an index have awaited it already.
     const fetched = (await gzipIndexes?.all)?.fetched;
@@ -289,6 +291,7 @@ export class ImageMount {
     const fsFor = (layer: 'merged' | number) => (layer === 'merged' ? mergedFs! : fsOf(buildLayerTree(indexes[layer]!, layer, opts.log)));
     await this.mounts.apply(plan, { fsFor, fsname, timeoutMs: opts.fuseTimeoutMs, log: opts.log });
     mergedFs?.libraries?.fetchLoader();
+    if (opts.prefetch) mergedFs?.commands.fetch(command);
     lap('mountedMs');
     const t = this.timings;
     opts.log(`process up ${Math.round(t0)} ms before; mounted in ${t.mountedMs} ms: manifest ${t.manifestMs} ms, layers (footers, TOCs, config) ${t.layersMs - t.manifestMs} ms, trees and FUSE ${t.mountedMs - t.layersMs} ms`);
