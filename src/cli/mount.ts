@@ -27,10 +27,11 @@ options:
   --cache-size SIZE     disk cache bound (default 10GiB)
   --memory-cache SIZE   memory cache bound (default 128MiB)
   --no-prefetch         do not fetch the prioritised files (eStargz landmark / --prefetch-list /
-                        profile) first, nor the loader and libc at mount, nor the shared
-                        libraries of a program being started, nor the modules a Python module
-                        being imported imports, nor the headers a C or C++ file being read
-                        includes, nor a directory whose files keep missing one by one
+                        profile) first, nor the loader, libc and the image's command
+                        (Entrypoint + Cmd) at mount, nor the shared libraries of a program
+                        being started, nor the modules a Python module being imported
+                        imports, nor the headers a C or C++ file being read includes, nor a
+                        directory whose files keep missing one by one
   --no-background-fetch do not fill the rest of the layers in the background
   --background-quiet S  the background fill starts S seconds after the last on-demand fetch
                         (default 5); it then sends one small request at a time, paced to the

@@ -49,6 +49,7 @@ function human(s: StatsReport): string {
     `  fetched ahead of Python's importer: ${t.modulesAhead} modules`,
     `  fetched ahead of the C/C++ compiler: ${t.headersAhead} headers`,
     `  directories fetched at once (their files missing one by one): ${t.dirsAhead}`,
+    `  fetched for the image's command at mount: ${t.commandFiles} files`,
   );
   return lines.join('\n');
 }

@@ -52,6 +52,8 @@ export class CommandPrefetch<F> {
   constructor(
     private readonly files: CommandFiles<F>,
     private readonly readers: CommandReaders<F>,
+    /** `commandFiles` counts the programs and argument files fetched. */
+    private readonly counters: { commandFiles: number },
   ) {}
 
   /** Resolves once nothing it sent is on its way (tests). */
@@ -87,6 +89,7 @@ export class CommandPrefetch<F> {
   private fetchProgram(file: F, path: string): void {
     if (this.seen.has(file)) return;
     this.seen.add(file);
+    this.counters.commandFiles++;
     const size = this.files.size(file);
     const head = this.files.firstChunkEnd(file);
     this.track(this.files.bytes(file, 0, head).then((bytes) => this.readers.program(file, path, bytes)));
@@ -98,6 +101,7 @@ export class CommandPrefetch<F> {
     const file = this.files.resolve(path);
     if (file === undefined || this.seen.has(file) || this.files.size(file) > ARGUMENT_MAX) return;
     this.seen.add(file);
+    this.counters.commandFiles++;
     const [whole] = this.files.many([{ file, from: 0, to: this.files.size(file) }]);
     this.track(whole!.then((bytes) => this.readers.read(file, path, bytes)));
   }

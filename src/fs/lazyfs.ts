@@ -138,7 +138,7 @@ export class LazyFs {
         includes?.noticeRead(file, path, whole);
       },
       python: (file, path, args, cwd) => modules?.noticeCommand(file, path, args, cwd),
-    });
+    }, metrics);
   }
 
   /** Fetches what a container running a command reads first, before it starts (called by the mount). */

@@ -54,6 +54,8 @@ export class MountMetrics {
   modulesAhead = 0;
   /** Headers fetched ahead of the C/C++ compiler: the includes of a source or header being read. */
   headersAhead = 0;
+  /** Files of the image's command fetched at mount: its program and the files its arguments name (command-prefetch). */
+  commandFiles = 0;
   /** Directories fetched at once because their files kept missing one by one (lazyfs). */
   dirsAhead = 0;
   readonly cache = new CacheCounters();

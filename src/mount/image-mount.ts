@@ -129,6 +129,8 @@ export interface StatsReport {
     headersAhead: number;
     /** Directories fetched at once, their files having missed one by one. */
     dirsAhead: number;
+    /** Files of the image's command (Entrypoint + Cmd) fetched at mount: its program, the files its arguments name. */
+    commandFiles: number;
   };
 }
 
@@ -412,6 +414,7 @@ export class ImageMount {
         modulesAhead: this.metrics.modulesAhead,
         headersAhead: this.metrics.headersAhead,
         dirsAhead: this.metrics.dirsAhead,
+        commandFiles: this.metrics.commandFiles,
       },
     };
   }

@@ -63,8 +63,9 @@ async function prefetched(argv: string[], workingDir: string) {
 }
 
 test("a Python command line: the interpreter (found along PATH, through its symlink) is fetched whole, with what CPython imports as it starts, what -c's code imports and theirs, and modules from the working directory; nothing else", { timeout: 60_000 }, async () => {
-  const { fs, readAll, since, cleanup } = await prefetched(['python3', '-c', 'import json, app; print(1)'], '/srv');
+  const { fs, metrics, readAll, since, cleanup } = await prefetched(['python3', '-c', 'import json, app; print(1)'], '/srv');
   try {
+    assert.equal(metrics.commandFiles, 1, 'the interpreter (the code is no file)');
     const lib = '/usr/lib/python3.11';
     for (const p of ['/usr/bin/python3', `${lib}/encodings/__init__.py`, `${lib}/encodings/aliases.py`, `${lib}/encodings/utf_8.py`, `${lib}/json/__init__.py`, `${lib}/json/decoder.py`, `${lib}/re.py`, '/srv/app.py', '/srv/helper.py']) {
       await readAll(p);
@@ -102,8 +103,9 @@ test('a Python command line with options before -m fetches that module and its p
 });
 
 test("a shell's -c script: each command's program (assignments and wrappers skipped), the small files its arguments name and what a C source includes; a large file is left to its reader", { timeout: 60_000 }, async () => {
-  const { fs, readAll, since, cleanup } = await prefetched(['/bin/sh', '-ec', 'CC=cc exec gcc -O2 -o /tmp/hello hello.c && /tmp/hello; env LANG=C sha256sum /data/blob'], '/src');
+  const { fs, metrics, readAll, since, cleanup } = await prefetched(['/bin/sh', '-ec', 'CC=cc exec gcc -O2 -o /tmp/hello hello.c && /tmp/hello; env LANG=C sha256sum /data/blob'], '/src');
   try {
+    assert.equal(metrics.commandFiles, 4, 'sh, gcc, sha256sum, hello.c');
     for (const p of ['/bin/sh', '/usr/bin/gcc', '/usr/bin/sha256sum', '/src/hello.c', '/src/hello.h', '/usr/include/stdio.h', '/usr/include/stddef.h', '/usr/include/stdc-predef.h']) {
       await readAll(p);
       assert.equal(since(), 0, `${p} was fetched ahead`);
