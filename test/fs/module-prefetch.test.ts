@@ -136,3 +136,47 @@ test('the interpreter read from offset 0 brings what CPython imports as it start
     await cleanup();
   }
 });
+
+test('a third-party package an import finds is fetched whole, in a few requests: modules, extension modules, not its tests nor data; one over the bound is left to the chain', { timeout: 120_000 }, async () => {
+  const site = '/usr/lib/python3/dist-packages';
+  let pad = 0;
+  const apart = (path: string, content: string | Buffer): SpecEntry[] => [{ path: `pad${pad++}`, content: noise(1 << 20, pad) }, { path, content }];
+  // The files of one package lie together in a layer, as tar order puts them.
+  const together = (path: string, content: string | Buffer): SpecEntry => ({ path, content });
+  const dirs = ['usr', 'usr/lib', 'usr/lib/python3.11', 'usr/lib/python3', 'usr/lib/python3/dist-packages', ...['big', 'big/sub', 'big/tests', 'huge', 'huge/sub'].map((d) => `usr/lib/python3/dist-packages/${d}`)];
+  const so = 'cpython-311-x86_64-linux-gnu.so';
+  const entries: SpecEntry[] = [
+    ...dirs.map((path) => ({ path })),
+    ...apart('usr/lib/python3.11/main.py', 'import big\nimport huge\n'),
+    ...apart(`${site.slice(1)}/big/__init__.py`, 'from . import core\n'),
+    together(`${site.slice(1)}/big/core.py`, 'X = 1\n'),
+    together(`${site.slice(1)}/big/sub/__init__.py`, 'Y = 1\n'),
+    together(`${site.slice(1)}/big/sub/deep.py`, 'Z = 1\n'),
+    together(`${site.slice(1)}/big/_ext.${so}`, noise(200 << 10, 7)),
+    ...apart(`${site.slice(1)}/big/tests/test_core.py`, 'T = 1\n'),
+    ...apart(`${site.slice(1)}/big/data.json`, '{}\n'),
+    ...apart(`${site.slice(1)}/huge/__init__.py`, 'H = 1\n'),
+    together(`${site.slice(1)}/huge/sub/__init__.py`, 'S = 1\n'),
+    together(`${site.slice(1)}/huge/_blob.${so}`, noise(33 << 20, 8)),
+    ...apart(`${site.slice(1)}/huge/sub/mod.py`, 'M = 1\n'),
+  ];
+  const { fs, layerMetrics, cleanup } = await setup([buildLayer(entries)]);
+  const requests = () => layerMetrics[0]!.requests;
+  try {
+    await fs.read('/usr/lib/python3.11/main.py', 0, 4096);
+    await fs.modules!.idle();
+    const ahead = requests();
+    assert.ok(ahead <= 4, `main's imports and big whole: ${ahead} requests`);
+    for (const p of ['big/__init__.py', 'big/core.py', 'big/sub/__init__.py', 'big/sub/deep.py', `big/_ext.${so}`, 'huge/__init__.py']) {
+      for (let off = 0; ; off += 128 << 10) if ((await fs.read(`${site}/${p}`, off, 128 << 10)).length === 0) break;
+      assert.equal(requests(), ahead, `${p} was fetched ahead`);
+    }
+    for (const p of ['big/tests/test_core.py', 'big/data.json', 'huge/sub/mod.py']) {
+      const before = requests();
+      await fs.read(`${site}/${p}`, 0, 4096);
+      assert.equal(requests(), before + 1, `${p} was not fetched ahead`);
+    }
+  } finally {
+    await cleanup();
+  }
+});
