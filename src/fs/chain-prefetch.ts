@@ -6,6 +6,7 @@
 // ahead), then followed in turn: the chain costs a round trip per level, not per file.
 // Only a guess: a file it does not find, or finds wrongly, costs a wasted fetch, never a wrong byte
 // (reads go through the store and are verified like any other).
+import { InFlight } from './in-flight.js';
 import type { ImageFiles } from './library-prefetch.js';
 
 /** The image's files as a chain prefetch needs them. */
@@ -29,7 +30,8 @@ const BATCHES = 2;
 
 export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
   private readonly seen = new Set<F>();
-  private readonly running = new Set<Promise<void>>();
+  /** What it fetches and follows; a subclass adds the fetches it makes itself. */
+  protected readonly inFlight = new InFlight();
   /** Files found while BATCHES batches were on their way: they go together in the next. */
   private queue: W[] = [];
   private batches = 0;
@@ -40,9 +42,9 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
     private readonly count: (files: number) => void,
   ) {}
 
-  /** Resolves once nothing is being fetched or followed (tests, and closing). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
+  /** Resolves once nothing is being fetched or followed (tests). */
+  idle(): Promise<void> {
+    return this.inFlight.idle();
   }
 
   /** What the file `w` (its bytes, whole) names: fetch them with `fetch`. */
@@ -64,7 +66,7 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
     if (this.seen.size >= MAX_FILES || !this.firstTime(w.file)) return;
     const size = this.files.size(w.file);
     if (size > MAX_FOLLOWED) return;
-    this.track(
+    this.inFlight.track(
       (async () => {
         const bytes = whole && whole.length === size ? whole : await this.files.bytes(w.file, 0, size);
         this.follow(w, bytes);
@@ -82,12 +84,6 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
     this.count(wanted.length);
     this.queue.push(...wanted);
     this.pump();
-  }
-
-  private track(work: Promise<void>): void {
-    // A failed fetch is the reader's to see, when (and if) it reads that file.
-    const p = work.catch(() => {}).finally(() => this.running.delete(p));
-    this.running.add(p);
   }
 
   /**
@@ -109,8 +105,8 @@ export abstract class ChainPrefetch<F, W extends Found<F> = Found<F>> {
         else if (b.length === sizes[i]) this.follow(f, b); // a file over MAX_FOLLOWED is fetched in part, not followed
       });
     });
-    for (const load of loads) this.track(load);
-    this.track(
+    for (const load of loads) this.inFlight.track(load);
+    this.inFlight.track(
       Promise.allSettled(loads).then(() => {
         this.batches--;
         this.pump();

@@ -8,6 +8,7 @@
 // every argument that names a small file of the image, as if just read (a script, a C source: the
 // module and include prefetches follow them). Only a guess: a container started with another
 // command costs some bytes fetched at read-ahead priority, never a wrong byte.
+import { InFlight } from './in-flight.js';
 import type { ImageFiles } from './library-prefetch.js';
 
 /** The image's files as the command prefetch needs them. */
@@ -47,7 +48,7 @@ const PREFIXES = new Set(['if', 'then', 'else', 'elif', 'do', 'while', 'until', 
 
 export class CommandPrefetch<F> {
   private readonly seen = new Set<F>();
-  private readonly running = new Set<Promise<unknown>>();
+  private readonly inFlight = new InFlight();
 
   constructor(
     private readonly files: CommandFiles<F>,
@@ -57,8 +58,8 @@ export class CommandPrefetch<F> {
   ) {}
 
   /** Resolves once nothing it sent is on its way (tests). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
+  idle(): Promise<void> {
+    return this.inFlight.idle();
   }
 
   fetch(command: Command, depth = 0): void {
@@ -92,8 +93,8 @@ export class CommandPrefetch<F> {
     this.counters.commandFiles++;
     const size = this.files.size(file);
     const head = this.files.firstChunkEnd(file);
-    this.track(this.files.bytes(file, 0, head).then((bytes) => this.readers.program(file, path, bytes)));
-    if (size <= PROGRAM_MAX && head < size) this.track(this.files.bytes(file, head, size));
+    this.inFlight.track(this.files.bytes(file, 0, head).then((bytes) => this.readers.program(file, path, bytes)));
+    if (size <= PROGRAM_MAX && head < size) this.inFlight.track(this.files.bytes(file, head, size));
   }
 
   private fetchArgument(arg: string, cwd: string): void {
@@ -103,13 +104,7 @@ export class CommandPrefetch<F> {
     this.seen.add(file);
     this.counters.commandFiles++;
     const [whole] = this.files.many([{ file, from: 0, to: this.files.size(file) }]);
-    this.track(whole!.then((bytes) => this.readers.read(file, path, bytes)));
-  }
-
-  private track(work: Promise<unknown>): void {
-    // A failed fetch is the reader's to see, when (and if) it reads that chunk.
-    const p = work.catch(() => {}).finally(() => this.running.delete(p));
-    this.running.add(p);
+    this.inFlight.track(whole!.then((bytes) => this.readers.read(file, path, bytes)));
   }
 }
 

@@ -7,6 +7,7 @@
 // When the program is GCC's compiler proper, what the driver runs after it comes too
 // (toolchain-prefetch.ts). Only a guess: a library it does not find, or finds wrongly, costs a
 // wasted fetch, never a wrong byte (reads go through the store and are verified like any other).
+import { InFlight } from './in-flight.js';
 import { cString, multiarchTriplet, parseDynamic, parseElfHead, type FileRange } from './elf.js';
 import { gccNextFiles } from './toolchain-prefetch.js';
 
@@ -72,7 +73,7 @@ function searchDirs(machine: number, runpath: string | undefined, origin: string
 
 export class LibraryPrefetch<F> {
   private readonly seen = new Set<F>();
-  private readonly running = new Set<Promise<void>>();
+  private readonly inFlight = new InFlight();
   private ldCacheFetched = false;
   private glibcStartFetched = false;
   private toolchainFetched = false;
@@ -87,7 +88,7 @@ export class LibraryPrefetch<F> {
   noticeHead(file: F, path: string, head: Buffer): void {
     if (this.seen.has(file)) return;
     this.seen.add(file);
-    this.track(this.follow(file, path, head, 0));
+    this.inFlight.track(this.follow(file, path, head, 0));
     const toolchain = this.toolchainFetched ? undefined : gccNextFiles(path);
     if (toolchain) {
       // GCC's compiler proper is starting: what the driver runs after it, behind its reads (toolchain-prefetch.ts).
@@ -126,15 +127,9 @@ export class LibraryPrefetch<F> {
     this.fetchAhead(this.files.resolve(LD_SO_CACHE), LD_SO_CACHE, depth, false);
   }
 
-  /** Resolves once nothing is being fetched or followed (tests, and closing). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
-  }
-
-  private track(work: Promise<void>): void {
-    // A failed fetch is the reader's to see, when (and if) it reads that chunk.
-    const p = work.catch(() => {}).finally(() => this.running.delete(p));
-    this.running.add(p);
+  /** Resolves once nothing is being fetched or followed (tests). */
+  idle(): Promise<void> {
+    return this.inFlight.idle();
   }
 
   private async follow(file: F, path: string, head: Buffer, depth: number): Promise<void> {
@@ -190,7 +185,7 @@ export class LibraryPrefetch<F> {
       ranges.push({ file, from: 0, to: this.files.size(file) });
     }
     this.counters.filesAhead += ranges.length;
-    for (const fetched of this.files.many(ranges)) this.track(fetched.then(() => {}));
+    for (const fetched of this.files.many(ranges)) this.inFlight.track(fetched);
   }
 
   /** Fetches the first chunk of `file` (at `path`) and, for a library, follows what it needs. */
@@ -198,7 +193,7 @@ export class LibraryPrefetch<F> {
     if (file === undefined || this.seen.has(file) || depth >= MAX_DEPTH || this.seen.size >= MAX_FILES) return;
     this.seen.add(file);
     this.counters.filesAhead++;
-    this.track(
+    this.inFlight.track(
       (async () => {
         const head = await this.files.bytes(file, 0, this.files.firstChunkEnd(file));
         if (library) await this.follow(file, path, head, depth + 1);

@@ -149,7 +149,7 @@ export class ModulePrefetch<F> extends ChainPrefetch<F> {
     };
     if (!walk(dir, 0)) return;
     found.push(...modules);
-    this.files.many(rest).forEach((p) => p.catch(() => {})); // a failure is the reader's to see
+    for (const fetched of this.files.many(rest)) this.inFlight.track(fetched);
   }
 
   /**
