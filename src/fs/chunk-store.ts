@@ -41,6 +41,8 @@ interface LayerState extends StoreLayer {
   /** Blob offset and time of the last on-demand miss (-1: none yet): where reading goes on. */
   lastMissAt: number;
   lastMissTime: number;
+  /** Loads started in this turn of the event loop, to be sent together (see `startFill`): prefetches, and read-ahead with guesses. */
+  gathered: Map<'known' | 'other', { missing: Pending[]; priority: Priority }>;
 }
 
 /** A chunk being loaded: its promise stays in `inflight` until it is on disk too, so no one refetches it meanwhile. */
@@ -131,7 +133,7 @@ export class ChunkStore {
     layers: readonly StoreLayer[],
     private readonly log: (message: string) => void,
   ) {
-    this.layers = layers.map((l, index) => ({ ...l, index, neighbourhood: new Neighbourhood(), lastMissAt: -1, lastMissTime: 0 }));
+    this.layers = layers.map((l, index) => ({ ...l, index, neighbourhood: new Neighbourhood(), lastMissAt: -1, lastMissTime: 0, gathered: new Map() }));
   }
 
   /**
@@ -168,8 +170,33 @@ export class ChunkStore {
       missing.push(m);
       results.push(sliceOf(chunk, m.promise));
     }
-    if (missing.length > 0) this.fill(ls, missing, priority).catch((err: Error) => missing.forEach((m) => this.settle(m, err)));
+    if (missing.length > 0) this.startFill(ls, missing, priority);
     return results;
+  }
+
+  /**
+   * Sends a load's missing chunks. A read's go at once and the background fill's alone, in paced
+   * slices; the other loads of a layer started in the same turn of the event loop go together, as
+   * one load at the most urgent of their priorities, so that their ranges share requests (a mount's
+   * loader, libc, program and first modules; the libraries and modules one file names). Prefetches
+   * gather only with prefetches: guesses wait while known files are fetched (see the scheduler).
+   */
+  private startFill(ls: LayerState, missing: Pending[], priority: Priority): void {
+    const send = (ms: Pending[], p: Priority) => this.fill(ls, ms, p).catch((err: Error) => ms.forEach((m) => this.settle(m, err)));
+    if (priority === Priority.Read || priority === Priority.Background) return void send(missing, priority);
+    const kind = priority === Priority.Prefetch ? 'known' : 'other';
+    const open = ls.gathered.get(kind);
+    if (open) {
+      open.missing.push(...missing);
+      open.priority = Math.min(open.priority, priority);
+      return;
+    }
+    const gathered = { missing: [...missing], priority };
+    ls.gathered.set(kind, gathered);
+    setImmediate(() => {
+      ls.gathered.delete(kind);
+      void send(gathered.missing, gathered.priority);
+    });
   }
 
   /** Like `get`, for warming the caches: failures are logged (once per `what`), not thrown. */
@@ -325,13 +352,12 @@ export class ChunkStore {
   }
 
   /**
-   * The coalesced ranges of one load, as requests: each alone, or, for known and guessed files
-   * (prefetch, speculative) of a blob that can, several in one multi-range request of at most
-   * MULTI_RANGE bytes. numpy + pandas: Python's import guesses were ~150 requests of a few ranges
+   * The coalesced ranges of one load, as requests: a read's each alone (each is waited for), others
+   * of a blob that can several in one multi-range request of at most MULTI_RANGE bytes. numpy + pandas: Python's import guesses were ~150 requests of a few ranges
    * each, a round trip apiece; closer ranges would have meant fetching the gaps between them.
    */
   private requestsOf(ls: LayerState, groups: Array<CoalescedRange<PendingSpan>>, priority: Priority): Array<Array<CoalescedRange<PendingSpan>>> {
-    if (groups.length < 2 || !ls.remote || !ls.blob.readRanges || (priority !== Priority.Prefetch && priority !== Priority.Speculative)) return groups.map((g) => [g]);
+    if (groups.length < 2 || !ls.remote || !ls.blob.readRanges || priority === Priority.Read || priority === Priority.Background) return groups.map((g) => [g]);
     const requests: Array<Array<CoalescedRange<PendingSpan>>> = [];
     let bytes = Infinity;
     for (const g of groups) {

@@ -247,6 +247,36 @@ test('guessed files far apart go as one multi-range request, each served as its 
   }
 });
 
+test('read-ahead and guesses of a layer started in one turn share one request at read-ahead priority; a prefetch started beside them goes apart', { timeout: 30_000 }, async () => {
+  const layer = buildLayer(smallFiles());
+  const rec = recording(layer.blob, 0, true);
+  const env = await setup([{ ...layer, blob: rec.blob }]);
+  const chunk = (path: string) => layer.toc.entries.find((e) => e.path === path)!.chunks[0]!;
+  try {
+    // Three loads in one turn, as a mount's loader, program and first modules: f00 and big close enough to coalesce, g9 far from both.
+    await Promise.all([
+      env.store.get(0, [chunk('far/g9')], Priority.ReadAhead),
+      env.store.get(0, [chunk('lib/f00')], Priority.Speculative),
+      env.store.get(0, [chunk('big')], Priority.ReadAhead),
+    ]);
+    assert.equal(rec.seen.length, 1, 'one request');
+    assert.deepEqual(rec.seen[0]!.ranges!.map((r) => r.offset), [chunk('lib/f00').start, chunk('far/g9').start]);
+    assert.deepEqual(env.scheduler.sent, [0, 1, 0, 0, 0], 'sent at read-ahead priority');
+    // Loads in different turns are not held for each other.
+    await env.store.get(0, [chunk('far/g0')], Priority.ReadAhead);
+    await env.store.get(0, [chunk('far/g4')], Priority.ReadAhead);
+    assert.equal(rec.seen.length, 3);
+    // A prefetch and a guess in one turn: two requests (guesses wait while known files are fetched).
+    await Promise.all([env.store.get(0, [chunk('far/g2')], Priority.Prefetch), env.store.get(0, [chunk('far/g6')], Priority.Speculative)]);
+    assert.equal(rec.seen.length, 5);
+    assert.deepEqual(env.scheduler.sent, [0, 3, 1, 1, 0]);
+    for (const [i, p] of ['lib/f00', 'far/g9', 'far/g2', 'far/g6'].entries()) assert.deepEqual(await env.readAll(`/${p}`), noise(3000, [1, 209, 202, 206][i]!));
+    assert.equal(rec.seen.length, 5, 'reading them fetches nothing');
+  } finally {
+    await env.cleanup();
+  }
+});
+
 test('a multi-range request that breaks off after its first range: that range is served, the rest get the error, and are fetched again when read', { timeout: 30_000 }, async () => {
   const layer = buildLayer(smallFiles());
   const rec = recording(layer.blob, 0, true);
