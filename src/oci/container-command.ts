@@ -13,10 +13,19 @@ export interface ContainerCommand {
   workingDir: string;
 }
 
+/**
+ * The strings of a config field that should be a list of them. validate.ts checks only that the
+ * config's `config` is an object: a field of another shape reads as absent (or loses its
+ * non-strings), so that an odd image mounts instead of failing on its command.
+ */
+function strings(field: unknown): string[] {
+  return Array.isArray(field) ? field.filter((a): a is string => typeof a === 'string') : [];
+}
+
 /** The environment a container of `config` gets (its Env; PATH defaults as Docker's does). */
 function imageEnvironment(config: ImageConfig): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const kv of config.config?.Env ?? []) {
+  for (const kv of strings(config.config?.Env)) {
     const eq = kv.indexOf('=');
     if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
@@ -26,9 +35,9 @@ function imageEnvironment(config: ImageConfig): Record<string, string> {
 
 export function containerCommand(config: ImageConfig): ContainerCommand {
   const c = config.config;
-  const wd = c?.WorkingDir ?? '';
+  const wd = typeof c?.WorkingDir === 'string' ? c.WorkingDir : '';
   return {
-    argv: [...(c?.Entrypoint ?? []), ...(c?.Cmd ?? [])].filter((a): a is string => typeof a === 'string'),
+    argv: [...strings(c?.Entrypoint), ...strings(c?.Cmd)],
     env: imageEnvironment(config),
     workingDir: wd.startsWith('/') ? wd : `/${wd}`,
   };
