@@ -129,3 +129,28 @@ test('nothing is fetched for a command the image does not have, an empty one, or
     }
   }
 });
+
+test('a command prefetch whose fetches fail settles quietly and caches nothing; reading the files then fetches them, right, once the registry answers', { timeout: 60_000 }, async () => {
+  const layer = buildLayer(image());
+  let down = true;
+  const failing = {
+    ...layer.blob,
+    read: (offset: number, length: number) => (down ? Promise.reject(new Error('registry went away')) : layer.blob.read(offset, length)),
+    close: () => layer.blob.close(),
+  };
+  const f = await setup([{ ...layer, blob: failing }]);
+  try {
+    f.fs.commands.fetch({ argv: ['python3', '-c', 'import json'], env: { PATH }, workingDir: '/srv' });
+    await f.fs.commands.idle();
+    await Promise.all([f.fs.libraries!.idle(), f.fs.modules!.idle()]);
+    assert.equal(f.metrics.commandFiles, 1, 'the interpreter was sent for');
+    down = false;
+    const python = layer.toc.entries.find((e) => e.path === 'usr/bin/python3.11')!;
+    const before = f.layerMetrics[0]!.requests;
+    assert.deepEqual(await f.readAll('/usr/bin/python3.11'), noise(300 << 10, 1));
+    assert.ok(f.layerMetrics[0]!.requests > before, `the interpreter (${python.chunks.length} chunks) was fetched when read: the failed prefetch cached none of it`);
+    assert.deepEqual(await f.readAll('/usr/lib/python3.11/json/__init__.py'), Buffer.from('from .decoder import JSONDecoder\n'));
+  } finally {
+    await f.cleanup();
+  }
+});
