@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { runInRootfs } from '../../src/cli/_workload.js';
 import { parseFooter } from '../../src/format/estargz/footer.js';
 import { parseManifestPosition } from '../../src/format/zstdchunked/footer.js';
+import { machineIdle } from '../../src/mount/machine-idle.js';
 import { Annotation } from '../../src/oci/mediatypes.js';
 import type { ImageConfig, ImageManifest } from '../../src/oci/types.js';
 import { assertLinkMatches, checkLink, startEmulatedRegistry, type EmulatedRegistry } from '../net/link.js';
@@ -195,6 +196,19 @@ function cleanupOnSignal(cleanup: () => Promise<void>): () => void {
   };
 }
 
+/** The longest a sample waits for the machine to settle (see `settle`). */
+const SETTLE_MS = 15_000;
+
+/**
+ * Lets the machine settle before a sample, untimed: the dirty pages the last one left written (a
+ * stargz sample of the data image leaves ~400 MB of cache files) and the CPUs idle for a second, so
+ * that a sample does not pay for the one before it.
+ */
+async function settle(): Promise<void> {
+  await runTool('sync', []);
+  await machineIdle(() => false, SETTLE_MS);
+}
+
 async function runSample(image: PreparedImage, mode: Mode, index: number, engine: Engine, reg: EmulatedRegistry, workRoot: string): Promise<Sample & { stdout: string }> {
   const recipe = image.built.recipe;
   const work = await mkdtemp(join(workRoot, `${recipe.name}-${mode}-`));
@@ -302,7 +316,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
           "Starling's lazy modes mount with its default options (background fetch on, after a quiet period) on a host that has mounted before: the spare daemon a mount leaves is there, started untimed (`starling spare`); lazy-first is the first mount on a host (no spare); lazy-no-bg adds --no-background-fetch.",
           ...(opts.modes.some((m) => m.startsWith('stargz')) ? ["stargz: stargz-snapshotter 0.12 (Debian)'s fs package with its default config (prefetch and background fetch on), on the same estargz blobs as lazy (stargz-optimised: as lazy-optimised): one FUSE mount per layer under overlayfs, as containerd does after `ctr-remote image rpull`."] : []),
           ...(opts.modes.some(isContainerdMode) ? [CONTAINERD_NOTE] : []),
-          `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode).`,
+          `Run order shuffled with seed ${opts.seed}; the registry's own disk cache stays warm between samples (server side, the same for every mode); before each sample, untimed, the machine settles (sync, then CPUs idle for a second, at most ${SETTLE_MS / 1000} s).`,
         ],
       };
       r.notes.push(...acceptanceNotes(r));
@@ -310,6 +324,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     };
     const reference = new Map<string, string>();
     for (const [i, step] of plan.entries()) {
+      await settle();
       const s = await runSample(images.get(step.image)!, step.mode, step.index, engine, reg, workRoot);
       // Every start of an image must print the same thing: a lazy read of wrong bytes shows here.
       if (s.error === undefined) {
